@@ -1,0 +1,131 @@
+"""The exceptions pipeforge raises, in one tree.
+
+Every error a user can cause or meet derives from :class:`PipeforgeError`,
+and also from the builtin a caller would naturally catch::
+
+    PipeforgeError
+    ├── ConfigError (ValueError)         a config file is wrong; exit status 2
+    ├── UsageError (ValueError)          a script was called wrongly; exit status 2
+    ├── PersistenceError                 reading or writing models failed
+    │   ├── UnknownVersionError (LookupError)   no model with that version
+    │   ├── NoModelError (LookupError)          nothing stored / activated yet
+    │   └── ModelWriteError                     a model could not be stored
+    ├── DataError                        a dataset could not be loaded
+    ├── PredictError                     a model refused to predict
+    ├── RequestError (ValueError)        an HTTP request was malformed (400)
+    └── VersionError                     a pipeline's ops are not linked
+
+The CLI turns these into one line on stderr and an exit status; the HTTP
+layer turns them into the documented JSON error body.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PipeforgeError",
+    "ConfigError",
+    "UsageError",
+    "PersistenceError",
+    "UnknownVersionError",
+    "NoModelError",
+    "ModelWriteError",
+    "DataError",
+    "PredictError",
+    "RequestError",
+    "VersionError",
+]
+
+
+class PipeforgeError(Exception):
+    """Base of every error pipeforge raises on purpose."""
+
+
+class ConfigError(PipeforgeError, ValueError):
+    """A configuration is wrong; says which file, which key and what is wrong.
+
+    ``str(error)`` is the one line a user sees:
+    ``config.py: model.__factory__: cannot import 'sklearn.nope.Foo' (...)``.
+    """
+
+    def __init__(self, problem: str, *, source: str | None = None, key: str | None = None):
+        self.problem = problem
+        self.source = source
+        self.key = key
+        super().__init__(problem)
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.source, self.key) if p]
+        parts.append(self.problem)
+        return ": ".join(parts)
+
+    def located(self, *, source: str | None = None, key: str | None = None) -> "ConfigError":
+        """Fill in where the error happened, keeping what is already known."""
+        if self.source is None and source is not None:
+            self.source = source
+        if self.key is None and key is not None:
+            self.key = key
+        return self
+
+
+class UsageError(PipeforgeError, ValueError):
+    """A script got arguments it cannot use."""
+
+
+class PersistenceError(PipeforgeError):
+    """Reading or writing models failed."""
+
+
+class UnknownVersionError(PersistenceError, LookupError):
+    """No model with the requested version exists.
+
+    Every persister raises it through this class so the wording is the same
+    whatever the storage.
+    """
+
+    def __init__(self, version, available=()):
+        self.version = version
+        self.available = list(available)
+        known = ", ".join(str(v) for v in self.available) or "none"
+        super().__init__(f"no model with version {version!r} (available versions: {known})")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class NoModelError(PersistenceError, LookupError):
+    """There is no model to read: none was written or none is active."""
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else "no model has been stored yet"
+
+
+class ModelWriteError(PersistenceError):
+    """A model could not be stored; nothing of it was kept."""
+
+
+class DataError(PipeforgeError):
+    """A dataset loader could not produce data."""
+
+
+class PredictError(PipeforgeError):
+    """Raised by a model to say it cannot deliver a prediction for this input."""
+
+    def __init__(self, error_message: str, error_code: int = -1):
+        self.error_message = error_message
+        self.error_code = error_code
+        super().__init__(error_message, error_code)
+
+    def __str__(self) -> str:
+        return f"{self.error_message} ({self.error_code})"
+
+
+class RequestError(PipeforgeError, ValueError):
+    """An HTTP request cannot be turned into samples (answered with 400)."""
+
+    def __init__(self, message: str, error_code: int = -1):
+        self.error_code = error_code
+        super().__init__(message)
+
+
+class VersionError(PipeforgeError):
+    """A pipeline's ops were not trained on their upstream's current versions."""
