@@ -1,0 +1,84 @@
+"""Turning dotted names from config files into Python objects.
+
+Palladium configs name ``palladium.x.y``; those names resolve to
+``pipeforge.x.y`` so an unmodified Palladium config runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import ConfigError
+
+__all__ = ["resolve_dotted_name", "decorate"]
+
+_ALIASES = {"palladium": "pipeforge"}
+
+
+def resolve_dotted_name(name: str):
+    """Import ``name`` (``pkg.mod.attr`` or ``pkg.mod:attr``) and return the object.
+
+    Raises :class:`ConfigError` saying what could not be found.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"expected a dotted name like 'package.module.attr'; got {name!r}")
+    name = name.strip()
+    head = name.split(".", 1)[0].split(":", 1)[0]
+    if head in _ALIASES:
+        name = _ALIASES[head] + name[len(head):]
+    if ":" in name:
+        module_name, _, attr_path = name.partition(":")
+        module = _import(module_name, name)
+        return _walk(module, attr_path.split("."), name)
+    parts = name.split(".")
+    # Import the longest importable module prefix, then walk attributes.
+    for cut in range(len(parts), 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # Only "this very module does not exist" means: try a shorter prefix.
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue
+            raise ConfigError(f"cannot import {name!r}: {exc}") from exc
+        except Exception as exc:
+            raise ConfigError(f"cannot import {name!r}: {type(exc).__name__}: {exc}") from exc
+        return _walk(module, parts[cut:], name)
+    raise ConfigError(f"cannot import {name!r}: no module named {parts[0]!r}")
+
+
+def _import(module_name: str, full: str):
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(f"cannot import {full!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _walk(obj, attrs, full):
+    for attr in attrs:
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            raise ConfigError(
+                f"cannot import {full!r}: {getattr(obj, '__name__', obj)!r} has no attribute {attr!r}"
+            ) from None
+    return obj
+
+
+def decorate(func, config, list_name: str):
+    """Wrap ``func`` in the decorators named by the config entry ``list_name``.
+
+    The entry is a list of dotted names (or callables); the first one listed
+    is the outermost, as if written top to bottom above ``def``. A missing
+    entry means no decorators.
+    """
+    names = config.get(list_name) or []
+    if isinstance(names, str):
+        names = [names]
+    wrapped = func
+    for entry in reversed(list(names)):
+        decorator = resolve_dotted_name(entry) if isinstance(entry, str) else entry
+        if not callable(decorator):
+            raise ConfigError(f"{entry!r} is not a decorator (not callable)", key=list_name)
+        wrapped = decorator(wrapped)
+    return wrapped

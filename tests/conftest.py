@@ -1,0 +1,5 @@
+"""Shared test setup: each real service lives in a plugin under tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.postgres",
+]
