@@ -7,6 +7,7 @@ the heavy modules load when first used.
 from .errors import (
     ConfigError,
     DataError,
+    MissingKeyError,
     ModelWriteError,
     NoModelError,
     PersistenceError,
@@ -24,6 +25,7 @@ __all__ = [
     "__version__",
     "PipeforgeError",
     "ConfigError",
+    "MissingKeyError",
     "UsageError",
     "PersistenceError",
     "UnknownVersionError",

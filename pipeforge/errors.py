@@ -5,6 +5,7 @@ and also from the builtin a caller would naturally catch::
 
     PipeforgeError
     ├── ConfigError (ValueError)         a config file is wrong; exit status 2
+    │   └── MissingKeyError (KeyError)   a required entry is absent
     ├── UsageError (ValueError)          a script was called wrongly; exit status 2
     ├── PersistenceError                 reading or writing models failed
     │   ├── UnknownVersionError (LookupError)   no model with that version
@@ -24,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "PipeforgeError",
     "ConfigError",
+    "MissingKeyError",
     "UsageError",
     "PersistenceError",
     "UnknownVersionError",
@@ -58,13 +60,20 @@ class ConfigError(PipeforgeError, ValueError):
         parts.append(self.problem)
         return ": ".join(parts)
 
-    def located(self, *, source: str | None = None, key: str | None = None) -> "ConfigError":
+    def located(self, *, source: str | None = None, key: str | None = None) -> ConfigError:
         """Fill in where the error happened, keeping what is already known."""
         if self.source is None and source is not None:
             self.source = source
         if self.key is None and key is not None:
             self.key = key
         return self
+
+
+class MissingKeyError(ConfigError, KeyError):
+    """A required config entry is absent; also a ``KeyError`` for dict-minded callers."""
+
+    def __str__(self) -> str:
+        return ConfigError.__str__(self)
 
 
 class UsageError(PipeforgeError, ValueError):

@@ -25,7 +25,7 @@ def resolve_dotted_name(name: str):
     name = name.strip()
     head = name.split(".", 1)[0].split(":", 1)[0]
     if head in _ALIASES:
-        name = _ALIASES[head] + name[len(head):]
+        name = _ALIASES[head] + name[len(head) :]
     if ":" in name:
         module_name, _, attr_path = name.partition(":")
         module = _import(module_name, name)
