@@ -503,9 +503,8 @@ def load_config(paths: str | Iterable[str], **extra) -> Config:
             try:
                 init(config)
             except ConfigError as exc:
-                raise exc.located(
-                    source=builder.source_of((key.split(".")[0].split("[")[0],)), key=key
-                )  # noqa: B904 (re-raise, now located)
+                top = key.split(".")[0].split("[")[0]
+                raise exc.located(source=builder.source_of((top,)), key=key)  # noqa: B904
             except Exception as exc:
                 raise ConfigError(
                     f"initializing the component failed: {type(exc).__name__}: {exc}",
