@@ -1,0 +1,184 @@
+"""The one place that runs a script: parse arguments, load the config, map errors to exit codes.
+
+Exit status: 0 on success, 2 for usage and configuration errors, 1 for any
+other failure (130 on Ctrl-C). Errors are one line on stderr,
+``<prog>: error: <message>``; ``--debug`` (or ``PIPEFORGE_DEBUG=1``) lets
+the exception through for a full traceback.
+
+This module must stay cheap to import (``pf-version``): the config and
+everything heavy load inside :func:`run_script`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import ConfigError, PipeforgeError, PredictError, UsageError
+
+__all__ = ["run_script", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _prog(doc: str) -> str:
+    """The program name: the first word after ``Usage:`` in the docopt text."""
+    lines = doc.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip().lower().startswith("usage:"):
+            rest = line.strip()[len("usage:") :].split()
+            if rest:
+                return rest[0]
+            for following in lines[index + 1 :]:
+                if following.strip():
+                    return following.split()[0]
+    return os.path.basename(sys.argv[0]) or "pipeforge"
+
+
+def _wants_debug(argv: Sequence[str]) -> bool:
+    return "--debug" in argv or os.environ.get("PIPEFORGE_DEBUG", "") not in ("", "0")
+
+
+def _error(prog: str, message: str) -> None:
+    message = " ".join(str(message).split("\n")).strip() or "unknown error"
+    print(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def _default_logging(config) -> Callable[[], None] | None:
+    """Log pipeforge's INFO messages to stderr unless the config has a ``logging`` entry.
+
+    Returns a function that undoes it, so in-process callers (tests) are left clean.
+    """
+    if config is not None and "logging" in config:
+        return None
+    logger = logging.getLogger("pipeforge")
+    if logger.handlers:
+        return None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s: %(message)s"))
+    old_level = logger.level
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+    return undo
+
+
+def _locate(exc: ConfigError, config) -> ConfigError:
+    """Name the config file(s) in a ConfigError raised by a component."""
+    sources = getattr(config, "sources", None)
+    if sources and exc.source is None:
+        exc.located(source=", ".join(str(s) for s in sources))
+    return exc
+
+
+def _start_background(config, mode: str) -> list:
+    """Start the config's background components a script needs; return them.
+
+    Scheduled dataset loaders are always started (their data exists only
+    once loaded); in ``predict`` mode everything is, so a long-running
+    ``pf-stream`` picks up new models like the server does. Fitting scripts
+    leave the model cache alone: it would only read a model they never use.
+    """
+    if config is None or not hasattr(config, "background"):
+        return []
+    from .interfaces import DatasetLoader
+
+    started = []
+    try:
+        for component in config.background():
+            if mode == "predict" or isinstance(component, DatasetLoader):
+                component.start()
+                started.append(component)
+    except BaseException:
+        for component in started:
+            component.stop(5.0)
+        raise
+    return started
+
+
+def run_script(
+    doc: str,
+    argv: Sequence[str] | None,
+    body: Callable[[Any, Any], int | None],
+    *,
+    needs_config: bool = True,
+    mode: str = "fit",
+) -> int:
+    """Run ``body(args, config)`` as a script and return its exit status.
+
+    ``doc`` is the docopt usage text; ``config`` is ``None`` when
+    ``needs_config`` is false. ``body`` returns an exit status or ``None``
+    for success. Background components the script needs are started before
+    ``body`` runs and stopped afterwards.
+    """
+    from docopt import DocoptExit, docopt
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = _prog(doc)
+    debug = _wants_debug(argv)
+    if "-h" in argv or "--help" in argv:
+        print(doc.strip("\n"))
+        return EXIT_OK
+    try:
+        args = docopt(doc, argv=argv, default_help=False)
+    except DocoptExit as exc:
+        print(str(exc.code).strip(), file=sys.stderr)
+        return EXIT_USAGE
+
+    config = None
+    undo_logging = None
+    started: list = []
+    try:
+        if needs_config:
+            from .config import initialize_config
+
+            config = initialize_config(__mode__=mode)
+        undo_logging = _default_logging(config)
+        started = _start_background(config, mode)
+        status = body(args, config)
+        return EXIT_OK if status is None else int(status)
+    except (ConfigError, UsageError) as exc:
+        if debug:
+            raise
+        if isinstance(exc, ConfigError):
+            _locate(exc, config)
+        _error(prog, str(exc))
+        return EXIT_USAGE
+    except PredictError as exc:
+        if debug:
+            raise
+        _error(prog, exc.error_message)
+        return EXIT_FAILURE
+    except (PipeforgeError, OSError) as exc:
+        if debug:
+            raise
+        _error(prog, str(exc))
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _error(prog, "interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        _error(prog, f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return EXIT_FAILURE
+    finally:
+        for component in started:
+            try:
+                component.stop(5.0)
+            except Exception:  # stopping must not hide the real outcome
+                logging.getLogger(__name__).exception("stopping %r failed", component)
+        if undo_logging is not None:
+            undo_logging()

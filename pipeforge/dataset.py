@@ -1,0 +1,247 @@
+"""Dataset loaders: turn a file, a database query or a schedule into ``(X, y)``.
+
+All loaders follow the component contract: the constructor only stores its
+arguments, reading happens when the loader is called. Relative file paths
+resolve against the folder of the config file that built the loader (the
+config's ``here``), or against the current directory when there is none.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .errors import ConfigError, DataError
+from .interfaces import Background, DatasetLoader
+
+__all__ = ["Table", "CSV", "SQL", "EmptyDatasetLoader", "ScheduledDatasetLoader"]
+
+logger = logging.getLogger(__name__)
+
+
+def _split(frame, target_column, ndarray: bool, what: str):
+    """Split a DataFrame into features and target, as arrays when ``ndarray``."""
+    y = None
+    if target_column is not None:
+        if target_column not in frame.columns:
+            columns = ", ".join(repr(str(c)) for c in frame.columns)
+            raise DataError(
+                f"dataset {what} has no target column {target_column!r} (columns: {columns})"
+            )
+        y = frame[target_column]
+        frame = frame.drop(columns=[target_column])
+    if ndarray:
+        frame = frame.to_numpy()
+        y = y.to_numpy() if y is not None else None
+    return frame, y
+
+
+class _FileLoader(DatasetLoader):
+    """Reads a delimited text file with pandas; subclasses choose the separator."""
+
+    _default_sep = "\t"
+
+    def __init__(
+        self,
+        path: str,
+        target_column: str | None = None,
+        ndarray: bool = True,
+        **read_kwargs: Any,
+    ):
+        self.path = path
+        self.target_column = target_column
+        self.ndarray = ndarray
+        self.read_kwargs = read_kwargs
+        self._here: str | None = None
+
+    def initialize_component(self, config) -> None:
+        """Remember the config's folder so a relative ``path`` is read from there."""
+        self._here = getattr(config, "here", None)
+
+    def resolved_path(self) -> str:
+        """The path that will be read: relative paths are taken from the config's folder."""
+        if not isinstance(self.path, (str, os.PathLike)):
+            raise ConfigError(
+                f"parameter 'path' of {type(self).__name__} must be a file name or URL; "
+                f"got {self.path!r} instead"
+            )
+        path = os.fspath(self.path)
+        if "://" in path or os.path.isabs(path) or not self._here:
+            return path
+        return os.path.join(self._here, path)
+
+    def __call__(self):
+        import pandas as pd
+
+        kwargs = {"sep": self._default_sep, **self.read_kwargs}
+        path = self.resolved_path()
+        logger.debug("reading dataset %s", path)
+        try:
+            frame = pd.read_csv(path, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(
+                f"bad keyword argument for {type(self).__name__} (passed on to "
+                f"pandas.read_csv): {exc}"
+            ) from exc
+        except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise DataError(f"cannot read dataset {self.path!r}: {exc}") from exc
+        return _split(frame, self.target_column, self.ndarray, repr(self.path))
+
+
+class Table(_FileLoader):
+    """Tab-separated file (like ``pandas.read_table``); extra keywords go to pandas.
+
+    Pass ``sep=','`` for comma-separated data, as Palladium's iris example does.
+    """
+
+    _default_sep = "\t"
+
+
+class CSV(_FileLoader):
+    """Comma-separated file; extra keywords go to ``pandas.read_csv``."""
+
+    _default_sep = ","
+
+
+class SQL(DatasetLoader):
+    """Rows of an SQL query against any SQLAlchemy URL, via ``pandas.read_sql``."""
+
+    def __init__(
+        self,
+        url: str,
+        sql: str,
+        target_column: str | None = None,
+        ndarray: bool = True,
+        **read_kwargs: Any,
+    ):
+        self.url = url
+        self.sql = sql
+        self.target_column = target_column
+        self.ndarray = ndarray
+        self.read_kwargs = read_kwargs
+        self._here: str | None = None
+
+    def initialize_component(self, config) -> None:
+        """Remember the config's folder so relative SQLite files are found there."""
+        self._here = getattr(config, "here", None)
+
+    def _url(self):
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(self.url)
+        except (ArgumentError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"parameter 'url' of SQL must be an SQLAlchemy URL; got {self.url!r} instead"
+            ) from exc
+        database = url.database
+        if (
+            url.get_backend_name() == "sqlite"
+            and database
+            and database != ":memory:"
+            and not database.startswith("file:")
+            and not os.path.isabs(database)
+            and self._here
+        ):
+            url = url.set(database=os.path.join(self._here, database))
+        return url
+
+    def __call__(self):
+        import pandas as pd
+        import sqlalchemy
+        from sqlalchemy.exc import SQLAlchemyError
+
+        url = self._url()
+        shown = url.render_as_string(hide_password=True)
+        try:
+            engine = sqlalchemy.create_engine(url)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise DataError(f"cannot connect to {shown}: {exc}") from exc
+        try:
+            with engine.connect() as connection:
+                frame = pd.read_sql(sqlalchemy.text(self.sql), connection, **self.read_kwargs)
+        except TypeError as exc:
+            raise ConfigError(
+                f"bad keyword argument for SQL (passed on to pandas.read_sql): {exc}"
+            ) from exc
+        except (SQLAlchemyError, OSError, ValueError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"cannot read dataset from {shown}: {message}") from exc
+        finally:
+            engine.dispose()
+        return _split(frame, self.target_column, self.ndarray, f"from {shown}")
+
+
+class EmptyDatasetLoader(DatasetLoader):
+    """For models that need no data: returns ``(None, None)``."""
+
+    def __call__(self):
+        return None, None
+
+
+class ScheduledDatasetLoader(DatasetLoader, Background):
+    """Keeps another loader's data in the process store, refreshed on an rrule.
+
+    ``start()`` loads once and then reloads in a background thread whenever
+    ``update_cache_rrule`` (keyword arguments of ``dateutil.rrule.rrule``,
+    such as ``{'freq': 'HOURLY'}``) fires. Calling the loader never reads
+    the source: it returns what the last load put under ``'data'``, so a
+    prediction server can use it without waiting for I/O.
+    """
+
+    store_key = "data"
+
+    def __init__(self, impl, update_cache_rrule: dict):
+        self.impl = impl
+        self.update_cache_rrule = update_cache_rrule
+        self._process_store = None
+        self._thread = None
+
+    def initialize_component(self, config) -> None:
+        """Use the config's process store as the cache."""
+        self._process_store = config.process_store
+
+    def _store(self):
+        if self._process_store is None:
+            from .process_store import ProcessStore
+
+            self._process_store = ProcessStore()
+        return self._process_store
+
+    def update_cache(self) -> None:
+        """Load the data now and put it into the process store."""
+        self._store()[self.store_key] = self.impl()
+        logger.info("ScheduledDatasetLoader: data loaded into the process store")
+
+    def _update_logged(self) -> None:
+        try:
+            self.update_cache()
+        except Exception:  # keep the old data; the next tick retries
+            logger.exception("ScheduledDatasetLoader: refreshing the data failed")
+
+    def start(self) -> None:
+        """Load the data and start refreshing it; a second call does nothing."""
+        if self._thread is not None:
+            return
+        from .scheduling import RruleThread
+
+        self.update_cache()
+        self._thread = RruleThread(self._update_logged, self.update_cache_rrule)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop refreshing; the data loaded so far stays in the process store."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stop(timeout)
+
+    def __call__(self):
+        store = self._store()
+        if self.store_key not in store:
+            raise DataError(
+                "ScheduledDatasetLoader has no data yet: it loads when started "
+                "(the server and scripts start it)"
+            )
+        return store[self.store_key]
