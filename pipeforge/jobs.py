@@ -1,0 +1,162 @@
+"""Background jobs of the web service (``/fit``, ``/update-model-cache``).
+
+A request submits a job and is answered with its id at once; a small
+thread pool (created on first use, so a forked server worker gets its own)
+runs it. Each job's state lives in the process store under
+``process_metadata["jobs"]`` where ``/alive`` reports it. Finished jobs are
+pruned: only the newest ``keep`` are kept and none older than ``max_age``
+seconds. Job state is per process: with several server workers, each
+reports the jobs it ran itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from .errors import PipeforgeError
+
+__all__ = ["JobRunner"]
+
+logger = logging.getLogger(__name__)
+
+_DONE = ("finished", "error")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)  # noqa: UP017 (Python 3.10)
+
+
+class JobRunner:
+    """Runs callables in a thread pool and records their state for ``/alive``.
+
+    ``process_store`` is the dict-like store whose ``process_metadata``
+    entry receives the job records (a private dict when ``None``).
+    """
+
+    def __init__(
+        self,
+        process_store=None,
+        *,
+        max_workers: int = 2,
+        keep: int = 50,
+        max_age: float = 24 * 3600.0,
+    ):
+        self.process_store = process_store
+        self.max_workers = max_workers
+        self.keep = keep
+        self.max_age = max_age
+        # Plain in-memory state (no threads yet): the pool starts with the first job.
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._job_records: dict[str, dict] | None = None
+
+    # -- internals -------------------------------------------------------------
+
+    @property
+    def _records(self) -> dict[str, dict]:
+        # Called with self._lock held.
+        if self._job_records is None:
+            store = self.process_store if self.process_store is not None else {}
+            if "process_metadata" not in store:
+                store["process_metadata"] = {}
+            self._job_records = store["process_metadata"].setdefault("jobs", {})
+        return self._job_records
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.max_workers, thread_name_prefix="pipeforge-job"
+            )
+        return self._executor
+
+    def _run(self, job_id: str, func: Callable, args, kwargs) -> None:
+        with self._lock:
+            record = self._records.get(job_id)
+            if record is not None:
+                record["started"] = _now().isoformat()
+                record["thread"] = threading.get_ident()
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            logger.error(
+                "job %s (%s) failed", job_id, getattr(func, "__name__", func), exc_info=exc
+            )
+            if isinstance(exc, PipeforgeError | OSError):
+                message = f"{type(exc).__name__}: {exc}"
+            else:
+                message = f"unexpected {type(exc).__name__} (see the server log)"
+            self._finish(job_id, status="error", error=message)
+        else:
+            self._finish(job_id, status="finished", info=_info(result))
+
+    def _finish(self, job_id: str, **fields) -> None:
+        with self._lock:
+            record = self._records.get(job_id)
+            if record is not None:
+                record.update(fields, finished=_now().isoformat())
+            self._prune()
+
+    def _prune(self) -> None:
+        done = [(jid, r) for jid, r in self._records.items() if r.get("status") in _DONE]
+        now = _now()
+        for jid, record in done:
+            finished = datetime.fromisoformat(record["finished"])
+            if (now - finished).total_seconds() > self.max_age:
+                self._records.pop(jid, None)
+        done = [(jid, r) for jid, r in done if jid in self._records]
+        excess = len(done) - self.keep
+        if excess > 0:
+            done.sort(key=lambda item: item[1]["finished"])
+            for jid, _ in done[:excess]:
+                self._records.pop(jid, None)
+
+    # -- public API ------------------------------------------------------------
+
+    def submit(self, func: Callable, *args, name: str | None = None, **kwargs) -> str:
+        """Start ``func(*args, **kwargs)`` in the background and return the job id."""
+        job_id = str(uuid.uuid4())
+        record = {
+            "func": name or getattr(func, "__name__", repr(func)),
+            "status": "running",
+            "submitted": _now().isoformat(),
+            "started": None,
+            "finished": None,
+        }
+        with self._lock:
+            self._records[job_id] = record
+            try:
+                self._pool().submit(self._run, job_id, func, args, kwargs)
+            except RuntimeError:  # the pool is shut down (process exiting)
+                del self._records[job_id]
+                raise
+        return job_id
+
+    def get(self, job_id: str) -> dict | None:
+        """A copy of the record of ``job_id``, or ``None`` if unknown (or pruned)."""
+        with self._lock:
+            record = self._records.get(job_id)
+            return dict(record) if record is not None else None
+
+    def snapshot(self) -> dict[str, dict]:
+        """Copies of all job records, safe to serialise while jobs run."""
+        with self._lock:
+            return {jid: dict(record) for jid, record in self._records.items()}
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop accepting jobs; with ``wait``, let the running ones finish."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=wait)
+
+
+def _info(result):
+    if result is None or isinstance(result, str | int | float | bool | dict | list):
+        return result
+    text = repr(result)
+    return text if len(text) <= 500 else text[:497] + "..."

@@ -1,0 +1,477 @@
+"""The web service: a Flask app built from a config by :func:`create_app`.
+
+Routes: every predict service (``/predict`` by default), ``/alive``,
+``/list``, and whatever the ``flask_add_url_rules`` entry adds (``/fit``,
+``/update-model-cache``, ``/activate``). Views find their components on
+``app.extensions["pipeforge"]``; there is no module-level app or config.
+Every error, from a view or from routing, is answered with the same JSON
+body; unexpected faults are logged with their traceback and answered
+without internals.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import os
+import weakref
+from typing import Any, NamedTuple
+
+from . import __version__
+from .errors import (
+    ConfigError,
+    NoModelError,
+    PersistenceError,
+    PredictError,
+    RequestError,
+    UnknownVersionError,
+)
+from .factory import decorate, resolve_dotted_name
+from .interfaces import Background
+from .interfaces import PredictService as PredictServiceInterface
+from .jobs import JobRunner
+from .predict_service import PredictService, _to_bool, _to_float, _to_int, error_body, json_response
+
+__all__ = [
+    "create_app",
+    "PredictService",
+    "UrlRule",
+    "add_url_rule",
+    "alive",
+    "list_models",
+    "fit",
+    "update_model_cache",
+    "activate",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class UrlRule(NamedTuple):
+    """A route to add to the app; built by :func:`add_url_rule` in a config."""
+
+    rule: str
+    endpoint: str | None
+    view_func: Any
+    options: dict
+
+
+def add_url_rule(rule: str, endpoint: str | None = None, view_func=None, **options) -> UrlRule:
+    """Describe a route for the ``flask_add_url_rules`` config entry.
+
+    The config is built before the app, so this only records the route;
+    :func:`create_app` adds it. ``view_func`` may be a dotted name
+    (``pipeforge.server.fit``). ``decorator_list_name`` in ``options``
+    overrides the decorator list wrapped around the view.
+    """
+    return UrlRule(rule, endpoint, view_func, dict(options))
+
+
+class _State:
+    """What the views of one app need: the config and its shared helpers."""
+
+    def __init__(self, config, process_store, jobs: JobRunner):
+        self.config = config
+        self.process_store = process_store
+        self.jobs = jobs
+        self.service_metadata = dict(config.get("service_metadata") or {})
+        self.model_persister = config.get("model_persister")
+        self.background_pid: int | None = None
+        self._process = None
+
+    def memory_usage(self) -> int:
+        import psutil
+
+        if self._process is None or self._process.pid != os.getpid():
+            self._process = psutil.Process()
+        return round(self._process.memory_info().rss / 2**20)
+
+    def start_background(self) -> None:
+        """Start the config's background components (model cache refresh, scheduled data)."""
+        if hasattr(self.config, "start"):
+            self.config.start()
+        else:
+            for component in _unique(self.config.values()):
+                if isinstance(component, Background):
+                    component.start()
+        self.background_pid = os.getpid()
+
+    def stop(self) -> None:
+        """Stop the background components and the job pool (for tests and shutdown)."""
+        self.jobs.shutdown(wait=False)
+        if self.background_pid is None:
+            return
+        if hasattr(self.config, "stop"):
+            self.config.stop()
+        else:
+            for component in _unique(self.config.values()):
+                if isinstance(component, Background):
+                    component.stop()
+        self.background_pid = None
+
+
+def _unique(values):
+    seen = set()
+    for value in values:
+        if id(value) not in seen:
+            seen.add(id(value))
+            yield value
+
+
+def _restart_after_fork(ref) -> None:
+    # A forked server worker (gunicorn --preload) has no threads: start them again.
+    state = ref()
+    if state is not None and state.background_pid not in (None, os.getpid()):
+        try:
+            state.start_background()
+        except Exception:
+            logger.exception("starting background components in the forked worker failed")
+
+
+def _state():
+    from flask import current_app
+
+    return current_app.extensions["pipeforge"]
+
+
+def _ok_metadata(state) -> dict:
+    metadata = {"service_name": None, "service_version": None}
+    metadata.update(state.service_metadata)
+    metadata.update(status="OK", error_code=0)
+    return metadata
+
+
+def _error_response(exc: BaseException, service_metadata):
+    """Map an exception to the JSON error response (logging the unexpected ones)."""
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        headers = [
+            (k, v)
+            for k, v in exc.get_headers()
+            if k.lower() not in ("content-type", "content-length")
+        ]
+        message = f"{exc.name}: {exc.description}" if exc.description else exc.name
+        return json_response(error_body(service_metadata, message), exc.code or 500, headers)
+    if isinstance(exc, RequestError):
+        return json_response(error_body(service_metadata, str(exc), exc.error_code), 400)
+    if isinstance(exc, UnknownVersionError):
+        return json_response(error_body(service_metadata, str(exc)), 404)
+    if isinstance(exc, NoModelError):
+        return json_response(error_body(service_metadata, f"no model available yet: {exc}"), 503)
+    if isinstance(exc, PredictError):
+        return json_response(error_body(service_metadata, exc.error_message, exc.error_code), 500)
+    logger.error("unexpected error while answering a request", exc_info=exc)
+    return json_response(
+        error_body(service_metadata, "internal server error; see the server log"), 500
+    )
+
+
+# -- the views -----------------------------------------------------------------
+
+
+def _predict_view(service, state):
+    def predict():
+        from flask import request
+
+        persister = state.model_persister
+        try:
+            model = persister.read()
+        except Exception as exc:
+            return service.response_from_exception(exc)
+        return service(model, request)
+
+    return predict
+
+
+def alive():
+    """Health check: versions, memory, the served model, jobs; 503 until ready."""
+    state = _state()
+    store = state.process_store
+    process_metadata = dict(store.get("process_metadata") or {})
+    process_metadata["jobs"] = state.jobs.snapshot()
+    body = {
+        "pipeforge_version": __version__,
+        "service_metadata": state.service_metadata,
+        "memory_usage": state.memory_usage(),
+        "model": {"updated": None, "metadata": None},
+        "process_metadata": process_metadata,
+    }
+    problems = []
+    if state.model_persister is not None:
+        try:
+            model = state.model_persister.read()
+        except (PersistenceError, LookupError) as exc:
+            problems.append(f"no model available yet: {exc}")
+        except Exception:
+            logger.exception("/alive could not read the model")
+            problems.append("the model could not be read; see the server log")
+        else:
+            body["model"] = {
+                "updated": _model_updated(store, model),
+                "metadata": dict(getattr(model, "__metadata__", None) or {}),
+            }
+    required = (state.config.get("alive") or {}).get("process_store_required") or []
+    missing = (
+        store.missing(required)
+        if hasattr(store, "missing")
+        else [name for name in required if name not in store]
+    )
+    if missing:
+        problems.append(f"waiting for process store entries: {', '.join(missing)}")
+    if problems:
+        body.update(error_body(state.service_metadata, "; ".join(problems)))
+        return json_response(body, 503)
+    return json_response(body)
+
+
+def _model_updated(store, model) -> str | None:
+    """When the served model was put into the process store (the model cache)."""
+    mtime = getattr(store, "mtime", {})
+    if store.get("model") is model and "model" in mtime:
+        return mtime["model"].isoformat()
+    return None
+
+
+def list_models():
+    """``/list``: the stored models' metadata and the store's properties."""
+    state = _state()
+    persister = state.config.require("model_persister")
+    return json_response(
+        {"models": persister.list_models(), "properties": persister.list_properties()}
+    )
+
+
+def _flag(values, name: str, default: bool) -> bool:
+    return default if name not in values else _to_bool(name, values[name])
+
+
+def _fresh_model(model):
+    try:
+        from sklearn.base import clone
+
+        return clone(model)
+    except Exception:
+        return copy.deepcopy(model)
+
+
+def _caches(config) -> list:
+    """The components that keep a refreshable model cache."""
+    found = []
+    for component in _unique([config.get("model_persister"), *config.values()]):
+        if component is None or isinstance(component, type):
+            continue
+        if callable(getattr(component, "refresh", None)) and callable(
+            getattr(component, "read", None)
+        ):
+            found.append(component)
+    return found
+
+
+def _refresh_caches(config) -> list[str]:
+    refreshed = []
+    for cache in _caches(config):
+        cache.refresh()
+        refreshed.append(type(cache).__name__)
+    return refreshed
+
+
+def _fit_job(config, persist, activate, evaluate, persist_if_better_than):
+    from . import training
+
+    result = training.fit(
+        config.require("dataset_loader_train"),
+        _fresh_model(config.require("model")),
+        config.require("model_persister") if persist else config.get("model_persister"),
+        persist=persist,
+        activate=activate,
+        dataset_loader_test=config.get("dataset_loader_test"),
+        evaluate=evaluate,
+        persist_if_better_than=persist_if_better_than,
+        scoring=config.get("scoring"),
+    )
+    if result.version is not None and activate:
+        _refresh_caches(config)
+    return {"model_version": result.version, "scores": dict(result.scores or {})}
+
+
+def fit():
+    """``/fit``: fit the configured model in a background job; answers the job id."""
+    from flask import request
+
+    state = _state()
+    values = request.values
+    persist = _flag(values, "persist", True)
+    activate = _flag(values, "activate", persist)
+    evaluate = _flag(values, "evaluate", False)
+    better = values.get("persist_if_better_than")
+    better = None if better is None else _to_float("persist_if_better_than", better)
+    for key in ("dataset_loader_train", "model", "model_persister"):
+        state.config.require(key)
+    job_id = state.jobs.submit(
+        _fit_job, state.config, persist, activate, evaluate, better, name="fit"
+    )
+    return json_response({"job_id": job_id})
+
+
+def update_model_cache():
+    """``/update-model-cache``: refresh this process's model cache in a background job."""
+    state = _state()
+    if not _caches(state.config):
+        return json_response(
+            error_body(state.service_metadata, "no model cache is configured to update"), 503
+        )
+    job_id = state.jobs.submit(_refresh_caches, state.config, name="update_model_cache")
+    return json_response({"job_id": job_id})
+
+
+def activate():
+    """``/activate``: make ``model_version`` the active model and refresh the cache."""
+    from flask import request
+
+    state = _state()
+    raw = request.values.get("model_version")
+    if raw is None and request.is_json:
+        payload = request.get_json(silent=True)
+        if isinstance(payload, dict):
+            raw = payload.get("model_version")
+    if raw is None:
+        raise RequestError("missing request parameter 'model_version'")
+    version = _to_int("model_version", raw)
+    state.config.require("model_persister").activate(version)
+    _refresh_caches(state.config)
+    return json_response({"model_version": version, "metadata": _ok_metadata(state)})
+
+
+_VIEW_DECORATORS = {
+    fit: "fit_decorators",
+    update_model_cache: "update_model_cache_decorators",
+    activate: "activate_decorators",
+}
+
+
+# -- the app -------------------------------------------------------------------
+
+
+def _predict_services(config) -> list[tuple[str, Any]]:
+    services = []
+    for key, value in config.items():
+        if isinstance(value, PredictServiceInterface):
+            services.append((key, value))
+        elif isinstance(key, str) and key.startswith("predict_service"):
+            if not callable(value) or not hasattr(value, "response_from_exception"):
+                raise ConfigError(
+                    f"expected a PredictService (e.g. __factory__: pipeforge.server.PredictService); "
+                    f"got {type(value).__name__}",
+                    source=", ".join(getattr(config, "sources", [])) or None,
+                    key=key,
+                )
+            services.append((key, value))
+    return services
+
+
+def _add_rules(app, config) -> None:
+    entries = config.get("flask_add_url_rules") or []
+    for index, entry in enumerate(entries):
+        where = f"flask_add_url_rules[{index}]"
+        if isinstance(entry, dict):
+            try:
+                entry = add_url_rule(**entry)
+            except TypeError as exc:
+                raise ConfigError(f"bad route: {exc}", key=where) from None
+        if not isinstance(entry, UrlRule):
+            raise ConfigError(
+                f"expected a route made with __factory__: pipeforge.server.add_url_rule; "
+                f"got {type(entry).__name__}",
+                key=where,
+            )
+        view = entry.view_func
+        if isinstance(view, str):
+            view = resolve_dotted_name(view)
+        if not callable(view):
+            raise ConfigError(f"view_func must be a function; got {view!r}", key=where)
+        options = dict(entry.options)
+        list_name = options.pop("decorator_list_name", _VIEW_DECORATORS.get(view))
+        endpoint = entry.endpoint or getattr(view, "__name__", None) or entry.rule
+        if endpoint in app.view_functions:
+            endpoint = f"{endpoint}:{entry.rule}"
+        wrapped = decorate(view, config, list_name) if list_name else view
+        app.add_url_rule(entry.rule, endpoint=endpoint, view_func=wrapped, **options)
+
+
+def _add_pipelines(app, config) -> None:
+    if "pipelines" not in config:
+        return
+    try:
+        from .pipelines import http
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pipeforge.pipelines", "pipeforge.pipelines.http"):
+            raise
+        logger.warning("the config has 'pipelines' but pipeforge.pipelines.http is not available")
+        return
+    http.register_routes(app, config)
+
+
+def create_app(config, *, start_background: bool = False):
+    """Build the Flask app serving ``config``.
+
+    With ``start_background`` (the WSGI entry point and ``pf-devserver``),
+    background components such as the model cache's refresh thread start now,
+    and again in each process forked from this one (``gunicorn --preload``).
+    """
+    from flask import Flask
+    from werkzeug.exceptions import HTTPException
+
+    from .process_store import ProcessStore
+
+    store = getattr(config, "process_store", None)
+    if store is None:
+        store = ProcessStore()
+    state = _State(config, store, JobRunner(store))
+    app = Flask("pipeforge")
+    app.config["PIPEFORGE"] = config
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
+    app.extensions["pipeforge"] = state
+
+    services = _predict_services(config)
+    if services and state.model_persister is None:
+        config.require("model_persister")
+    seen = {}
+    for key, service in services:
+        if hasattr(service, "initialize_component"):
+            service.initialize_component(config)
+        entry_point = getattr(service, "entry_point", "/predict")
+        if entry_point in seen:
+            raise ConfigError(
+                f"entry point {entry_point!r} is used by {seen[entry_point]!r} already", key=key
+            )
+        seen[entry_point] = key
+        list_name = getattr(service, "decorator_list_name", "predict_decorators")
+        view = decorate(_predict_view(service, state), config, list_name)
+        app.add_url_rule(
+            entry_point, endpoint=f"predict:{key}", view_func=view, methods=["GET", "POST"]
+        )
+    app.add_url_rule("/alive", view_func=decorate(alive, config, "alive_decorators"))
+    app.add_url_rule(
+        "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
+    )
+    _add_rules(app, config)
+    _add_pipelines(app, config)
+
+    meta = state.service_metadata
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc):
+        return _error_response(exc, meta)
+
+    @app.errorhandler(Exception)
+    def _any_error(exc):
+        return _error_response(exc, meta)
+
+    if start_background:
+        state.start_background()
+        os.register_at_fork(
+            after_in_child=functools.partial(_restart_after_fork, weakref.ref(state))
+        )
+    return app
