@@ -1,0 +1,100 @@
+"""``pf-pipeline``: list, run, load and inspect the config's versioned pipelines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import UsageError
+
+__all__ = ["main"]
+
+DOC = """Run, save, load and inspect the versioned pipelines of the configuration.
+
+Uses the 'ops', 'pipelines' and 'op_store' entries of the configuration
+named by PIPEFORGE_CONFIG (see docs/pipelines.md).
+
+Usage:
+  pf-pipeline list [--debug]
+  pf-pipeline run <name> [--input=<json>] [--save] [--debug]
+  pf-pipeline load <name> [--debug]
+  pf-pipeline versions <name> [--debug]
+  pf-pipeline -h | --help
+
+Commands:
+  list        Print the pipelines' names, one per line.
+  run         Load the pipeline's newest linked op versions, run it, and print
+              {"pipeline_output": ..., "versions": ...} as JSON.
+  load        Check that the pipeline can be loaded and print its versions;
+              exit status 1 with the op to retrain when it cannot.
+  versions    Print every stored version of each op of the pipeline, newest
+              first, with the upstream versions it was trained on.
+
+Options:
+  --input=<json>   The pipeline input, as JSON (default: null).
+  --save           Save what the run trained (op states, versions, links).
+  --debug          Show tracebacks of errors.
+  -h --help        Show this screen.
+"""
+
+
+def _pipeline(config, name: str):
+    from .build import build_pipelines
+
+    pipelines = build_pipelines(config)
+    if name not in pipelines:
+        known = ", ".join(sorted(pipelines)) or "none"
+        raise UsageError(f"unknown pipeline {name!r} (pipelines in the config: {known})")
+    return pipelines[name]
+
+
+def _dumps(value: Any) -> str:
+    from .http import to_jsonable
+
+    return json.dumps(to_jsonable(value), indent=2)
+
+
+def _body(args, config) -> int:
+    from .build import build_op_store, build_pipelines
+
+    if args["list"]:
+        for name in build_pipelines(config):
+            print(name)
+        return 0
+    pipeline = _pipeline(config, args["<name>"])
+    store = build_op_store(config)
+    try:
+        return _command(args, pipeline, store)
+    finally:
+        store.dispose()
+
+
+def _command(args, pipeline, store) -> int:
+    if args["versions"]:
+        print(_dumps({op: store.list_versions(op) for op in pipeline.op_names()}))
+        return 0
+    pipeline.load(store)
+    if args["load"]:
+        print(
+            _dumps({"pipeline": pipeline.name, "is_loaded": True, "versions": pipeline.versions()})
+        )
+        return 0
+    raw = args["--input"]
+    try:
+        pipeline_input = None if raw is None else json.loads(raw)
+    except ValueError as exc:
+        raise UsageError(f"--input must be JSON; got {raw!r} ({exc})") from exc
+    output = pipeline.run(pipeline_input)
+    result: dict[str, Any] = {"pipeline_output": output, "versions": pipeline.versions()}
+    if args["--save"]:
+        result["saved"] = pipeline.save(store)
+    print(_dumps(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``pf-pipeline``; returns the exit status."""
+    from ..cli import run_script
+
+    return run_script(DOC, argv, _body, mode="fit")

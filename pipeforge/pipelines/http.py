@@ -1,0 +1,315 @@
+"""The pipelines' HTTP routes, added to the service's Flask app.
+
+=========================================  ======  ===========================================
+route                                      method  answer
+=========================================  ======  ===========================================
+``/pipelines/<name>/main``                 POST    ``{"pipeline_output", "versions", "job_id",
+                                                   "job_status"}`` (202 and a job id with
+                                                   ``"use_worker": true``)
+``/pipelines/<name>/load``                 POST    ``{"pipeline", "is_loaded", "versions"}``
+``/pipelines/<name>/save``                 POST    ``{"pipeline", "saved", "versions"}``
+``/pipelines/<name>/versions``             POST    ``{node name: version}``
+``/pipelines/<name>/health_check``         GET     ``{"is_loaded"}``, 503 when not loaded
+``/pipelines/jobs/<job_id>``               GET     the job, from the op store's job table
+``/health_check``                          GET     ``{name: is_loaded}``
+``/available_pipelines``                   GET     ``[name, ...]``
+=========================================  ======  ===========================================
+
+Errors answer ``{"metadata": {..., "status": "ERROR", "error_code", "error_message"}}``:
+404 unknown pipeline or job, 400 bad request body or input an op rejects,
+409 :class:`~pipeforge.errors.VersionError`, 500 anything else (logged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import PipeforgeError, RequestError, VersionError
+from .build import build_op_store, build_pipelines
+from .pipeline import NodeError, Pipeline
+from .store import OpStore
+
+__all__ = ["register_routes", "PipelinesService", "to_jsonable"]
+
+logger = logging.getLogger(__name__)
+
+EXTENSION = "pipeforge_pipelines"
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types for numpy arrays and scalars, pandas objects, tuples and NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "columns") and callable(getattr(value, "to_dict", None)):  # DataFrame
+        return to_jsonable(value.to_dict(orient="records"))
+    tolist = getattr(value, "tolist", None)  # numpy arrays/scalars, pandas Series
+    if callable(tolist):
+        return to_jsonable(tolist())
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return isoformat()
+    return str(value)
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+class PipelinesService:
+    """The pipelines, their op store and background jobs of one app."""
+
+    def __init__(
+        self,
+        pipelines: dict[str, Pipeline],
+        store: OpStore,
+        service_metadata: Mapping | None = None,
+        max_workers: int = 2,
+    ):
+        self.pipelines = pipelines
+        self.store = store
+        self.service_metadata = dict(service_metadata or {})
+        self.max_workers = max_workers
+        self._pool = None
+        self._pool_lock = threading.Lock()
+
+    def pipeline(self, name: str) -> Pipeline:
+        pipeline = self.pipelines.get(name)
+        if pipeline is None:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise _HTTPError(404, f"unknown pipeline {name!r} (available: {known})")
+        return pipeline
+
+    def ensure_loaded(self, pipeline: Pipeline) -> None:
+        """Load a pipeline not loaded yet (first request, or after a refused load)."""
+        if not pipeline.is_loaded:
+            pipeline.load(self.store)
+
+    def submit(self, pipeline: Pipeline, pipeline_input: Any, save: bool) -> str:
+        from concurrent.futures import ThreadPoolExecutor
+
+        job_id = self.store.create_job(pipeline.name)
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.max_workers, thread_name_prefix="pf-pipeline-job"
+                )
+            self._pool.submit(self._job, job_id, pipeline, pipeline_input, save)
+        return job_id
+
+    def _job(self, job_id: str, pipeline: Pipeline, pipeline_input: Any, save: bool) -> None:
+        try:
+            self.store.update_job(job_id, "running")
+            output = pipeline.run(pipeline_input)
+            result = {"pipeline_output": to_jsonable(output), "versions": pipeline.versions()}
+            if save:
+                result["saved"] = pipeline.save(self.store)
+            self.store.update_job(job_id, "done", result=result)
+        except Exception as exc:
+            logger.error("background run of pipeline %r failed", pipeline.name, exc_info=exc)
+            message = (
+                str(exc)
+                if isinstance(exc, PipeforgeError)
+                else f"{type(exc).__name__}: see the server log"
+            )
+            self.store.update_job(job_id, "failed", error=message)
+
+    def shutdown(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+
+def _service() -> PipelinesService:
+    from flask import current_app
+
+    return current_app.extensions[EXTENSION]
+
+
+def _respond(body: Any, status: int = 200):
+    from flask import Response
+
+    return Response(json.dumps(to_jsonable(body)), status=status, mimetype="application/json")
+
+
+def _error(service: PipelinesService, status: int, message: str, code: int = -1):
+    metadata = {"service_name": None, "service_version": None, **service.service_metadata}
+    metadata.update(status="ERROR", error_code=code, error_message=message)
+    return _respond({"metadata": metadata}, status)
+
+
+def _request_json() -> dict:
+    from flask import request
+
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the request body must be JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise RequestError(
+            f'the request body must be a JSON object like {{"pipeline_input": ...}}; got {type(body).__name__}'
+        )
+    return body
+
+
+def _view(func):
+    """Answer known errors with the JSON error body; log and hide the unexpected."""
+
+    def view(**kwargs):
+        service = _service()
+        try:
+            return func(service, **kwargs)
+        except _HTTPError as exc:
+            return _error(service, exc.status, exc.message)
+        except RequestError as exc:
+            return _error(service, 400, str(exc), exc.error_code)
+        except VersionError as exc:
+            return _error(service, 409, str(exc))
+        except NodeError as exc:
+            if isinstance(exc.original, ValueError | TypeError | KeyError | IndexError):
+                return _error(service, 400, str(exc))
+            logger.error("pipeline run failed", exc_info=exc)
+            return _error(
+                service,
+                500,
+                f"pipeline {exc.pipeline!r}, node {exc.node!r} failed; see the server log",
+            )
+        except Exception as exc:
+            logger.error("unexpected error in a pipelines route", exc_info=exc)
+            return _error(service, 500, "internal server error; see the server log")
+
+    view.__name__ = func.__name__
+    return view
+
+
+def _main(service: PipelinesService, name: str):
+    pipeline = service.pipeline(name)
+    body = _request_json()
+    use_worker = body.get("use_worker", pipeline.use_worker)
+    save = body.get("save", False)
+    if not isinstance(use_worker, bool | None) or not isinstance(save, bool):
+        raise RequestError("'use_worker' and 'save' must be true or false")
+    service.ensure_loaded(pipeline)
+    if use_worker:
+        job_id = service.submit(pipeline, body.get("pipeline_input"), save)
+        return _respond(
+            {
+                "pipeline_output": None,
+                "versions": pipeline.versions(),
+                "job_id": job_id,
+                "job_status": "queued",
+            },
+            202,
+        )
+    output = pipeline.run(body.get("pipeline_input"))
+    result = {
+        "pipeline_output": output,
+        "versions": pipeline.versions(),
+        "job_id": None,
+        "job_status": "done",
+    }
+    if save:
+        result["saved"] = pipeline.save(service.store)
+    return _respond(result)
+
+
+def _load(service: PipelinesService, name: str):
+    pipeline = service.pipeline(name)
+    versions = pipeline.load(service.store)
+    return _respond({"pipeline": name, "is_loaded": True, "versions": versions})
+
+
+def _save(service: PipelinesService, name: str):
+    pipeline = service.pipeline(name)
+    return _respond(
+        {"pipeline": name, "saved": pipeline.save(service.store), "versions": pipeline.versions()}
+    )
+
+
+def _versions(service: PipelinesService, name: str):
+    return _respond(service.pipeline(name).versions())
+
+
+def _pipeline_health(service: PipelinesService, name: str):
+    pipeline = service.pipeline(name)
+    try:
+        service.ensure_loaded(pipeline)
+    except VersionError as exc:
+        logger.info("pipeline %r is not loaded: %s", name, exc)
+    return _respond({"is_loaded": pipeline.is_loaded}, 200 if pipeline.is_loaded else 503)
+
+
+def _health(service: PipelinesService):
+    return _respond({name: p.is_loaded for name, p in service.pipelines.items()})
+
+
+def _available(service: PipelinesService):
+    return _respond(sorted(service.pipelines))
+
+
+def _job(service: PipelinesService, job_id: str):
+    job = service.store.get_job(job_id)
+    if job is None:
+        raise _HTTPError(404, f"unknown job {job_id!r}")
+    result = job["result"] or {}
+    return _respond(
+        {
+            "job_id": job["job_id"],
+            "pipeline": job["pipeline"],
+            "job_status": job["status"],
+            "pipeline_output": result.get("pipeline_output"),
+            "versions": result.get("versions"),
+            "saved": result.get("saved"),
+            "error_message": job["error"],
+            "created": job["created"],
+            "updated": job["updated"],
+        }
+    )
+
+
+def register_routes(
+    app,
+    config: Mapping,
+    *,
+    pipelines: dict[str, Pipeline] | None = None,
+    store: OpStore | None = None,
+) -> PipelinesService:
+    """Add the pipelines routes to ``app`` for the config's pipelines (ConfigError if invalid)."""
+    if pipelines is None:
+        pipelines = build_pipelines(config)
+    if store is None:
+        store = build_op_store(config)
+    service = PipelinesService(pipelines, store, config.get("service_metadata"))
+    app.extensions[EXTENSION] = service
+    rules = [
+        ("/pipelines/<name>/main", _main, ["POST"]),
+        ("/pipelines/<name>/load", _load, ["POST"]),
+        ("/pipelines/<name>/save", _save, ["POST"]),
+        ("/pipelines/<name>/versions", _versions, ["POST", "GET"]),
+        ("/pipelines/<name>/health_check", _pipeline_health, ["GET"]),
+        ("/pipelines/jobs/<job_id>", _job, ["GET"]),
+        ("/health_check", _health, ["GET"]),
+        ("/available_pipelines", _available, ["GET"]),
+    ]
+    for rule, func, methods in rules:
+        app.add_url_rule(
+            rule, endpoint=f"pipelines{func.__name__}", view_func=_view(func), methods=methods
+        )
+    return service
