@@ -29,11 +29,11 @@ def _load():
         return create_app(initialize_config(__mode__="predict"), start_background=True)
     except (PipeforgeError, ImportError, OSError) as exc:
         message = f"pipeforge cannot start the web service: {exc}"
-        logger.critical(message)
         if "gunicorn" in sys.modules:
             from gunicorn.errors import AppImportError
 
-            raise AppImportError(message) from None
+            raise AppImportError(message) from None  # gunicorn prints it and halts
+        logger.critical(message)
         raise
 
 
