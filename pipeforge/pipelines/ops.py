@@ -13,6 +13,7 @@ worked out at first use.
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +58,14 @@ class Op:
         self.name = name
         self.callbacks = callbacks
         self.versioning = versioning
+
+    def __deepcopy__(self, memo):
+        """Copy the op's state, but share its callbacks (they may hold locks or files)."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key == "callbacks" else copy.deepcopy(value, memo)
+        return new
 
     # -- identity and version -------------------------------------------------
     @property
