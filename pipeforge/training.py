@@ -189,6 +189,9 @@ def test(
     return scores
 
 
+test.__test__ = False  # a library function, not something for pytest to collect
+
+
 class _CountingScorer:
     """Wraps a scorer to advance a progress bar once per call (single process only)."""
 

@@ -1,3 +1,4 @@
+# ruff: noqa: B018  (a config file is one dict expression, not a module)
 # The pipeforge configuration of the iris example: one Python dict.
 # Relative paths (iris.data) are read from this file's folder; the model
 # database iris-model.db is created in the current directory.

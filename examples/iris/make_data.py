@@ -25,7 +25,7 @@ def main() -> None:
     order = np.random.RandomState(SEED).permutation(len(iris.target))
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "iris.data")
     with open(path, "w") as out:
-        for features, target in zip(iris.data[order], iris.target[order]):
+        for features, target in zip(iris.data[order], iris.target[order], strict=True):
             values = ",".join(f"{value:.1f}" for value in features)
             out.write(f"{values},{SPECIES[target]}\n")
     print(f"wrote {len(order)} samples to {path}")
