@@ -95,6 +95,10 @@ def test_changed_configuration_needs_retraining(tmp_path):
         VersionError, match="'pca' has trained versions, but none for its current configuration"
     ):
         changed["predict_iris"].load(store)
+    # A patch-level change of configuration keeps the trained versions usable.
+    patched = build_pipelines(_iris(tmp_path, "patched.yaml", pca={"svd_solver": "full"}))
+    assert patched["predict_iris"].load(store) == pipelines["predict_iris"].load(store)
+    assert patched["predict_iris"].run(SAMPLE)[0] == "Iris-setosa"
     store.dispose()
 
 

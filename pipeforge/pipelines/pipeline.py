@@ -251,7 +251,7 @@ class Pipeline:
         for name, template in graph.ops.items():
             op = copy.deepcopy(template)
             if op.trainable:
-                row = store.newest(name, str(op.config_version), with_state=True)
+                row = store.newest(name, op.config_version.major, with_state=True)
                 if row is not None:
                     from .versioning import Version
 
@@ -283,7 +283,7 @@ class Pipeline:
         if store.newest(name, with_state=True) is not None:
             return (
                 f"{prefix} has trained versions, but none for its current configuration "
-                f"(config version {op.config_version}); retrain {name!r} and save it"
+                f"(its major config version is {op.config_version.major}); retrain {name!r} and save it"
             )
         return f"{prefix} has never been trained and saved; run a pipeline that fits {name!r} with --save"
 

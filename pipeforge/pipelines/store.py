@@ -225,16 +225,20 @@ class OpStore:
         return buffer.getvalue()
 
     def newest(
-        self, op_name: str, config_version: str | None = None, *, with_state: bool = False
+        self, op_name: str, config_major: str | None = None, *, with_state: bool = False
     ) -> dict | None:
-        """The newest stored version of ``op_name`` (for ``config_version`` when given)."""
+        """The newest stored version of ``op_name``.
+
+        With ``config_major``, only versions trained with a configuration of that
+        major version count (minor and patch changes of the config keep them usable).
+        """
         import sqlalchemy as sa
 
         engine, t = self._db()
         c = t["versions"].c
         query = sa.select(t["versions"]).where(c.op_name == op_name)
-        if config_version is not None:
-            query = query.where(c.config_version == config_version)
+        if config_major is not None:
+            query = query.where(c.config_version.like(f"{config_major}.%"))
         if with_state:
             query = query.where(c.has_state.is_(True))
         with engine.connect() as conn:
