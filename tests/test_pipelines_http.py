@@ -262,3 +262,44 @@ def test_background_job_is_fetched_from_another_process(iris_client, op_store_ur
     status, loaded = post(iris_client, "/pipelines/predict_iris/load")
     assert status == 200
     assert loaded["versions"] == {k: job["versions"][k] for k in ("pca", "classifier")}
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_share_versions_and_jobs(gunicorn_server, tmp_path):
+    """Two gunicorn workers: a job started on one is visible from both; both serve the model."""
+    import urllib.error
+    import urllib.request
+
+    def call(url, body=None, method="POST"):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    env = {"PIPEFORGE_OP_STORE": f"sqlite:///{tmp_path / 'ops.db'}"}
+    base = gunicorn_server(IRIS / "pipelines.yaml", workers=2, env=env)
+    status, body = call(f"{base}/pipelines/train_iris/main", {"use_worker": True, "save": True})
+    assert status == 202
+    deadline = time.monotonic() + 60
+    statuses = []
+    while True:
+        status, job = call(f"{base}/pipelines/jobs/{body['job_id']}", method="GET")
+        assert status == 200
+        statuses.append(job["job_status"])
+        if job["job_status"] in ("done", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert job["job_status"] == "done", job
+    versions = set()
+    for _ in range(12):  # both workers answer; each loads the saved versions on first use
+        status, answer = call(f"{base}/pipelines/predict_iris/main", {"pipeline_input": SAMPLE})
+        assert status == 200, answer
+        assert answer["pipeline_output"] == ["Iris-setosa", "Iris-virginica"]
+        versions.add(json.dumps(answer["versions"], sort_keys=True))
+    assert len(versions) == 1
+    assert json.loads(versions.pop()) == {k: job["versions"][k] for k in ("pca", "classifier")}
