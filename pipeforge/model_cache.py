@@ -107,15 +107,22 @@ class CachedUpdatePersister(ModelPersister, Background):
     # -- Background --------------------------------------------------------
     def start(self) -> None:
         """Fill the cache and, with an rrule, start refreshing it in the background."""
-        from .scheduling import RruleThread
+        from .scheduling import RruleThread, make_rrule
 
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
-            self._refresh_quietly()
+            rule = None
             if self.update_cache_rrule is not None:
+                rule = make_rrule(
+                    self.update_cache_rrule,
+                    owner="CachedUpdatePersister",
+                    parameter="update_cache_rrule",
+                )
+            self._refresh_quietly()
+            if rule is not None:
                 self._thread = RruleThread(
-                    self._refresh_quietly, self.update_cache_rrule, name="pipeforge-model-cache"
+                    self._refresh_quietly, rule, name="pipeforge-model-cache"
                 )
                 self._thread.start()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import multiprocessing
 import os
@@ -34,9 +36,15 @@ def iris():
     return load_iris(return_X_y=True)
 
 
-def fitted(iris, C=1.0):
-    X, y = iris
+@functools.cache
+def _fit(C: float) -> LogisticRegression:
+    X, y = load_iris(return_X_y=True)
     return LogisticRegression(C=C, max_iter=500).fit(X, y)
+
+
+def fitted(iris, C=1.0):
+    """A fitted model of its own (fitting once per C keeps the suite fast)."""
+    return copy.deepcopy(_fit(C))
 
 
 @dataclass
@@ -462,3 +470,76 @@ def test_cached_persister_recovers_when_a_model_appears(tmp_path, iris):
         assert cached.read().__metadata__["version"] == 1
     finally:
         cached.stop(timeout=5)
+
+
+# ---------------------------------------------------------------- scheduling and upgrades
+@pytest.mark.slow
+def test_rrule_thread_runs_on_schedule_and_survives_errors(caplog):
+    from pipeforge.scheduling import RruleThread
+
+    calls = []
+
+    def tick():
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("first run fails")
+
+    thread = RruleThread(tick, {"freq": "secondly", "interval": 1})
+    assert thread.daemon and not thread.is_alive()  # nothing runs before start()
+    thread.start()
+    deadline = time.monotonic() + 6
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopping = time.monotonic()
+    thread.stop(timeout=5)
+    assert time.monotonic() - stopping < 1
+    assert not thread.is_alive()
+    assert len(calls) >= 3
+    assert all(0.5 < b - a < 1.5 for a, b in zip(calls, calls[1:], strict=False))
+    assert "first run fails" in caplog.text
+
+
+def test_make_rrule_accepts_names_and_objects():
+    from dateutil import rrule
+
+    from pipeforge.scheduling import make_rrule
+
+    rule = make_rrule({"freq": "HOURLY", "interval": 2})
+    first, second = rule[0], rule[1]
+    assert (second - first).total_seconds() == 7200
+    existing = rrule.rrule(rrule.DAILY)
+    assert make_rrule(existing) is existing
+    with pytest.raises(ConfigError, match="must have a 'freq' among YEARLY"):
+        make_rrule({"freq": "FORTNIGHTLY"})
+    with pytest.raises(ConfigError, match="got 'hourly' instead"):
+        make_rrule("hourly")
+    with pytest.raises(ConfigError, match="must be valid rrule arguments"):
+        make_rrule({"freq": "DAILY", "colour": "red"})
+
+
+def test_upgrade_steps_select_between_versions():
+    from pipeforge.upgrade import parse_version
+
+    steps = UpgradeSteps()
+    ran = []
+    for version in ("1.10", "0.9.1", "1.0", "1.2"):
+        steps.add(version)(lambda target, v=version: ran.append((v, target)))
+    assert steps.versions() == ["0.9.1", "1.0", "1.2", "1.10"]
+    assert steps.run("store", "0.9.1", "1.2") == ["1.0", "1.2"]
+    assert ran == [("1.0", "store"), ("1.2", "store")]
+    assert steps.run("store", "1.10", "2.0") == []
+    assert parse_version("1.0.0") == parse_version("1") == (1,)
+    assert parse_version("1.0rc1") == (1,)
+    with pytest.raises(ConfigError, match="a version must look like '1.2.3'; got 'next'"):
+        parse_version("next")
+
+
+def test_cached_persister_checks_its_rrule_at_start(tmp_path):
+    cached = CachedUpdatePersister(
+        File(str(tmp_path / "model-{version}.pickle")), update_cache_rrule={"freq": "OFTEN"}
+    )
+    with pytest.raises(
+        ConfigError, match="parameter 'update_cache_rrule' of CachedUpdatePersister"
+    ):
+        cached.start()
+    assert not cached.started
