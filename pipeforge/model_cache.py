@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import NoModelError
 from .interfaces import Background, ModelPersister
+from .model_storage import as_version
 from .process_store import ProcessStore
 
 __all__ = ["CachedUpdatePersister"]
@@ -44,7 +45,8 @@ class CachedUpdatePersister(ModelPersister, Background):
         self.update_cache_rrule = update_cache_rrule
         self.check_version = check_version
         self._process_store: ProcessStore | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # serialises refreshes; never taken to serve a read
+        self._store_lock = threading.Lock()
         self._thread = None
         self._last_attempt = float("-inf")
 
@@ -60,10 +62,13 @@ class CachedUpdatePersister(ModelPersister, Background):
     @property
     def cache(self) -> ProcessStore:
         """The process store holding the cached model under ``'model'``."""
-        with self._lock:
-            if self._process_store is None:
-                self._process_store = ProcessStore()
-            return self._process_store
+        store = self._process_store
+        if store is None:
+            with self._store_lock:
+                if self._process_store is None:
+                    self._process_store = ProcessStore()
+                store = self._process_store
+        return store
 
     # -- the cache ---------------------------------------------------------
     @staticmethod
@@ -171,7 +176,8 @@ class CachedUpdatePersister(ModelPersister, Background):
         self.impl.delete(version)
         with self._lock:
             cached = self.cache.get("model")
-            if cached is not None and self._version_of(cached) == str(version):
+            number = as_version(version)
+            if cached is not None and self._version_of(cached) == str(number):
                 del self.cache["model"]
                 self._last_attempt = float("-inf")
 

@@ -543,3 +543,27 @@ def test_cached_persister_checks_its_rrule_at_start(tmp_path):
     ):
         cached.start()
     assert not cached.started
+
+
+class _SlowFile(File):
+    """A File persister whose reads take a while, like unpickling a big model."""
+
+    def read(self, version=None):
+        time.sleep(1.5)
+        return super().read(version)
+
+
+def test_cached_persister_serves_old_model_while_refreshing(tmp_path, iris):
+    impl = _SlowFile(str(tmp_path / "model-{version}.pickle"))
+    impl.activate(impl.write(fitted(iris)))
+    cached = CachedUpdatePersister(impl)
+    cached.refresh()
+    impl.activate(impl.write(fitted(iris)))
+    refresher = threading.Thread(target=cached.refresh)
+    refresher.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert cached.read().__metadata__["version"] == 1  # the old model, at once
+    assert time.monotonic() - started < 0.5
+    refresher.join(10)
+    assert cached.read().__metadata__["version"] == 2
