@@ -47,6 +47,15 @@ def _scorers(scoring, estimator) -> tuple[dict[str, Any], bool]:
             try:
                 return get_scorer(spec)
             except ValueError:
+                if "." in spec or ":" in spec:  # a dotted name of a scorer function
+                    from .factory import resolve_dotted_name
+
+                    try:
+                        scorer = resolve_dotted_name(spec)
+                    except ConfigError as exc:
+                        raise exc.located(key=name) from None
+                    if callable(scorer):
+                        return scorer
                 raise ConfigError(
                     f"unknown scorer {spec!r}; expected a name from "
                     "sklearn.metrics.get_scorer_names(), a callable or a dict of those",
@@ -65,7 +74,7 @@ def _scorers(scoring, estimator) -> tuple[dict[str, Any], bool]:
     if scoring is None:
         name = "score"
     elif isinstance(scoring, str):
-        name = scoring
+        name = scoring.replace(":", ".").rsplit(".", 1)[-1]
     else:
         name = getattr(scoring, "__name__", "score")
     return {name: one("scoring", scoring)}, False

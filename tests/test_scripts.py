@@ -548,3 +548,21 @@ def test_logging_entry_is_honoured(project, capsys):
             handler.close()
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+
+
+def test_fit_with_a_scheduled_dataset_loader(project, capsys):
+    """The script starts the scheduled loader (it has no data before) and stops it after."""
+    config = base_config(project.path)
+    config["dataset_loader_train"] = {
+        "__factory__": "pipeforge.dataset.ScheduledDatasetLoader",
+        "impl": config["dataset_loader_train"],
+        "update_cache_rrule": {"freq": "HOURLY"},
+    }
+    config["dataset_loader_test"]["__copy__"] = "dataset_loader_train.impl"
+    project.write(config)
+    code, out, err = run(scripts.fit_main, ["-e"], capsys)
+    assert code == 0, err
+    assert "score_test: 0.9600" in out and "Wrote model with version 1" in out
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("RruleThread")]

@@ -237,3 +237,16 @@ def test_grid_search_dict_scoring(train):
     )
     assert "mean_test_f1" in search.cv_results_
     assert np.isfinite(search.best_score_)
+
+
+def constant_scorer(estimator, X, y):
+    """A scorer named by its dotted name in a config."""
+    return 0.25
+
+
+def test_scoring_by_dotted_name(train, test_loader, persister):
+    fit(train, _model(), persister)
+    scores = test(test_loader, persister, scoring="tests.test_training.constant_scorer")
+    assert scores == {"constant_scorer": 0.25}
+    with pytest.raises(ConfigError, match=r"scoring: cannot import 'tests.nope.scorer'"):
+        test(test_loader, persister, scoring="tests.nope.scorer")
