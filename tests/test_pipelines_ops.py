@@ -295,3 +295,38 @@ def test_op_store_defaults_to_the_model_database(tmp_path):
     del config["model_persister"]
     with pytest.raises(Exception, match="no 'op_store' entry"):
         build_op_store(config)
+
+
+def test_public_names():
+    import pipeforge.pipelines as pipelines
+    from pipeforge.pipelines import http
+
+    assert sorted(pipelines.__all__) == sorted(
+        [
+            "PIPELINE_INPUT",
+            "PIPELINE_OUTPUT",
+            "BaseRunner",
+            "DataOp",
+            "EstimatorOp",
+            "FunctionOp",
+            "Node",
+            "NodeError",
+            "Op",
+            "OpCallback",
+            "OpError",
+            "OpStore",
+            "Pipeline",
+            "PipelineCallback",
+            "SequentialRunner",
+            "ThreadRunner",
+            "TimingCallback",
+            "TrainableOp",
+            "Version",
+            "VersionType",
+            "build_op_store",
+            "build_pipelines",
+        ]
+    )
+    for name in pipelines.__all__:
+        assert getattr(pipelines, name) is not None
+    assert callable(http.register_routes)
