@@ -11,6 +11,7 @@ reports the jobs it ran itself.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import uuid
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 
 from .errors import PipeforgeError
 
-__all__ = ["JobRunner"]
+__all__ = ["JobRunner", "fit_job", "model_caches", "refresh_model_caches"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,3 +161,67 @@ def _info(result):
         return result
     text = repr(result)
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+# -- the jobs the web service runs ----------------------------------------------
+
+
+def _fresh_model(model):
+    """An unfitted copy of the config's model, so jobs never share estimator state."""
+    try:
+        from sklearn.base import clone
+
+        return clone(model)
+    except Exception:  # not a scikit-learn estimator
+        return copy.deepcopy(model)
+
+
+def _unique(values):
+    seen = set()
+    for value in values:
+        if id(value) not in seen:
+            seen.add(id(value))
+            yield value
+
+
+def model_caches(config) -> list:
+    """The config's components that keep a refreshable model cache (``refresh()`` + ``read()``)."""
+    found = []
+    for component in _unique([config.get("model_persister"), *config.values()]):
+        if component is None or isinstance(component, type):
+            continue
+        if callable(getattr(component, "refresh", None)) and callable(
+            getattr(component, "read", None)
+        ):
+            found.append(component)
+    return found
+
+
+def refresh_model_caches(config) -> list[str]:
+    """Refresh every model cache of ``config``; return their class names."""
+    refreshed = []
+    for cache in model_caches(config):
+        cache.refresh()
+        refreshed.append(type(cache).__name__)
+    return refreshed
+
+
+def fit_job(config, *, persist=True, activate=True, evaluate=False, persist_if_better_than=None):
+    """Fit a fresh copy of the config's model like ``pf-fit``; refresh the caches after."""
+    from . import training
+    from .factory import decorate
+
+    result = training.fit(
+        decorate(config.require("dataset_loader_train"), config, "load_data_decorators"),
+        _fresh_model(config.require("model")),
+        config.require("model_persister") if persist else config.get("model_persister"),
+        persist=persist,
+        activate=activate,
+        dataset_loader_test=config.get("dataset_loader_test"),
+        evaluate=evaluate,
+        persist_if_better_than=persist_if_better_than,
+        scoring=config.get("scoring"),
+    )
+    if result.version is not None and activate:
+        refresh_model_caches(config)
+    return {"model_version": result.version, "scores": dict(result.scores or {})}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -306,9 +307,13 @@ class PredictService(PredictServiceInterface):
 
     def predict(self, model, X, **params):
         """Call ``model.predict`` (or ``predict_proba``)."""
-        if self.predict_proba:
-            return model.predict_proba(X, **params)
-        return model.predict(X, **params)
+        method = model.predict_proba if self.predict_proba else model.predict
+        sklearn = sys.modules.get("sklearn")
+        if sklearn is not None and self._numeric:
+            # The converters let only finite numbers through: spare scikit-learn the check.
+            with sklearn.config_context(assume_finite=True):
+                return method(X, **params)
+        return method(X, **params)
 
     def response_from_prediction(self, y_pred, single: bool = True):
         """The 200 response: ``{"result": ..., "metadata": {...}}``."""

@@ -98,7 +98,8 @@ RUN pf-fit
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \\
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/alive', timeout=4)" || exit 1
-CMD ["gunicorn", "-b", "0.0.0.0:8000", "-w", "2", "--timeout", "60", "pipeforge.wsgi:app"]
+ENV GUNICORN_CMD_ARGS="--workers 2 --timeout 60 --graceful-timeout 30"
+CMD ["gunicorn", "-b", "0.0.0.0:8000", "pipeforge.wsgi:app"]
 """
 
 

@@ -11,7 +11,6 @@ without internals.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import os
@@ -30,7 +29,7 @@ from .errors import (
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
-from .jobs import JobRunner
+from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches
 from .predict_service import PredictService, _to_bool, _to_float, _to_int, error_body, json_response
 
 __all__ = [
@@ -247,55 +246,6 @@ def _flag(values, name: str, default: bool) -> bool:
     return default if name not in values else _to_bool(name, values[name])
 
 
-def _fresh_model(model):
-    try:
-        from sklearn.base import clone
-
-        return clone(model)
-    except Exception:
-        return copy.deepcopy(model)
-
-
-def _caches(config) -> list:
-    """The components that keep a refreshable model cache."""
-    found = []
-    for component in _unique([config.get("model_persister"), *config.values()]):
-        if component is None or isinstance(component, type):
-            continue
-        if callable(getattr(component, "refresh", None)) and callable(
-            getattr(component, "read", None)
-        ):
-            found.append(component)
-    return found
-
-
-def _refresh_caches(config) -> list[str]:
-    refreshed = []
-    for cache in _caches(config):
-        cache.refresh()
-        refreshed.append(type(cache).__name__)
-    return refreshed
-
-
-def _fit_job(config, persist, activate, evaluate, persist_if_better_than):
-    from . import training
-
-    result = training.fit(
-        config.require("dataset_loader_train"),
-        _fresh_model(config.require("model")),
-        config.require("model_persister") if persist else config.get("model_persister"),
-        persist=persist,
-        activate=activate,
-        dataset_loader_test=config.get("dataset_loader_test"),
-        evaluate=evaluate,
-        persist_if_better_than=persist_if_better_than,
-        scoring=config.get("scoring"),
-    )
-    if result.version is not None and activate:
-        _refresh_caches(config)
-    return {"model_version": result.version, "scores": dict(result.scores or {})}
-
-
 def fit():
     """``/fit``: fit the configured model in a background job; answers the job id."""
     from flask import request
@@ -310,7 +260,13 @@ def fit():
     for key in ("dataset_loader_train", "model", "model_persister"):
         state.config.require(key)
     job_id = state.jobs.submit(
-        _fit_job, state.config, persist, activate, evaluate, better, name="fit"
+        fit_job,
+        state.config,
+        persist=persist,
+        activate=activate,
+        evaluate=evaluate,
+        persist_if_better_than=better,
+        name="fit",
     )
     return json_response({"job_id": job_id})
 
@@ -318,11 +274,11 @@ def fit():
 def update_model_cache():
     """``/update-model-cache``: refresh this process's model cache in a background job."""
     state = _state()
-    if not _caches(state.config):
+    if not model_caches(state.config):
         return json_response(
             error_body(state.service_metadata, "no model cache is configured to update"), 503
         )
-    job_id = state.jobs.submit(_refresh_caches, state.config, name="update_model_cache")
+    job_id = state.jobs.submit(refresh_model_caches, state.config, name="update_model_cache")
     return json_response({"job_id": job_id})
 
 
@@ -340,7 +296,7 @@ def activate():
         raise RequestError("missing request parameter 'model_version'")
     version = _to_int("model_version", raw)
     state.config.require("model_persister").activate(version)
-    _refresh_caches(state.config)
+    refresh_model_caches(state.config)
     return json_response({"model_version": version, "metadata": _ok_metadata(state)})
 
 

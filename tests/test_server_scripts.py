@@ -38,7 +38,7 @@ def test_dockerize_writes_both_dockerfiles(app_dir, capsys):
     assert "FROM me/iris-app:0.3" in predict
     assert "ENV PIPEFORGE_CONFIG=/app/config.py" in predict
     assert "RUN pf-fit" in predict
-    assert 'CMD ["gunicorn", "-b", "0.0.0.0:8000"' in predict
+    assert 'CMD ["gunicorn", "-b", "0.0.0.0:8000", "pipeforge.wsgi:app"]' in predict
     assert "pipeforge.wsgi:app" in predict
     assert "HEALTHCHECK" in predict and "/alive" in predict
     out = capsys.readouterr().out
@@ -144,3 +144,15 @@ def test_devserver_serves_the_model(tmp_path):
     finally:
         stop_process(proc)
         log.close()
+
+
+def test_project_dockerfile():
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if not line.startswith("#")]
+    assert "FROM python:3.11-slim" in lines
+    assert any(line.startswith("USER ") and "root" not in line for line in lines)
+    healthcheck = text[text.index("HEALTHCHECK") :].split("\n\n")[0]
+    assert "/alive" in healthcheck
+    assert lines[-1] == 'CMD ["gunicorn", "-b", "0.0.0.0:8000", "pipeforge.wsgi:app"]'
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".git" in ignored and ".venv" in ignored
