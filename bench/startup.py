@@ -1,0 +1,72 @@
+"""How fast the scripts start and how much memory they take.
+
+Runs each command several times in fresh processes, interleaved with a
+baseline (``python -c pass`` in the same interpreter), and prints the median
+wall time, peak RSS and the ratio to the baseline. ``pf-fit`` runs on a copy
+of the iris example so the repository stays clean.
+
+    .venv/bin/python bench/startup.py [--rounds=5]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def run(argv, cwd, env):
+    """Wall seconds and peak RSS (MB) of one command in a fresh process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, _, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = 0  # reaped by wait4 above
+    if proc.stderr:
+        proc.stderr.close()
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def main(rounds: int = 5) -> None:
+    work = tempfile.mkdtemp(prefix="pf-bench-startup-")
+    try:
+        shutil.copytree(os.path.join(ROOT, "examples", "iris"), os.path.join(work, "iris"))
+        cwd = os.path.join(work, "iris")
+        env = dict(
+            os.environ, PIPEFORGE_CONFIG="config.py", PATH=BIN + os.pathsep + os.environ["PATH"]
+        )
+        commands = {
+            "python -c pass (baseline)": [sys.executable, "-c", "pass"],
+            "pf-version": [os.path.join(BIN, "pf-version")],
+            "pf-fit (iris)": [os.path.join(BIN, "pf-fit")],
+        }
+        results = {name: [] for name in commands}
+        for _ in range(rounds):
+            for name, argv in commands.items():
+                results[name].append(run(argv, cwd, env))
+        base = statistics.median(t for t, _ in results["python -c pass (baseline)"])
+        print(f"{'command':<28} {'wall s':>8} {'x baseline':>11} {'peak RSS MB':>12}")
+        for name, samples in results.items():
+            wall = statistics.median(t for t, _ in samples)
+            rss = statistics.median(m for _, m in samples)
+            print(f"{name:<28} {wall:>8.3f} {wall / base:>11.1f} {rss:>12.1f}")
+        print(f"({rounds} interleaved rounds, medians)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    rounds = 5
+    for arg in sys.argv[1:]:
+        if arg.startswith("--rounds="):
+            rounds = int(arg.split("=", 1)[1])
+    main(rounds)
