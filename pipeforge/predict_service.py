@@ -90,6 +90,7 @@ def _to_bool(name: str, value):
 
 _CONVERTERS = {"float": _to_float, "int": _to_int, "str": _to_str, "bool": _to_bool}
 _NUMERIC = frozenset({"float", "int"})
+_PLAIN_NUMBERS = frozenset({float, int})
 
 
 def to_json(value) -> Any:
@@ -209,6 +210,12 @@ class PredictService(PredictServiceInterface):
             )
         self._param_fields = [(n, _CONVERTERS[t]) for n, t in _pairs(self.params, "params")]
         self._numeric = all(t in _NUMERIC for _, t in fields)
+        # The bulk path skips sample_from_data, so only when no subclass changed it.
+        self._bulk = (
+            all(t == "float" for _, t in fields)
+            and not self.unwrap_sample
+            and type(self).sample_from_data is PredictService.sample_from_data
+        )
         self._names = [n for n, _ in fields]
         self._fields = [(n, _CONVERTERS[t]) for n, t in fields]
 
@@ -228,19 +235,47 @@ class PredictService(PredictServiceInterface):
         """Parse the request, predict and build the response."""
         self.validate()
         if request.method == "POST":
-            samples = [
-                self._sample(model, data, index) for index, data in enumerate(self._posted(request))
-            ]
+            payload = self._posted(request)
+            X = self._bulk_matrix(model, payload) if self._bulk else None
+            if X is None:
+                samples = [self._sample(model, data, i) for i, data in enumerate(payload)]
+                X = self._matrix(model, samples)
             single = False
         else:
-            samples = [self.sample_from_data(model, request.args)]
+            X = self._matrix(model, [self.sample_from_data(model, request.args)])
             single = True
         params = self.params_from_data(model, request.args)
-        X = self._matrix(model, samples)
         y_pred = self.predict(model, X, **params)
         if self.predict_proba:
             y_pred = _label_rows(model, y_pred)
         return self.response_from_prediction(y_pred, single=single)
+
+    def _bulk_matrix(self, model, payload):
+        """All-float samples of plain JSON numbers in one numpy call; ``None`` if not that simple.
+
+        Anything unusual (a missing key, a string, a bool, null, NaN) returns
+        ``None`` and takes the per-value path, which says what is wrong.
+        """
+        import numpy as np
+
+        names = self._names
+        try:
+            rows = [[sample[name] for name in names] for sample in payload]
+        except (KeyError, TypeError, IndexError):
+            return None
+        if not {type(value) for row in rows for value in row} <= _PLAIN_NUMBERS:
+            return None
+        try:
+            X = np.array(rows, dtype=float)
+        except (OverflowError, ValueError):
+            return None
+        if not np.isfinite(X).all():
+            return None
+        if hasattr(model, "feature_names_in_"):
+            import pandas as pd
+
+            return pd.DataFrame(X, columns=names)
+        return X
 
     def _posted(self, request) -> list:
         if not request.is_json:

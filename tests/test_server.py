@@ -437,3 +437,25 @@ def test_url_rules_as_plain_dicts_and_bad_ones():
         )
     with pytest.raises(ConfigError, match="add_url_rule"):
         memory_app(EchoModel(), flask_add_url_rules=["/fit"])
+
+
+def test_many_posted_samples_match_single_gets(client):
+    from itertools import product
+
+    samples = [
+        dict(zip(IRIS_FEATURES, values, strict=True))
+        for values in product([4.5, 6], [2, 3.5], [1.5, 5], [0.2, 2])
+    ]
+    posted = client.post("/predict", json=samples).json["result"]
+    assert posted == [client.get(query(s)).json["result"] for s in samples]
+    assert len(set(posted)) > 1
+
+
+def test_a_subclass_hook_sees_every_posted_sample():
+    class Doubling(PredictService):
+        def sample_from_data(self, model, data):
+            return [2 * value for value in super().sample_from_data(model, data)]
+
+    client = memory_app(EchoModel(), Doubling([("x", "float")])).test_client()
+    assert client.post("/predict", json=[{"x": 1}, {"x": 2.5}]).json["result"] == [2.0, 5.0]
+    assert client.get("/predict?x=4").json["result"] == 8.0
