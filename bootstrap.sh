@@ -4,11 +4,12 @@
 #   ./bootstrap.sh demo   set up, then fit, test and list the iris example and serve it
 #   ./bootstrap.sh test   set up (with PostgreSQL for the tests), then run the whole test suite
 #
-# Extra arguments after "test" go to pytest.
+# Extra arguments after "test" go to pytest. Settings from the environment:
+#   PYTHON (python3), VENV (./.venv), PORT (5000, demo), EXAMPLE_DIR (examples/iris, demo)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
-VENV="$ROOT/.venv"
+VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -18,9 +19,13 @@ setup_venv() {
         say "creating virtual environment in .venv"
         "$PYTHON" -m venv "$VENV"
     fi
-    say "installing pipeforge and its dependencies"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e "$ROOT$1"
+    say "installing pipeforge and its dependencies (log: $VENV/pip.log)"
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+           "$VENV/bin/python" -m pip install -e "$ROOT$1"; } >"$VENV/pip.log" 2>&1; then
+        tail -n 30 "$VENV/pip.log" >&2
+        say "installing failed; the whole log is in $VENV/pip.log"
+        exit 1
+    fi
 }
 
 apt_install() {
@@ -41,7 +46,7 @@ setup_test_services() {
 demo() {
     setup_venv ""
     export PATH="$VENV/bin:$PATH"
-    cd "$ROOT/examples/iris"
+    cd "${EXAMPLE_DIR:-$ROOT/examples/iris}"
     export PIPEFORGE_CONFIG=config.py
     say "pf-fit  (trains the iris model and stores it in iris-model.db)"
     pf-fit
@@ -66,5 +71,5 @@ run_tests() {
 case "${1:-}" in
     demo) demo ;;
     test) shift; run_tests "$@" ;;
-    *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,0 +1,90 @@
+"""The README's first command, run as a newcomer would: set up, fit, test, list, serve."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_until(proc, pattern, lines, deadline):
+    """Collect output lines until one matches ``pattern``; fail on exit or timeout."""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        lines.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    pytest.fail(f"no line matching {pattern!r}; output so far:\n{''.join(lines)}")
+
+
+@pytest.mark.slow
+def test_bootstrap_demo_fits_tests_lists_and_serves(tmp_path):
+    example = tmp_path / "iris"
+    shutil.copytree(
+        os.path.join(ROOT, "examples", "iris"), example, ignore=shutil.ignore_patterns("*.db")
+    )
+    env = dict(
+        os.environ,
+        VENV=sys.prefix,  # reuse the test environment instead of building a second one
+        PORT=str(free_port()),
+        EXAMPLE_DIR=str(example),
+    )
+    env.pop("PIPEFORGE_CONFIG", None)
+    proc = subprocess.Popen(
+        [os.path.join(ROOT, "bootstrap.sh"), "demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        read_until(proc, r"Wrote model with version 1", lines, deadline)
+        accuracy = read_until(proc, r"accuracy: (\d\.\d+)", lines, deadline)
+        assert 0.9 <= float(accuracy.group(1)) <= 1.0
+        read_until(proc, r"version 1 \(active\)", lines, deadline)
+        url = read_until(proc, r"curl '([^']+)'", lines, deadline).group(1)
+
+        body = None
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = json.load(response)
+            except OSError:
+                assert proc.poll() is None, "".join(lines)
+                time.sleep(0.3)
+        assert body is not None, "the server never answered"
+        assert body["metadata"]["status"] == "OK"
+        assert body["result"] in {"Iris-setosa", "Iris-versicolor", "Iris-virginica"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.stdout.close()
+    assert (example / "iris-model.db").exists()
