@@ -1,0 +1,150 @@
+"""The public names SPEC.md promises; renaming one of them breaks users' configs."""
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+import pipeforge
+
+PUBLIC = {
+    "pipeforge.config": ["get_config", "initialize_config", "load_config", "Config"],
+    "pipeforge.interfaces": [
+        "DatasetLoader",
+        "Model",
+        "ModelPersister",
+        "PredictService",
+        "PredictError",
+        "annotate",
+    ],
+    "pipeforge.dataset": ["Table", "CSV", "SQL", "EmptyDatasetLoader", "ScheduledDatasetLoader"],
+    "pipeforge.persistence": ["Database", "File", "CachedUpdatePersister"],
+    "pipeforge.server": [
+        "create_app",
+        "PredictService",
+        "add_url_rule",
+        "fit",
+        "update_model_cache",
+        "activate",
+    ],
+    "pipeforge.training": ["fit", "test", "grid_search"],
+    "pipeforge.errors": [
+        "PipeforgeError",
+        "ConfigError",
+        "PersistenceError",
+        "UnknownVersionError",
+        "NoModelError",
+        "PredictError",
+        "VersionError",
+    ],
+}
+
+SCRIPTS = [
+    "pf-fit",
+    "pf-test",
+    "pf-list",
+    "pf-admin",
+    "pf-grid-search",
+    "pf-stream",
+    "pf-export",
+    "pf-upgrade",
+    "pf-version",
+    "pf-devserver",
+    "pf-dockerize",
+    "pf-pipeline",
+]
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_names_exist(module):
+    mod = importlib.import_module(module)
+    missing = [name for name in PUBLIC[module] if not hasattr(mod, name)]
+    assert not missing, f"{module} lacks {missing}"
+
+
+def test_module_all_lists_only_real_names():
+    for module in PUBLIC:
+        mod = importlib.import_module(module)
+        for name in getattr(mod, "__all__", []):
+            assert hasattr(mod, name), f"{module}.__all__ names {name!r}, which does not exist"
+
+
+def test_persister_methods_match_the_interface():
+    from pipeforge.interfaces import ModelPersister
+    from pipeforge.persistence import CachedUpdatePersister, Database, File
+
+    for cls in (Database, File, CachedUpdatePersister):
+        assert issubclass(cls, ModelPersister)
+        for method in (
+            "read",
+            "write",
+            "activate",
+            "delete",
+            "list_models",
+            "list_properties",
+            "upgrade",
+        ):
+            assert callable(getattr(cls, method)), f"{cls.__name__}.{method}"
+
+
+def test_errors_are_also_the_builtins_callers_expect():
+    from pipeforge import errors
+
+    assert issubclass(errors.UnknownVersionError, LookupError)
+    assert issubclass(errors.NoModelError, LookupError)
+    assert issubclass(errors.ConfigError, ValueError)
+    assert issubclass(errors.MissingKeyError, KeyError)
+    assert errors.PredictError("no", 7).error_code == 7
+
+
+def test_palladium_names_resolve_to_pipeforge():
+    from pipeforge.factory import resolve_dotted_name
+    from pipeforge.persistence import Database
+    from pipeforge.server import PredictService
+
+    assert resolve_dotted_name("palladium.persistence.Database") is Database
+    assert resolve_dotted_name("palladium.server.PredictService") is PredictService
+
+
+def test_constructors_only_store_their_arguments(tmp_path):
+    """scikit-learn style: building a component touches no file, database or thread."""
+    import threading
+
+    from pipeforge.dataset import CSV, SQL
+    from pipeforge.persistence import CachedUpdatePersister, Database, File
+
+    threads = threading.active_count()
+    Database(url=f"sqlite:///{tmp_path}/models.db")
+    File(path=str(tmp_path / "model-{version}.pickle"))
+    CachedUpdatePersister(
+        impl=Database(url=f"sqlite:///{tmp_path}/m2.db"), update_cache_rrule={"freq": "SECONDLY"}
+    )
+    CSV(path=str(tmp_path / "nope.csv"))
+    SQL(url=f"sqlite:///{tmp_path}/data.db", sql="SELECT 1")
+    assert list(tmp_path.iterdir()) == []
+    assert threading.active_count() == threads
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_is_installed_and_has_help(script):
+    bindir = pipeforge_bin()
+    result = subprocess.run(
+        [f"{bindir}/{script}", "-h"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout or "usage:" in result.stdout
+
+
+def pipeforge_bin():
+    return os.path.dirname(sys.executable)
+
+
+def test_version_is_a_string():
+    assert isinstance(pipeforge.__version__, str) and pipeforge.__version__.count(".") >= 1
+    result = subprocess.run(
+        [f"{pipeforge_bin()}/pf-version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert pipeforge.__version__ in result.stdout
