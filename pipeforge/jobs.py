@@ -19,9 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from .errors import PipeforgeError
+from .errors import ConfigError, PipeforgeError
 
-__all__ = ["JobRunner", "fit_job", "model_caches", "refresh_model_caches"]
+__all__ = ["JobRunner", "fit_job", "model_caches", "refresh_model_caches", "require"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +184,15 @@ def _unique(values):
             yield value
 
 
+def require(config, key: str):
+    """``config[key]``, or a ConfigError naming the missing entry (also for plain dicts)."""
+    if hasattr(config, "require"):
+        return config.require(key)
+    if key not in config:
+        raise ConfigError(f"missing required entry {key!r}; add it to the configuration")
+    return config[key]
+
+
 def model_caches(config) -> list:
     """The config's components that keep a refreshable model cache (``refresh()`` + ``read()``)."""
     found = []
@@ -199,9 +208,11 @@ def model_caches(config) -> list:
 
 def refresh_model_caches(config) -> list[str]:
     """Refresh every model cache of ``config``; return their class names."""
+    from .factory import decorate
+
     refreshed = []
     for cache in model_caches(config):
-        cache.refresh()
+        decorate(cache.refresh, config, "update_model_decorators")()
         refreshed.append(type(cache).__name__)
     return refreshed
 
@@ -212,9 +223,9 @@ def fit_job(config, *, persist=True, activate=True, evaluate=False, persist_if_b
     from .factory import decorate
 
     result = training.fit(
-        decorate(config.require("dataset_loader_train"), config, "load_data_decorators"),
-        _fresh_model(config.require("model")),
-        config.require("model_persister") if persist else config.get("model_persister"),
+        decorate(require(config, "dataset_loader_train"), config, "load_data_decorators"),
+        _fresh_model(require(config, "model")),
+        require(config, "model_persister") if persist else config.get("model_persister"),
         persist=persist,
         activate=activate,
         dataset_loader_test=config.get("dataset_loader_test"),

@@ -29,7 +29,7 @@ from .errors import (
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
-from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches
+from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require
 from .predict_service import PredictService, _to_bool, _to_float, _to_int, error_body, json_response
 
 __all__ = [
@@ -236,7 +236,7 @@ def _model_updated(store, model) -> str | None:
 def list_models():
     """``/list``: the stored models' metadata and the store's properties."""
     state = _state()
-    persister = state.config.require("model_persister")
+    persister = require(state.config, "model_persister")
     return json_response(
         {"models": persister.list_models(), "properties": persister.list_properties()}
     )
@@ -258,7 +258,7 @@ def fit():
     better = values.get("persist_if_better_than")
     better = None if better is None else _to_float("persist_if_better_than", better)
     for key in ("dataset_loader_train", "model", "model_persister"):
-        state.config.require(key)
+        require(state.config, key)
     job_id = state.jobs.submit(
         fit_job,
         state.config,
@@ -295,7 +295,7 @@ def activate():
     if raw is None:
         raise RequestError("missing request parameter 'model_version'")
     version = _to_int("model_version", raw)
-    state.config.require("model_persister").activate(version)
+    require(state.config, "model_persister").activate(version)
     refresh_model_caches(state.config)
     return json_response({"model_version": version, "metadata": _ok_metadata(state)})
 
@@ -392,7 +392,7 @@ def create_app(config, *, start_background: bool = False):
 
     services = _predict_services(config)
     if services and state.model_persister is None:
-        config.require("model_persister")
+        require(config, "model_persister")
     seen = {}
     for key, service in services:
         if hasattr(service, "initialize_component"):

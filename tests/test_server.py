@@ -459,3 +459,23 @@ def test_a_subclass_hook_sees_every_posted_sample():
     client = memory_app(EchoModel(), Doubling([("x", "float")])).test_client()
     assert client.post("/predict", json=[{"x": 1}, {"x": 2.5}]).json["result"] == [2.0, 5.0]
     assert client.get("/predict?x=4").json["result"] == 8.0
+
+
+def test_a_plain_dict_config_and_update_model_decorators(fitted):
+    calls = []
+
+    def counting(func):
+        def counted(*args, **kwargs):
+            calls.append(func.__name__)
+            return func(*args, **kwargs)
+
+        return counted
+
+    config = {**fitted, "update_model_decorators": [counting]}
+    client = create_app(config).test_client()
+    assert client.get(query(SETOSA)).json["result"] == "Iris-setosa"
+    assert client.post("/activate", data={"model_version": 1}).status_code == 200
+    assert calls == ["refresh"]
+    del config["model_persister"]
+    with pytest.raises(ConfigError, match="model_persister"):
+        create_app(config)
