@@ -31,10 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VARIANTS = {
     "baseline pickle": None,
     "Database sqlite": ("sqlite", {}),
-    "Database sqlite pickler=pickle": ("sqlite", {"pickler": "pickle"}),
+    "Database sqlite pickler=joblib": ("sqlite", {"pickler": "joblib"}),
     "Database sqlite compress=0": ("sqlite", {"compress": 0}),
     "File": ("file", {}),
-    "File pickler=pickle": ("file", {"pickler": "pickle"}),
+    "File pickler=joblib": ("file", {"pickler": "joblib"}),
 }
 
 
@@ -131,7 +131,7 @@ def run_round(model, folder: str) -> dict[str, dict]:
             version = persister.write(model)
             write = time.perf_counter() - start
             size = stored_size(kind, sub, version)
-            rss, read = read_rss(kind, sub, version) if not options else (float("nan"), 0.0)
+            rss, read = read_rss(kind, sub, version)
             if hasattr(persister, "close"):
                 persister.close()
         figures[name] = {"write": write, "read": read, "size": size, "rss": rss}
@@ -167,12 +167,8 @@ def main() -> None:
     print("-" * len(header))
     for name in VARIANTS:
         med = {k: statistics.median(r[name][k] for r in rounds) for k in base}
-        rss = "-" if med["rss"] != med["rss"] else f"{med['rss'] / pickled:.2f}x"
-        read = (
-            f"{med['read']:7.2f} {med['read'] / base_read:6.2f}x"
-            if med["read"]
-            else f"{'-':>7} {'-':>7}"
-        )
+        rss = f"{med['rss'] / pickled:.2f}x"
+        read = f"{med['read']:7.2f} {med['read'] / base_read:6.2f}x"
         print(
             f"{name:32} {med['write']:8.2f} {med['write'] / base_write:6.2f}x {read} "
             f"{med['size'] / 1e6:10.1f} {rss:>18}"

@@ -47,7 +47,7 @@ class File(PersisterBase):
         self,
         path: str = "model-{version}.pickle",
         compress: int | bool = DEFAULT_COMPRESS,
-        pickler: str = "joblib",
+        pickler: str = "pickle",
     ):
         self.path = path
         self.compress = compress

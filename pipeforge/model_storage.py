@@ -1,6 +1,6 @@
 """What every built-in persister shares: turning a model into chunks of bytes and back.
 
-Models are pickled (joblib or pickle) straight into a compressing stream
+Models are pickled (pickle protocol 5 by default, or joblib) straight into a compressing stream
 that hands out fixed-size chunks, and read back through a stream that
 inflates those chunks lazily, so neither direction ever holds a second
 full copy of the model. Compression (zlib, a fast level by default) runs

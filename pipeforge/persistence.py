@@ -64,7 +64,7 @@ class Database(PersisterBase):
         table_postfix: str = "",
         compress: int | bool = DEFAULT_COMPRESS,
         poolclass=None,
-        pickler: str = "joblib",
+        pickler: str = "pickle",
         engine_options: dict | None = None,
     ):
         self.url = url

@@ -263,7 +263,7 @@ def test_read_warns_on_library_version_mismatch(store, persister, iris):
     assert f"scikit-learn {sklearn.__version__}" in str(record[0].message)
 
 
-@pytest.mark.parametrize("options", [{"pickler": "pickle"}, {"compress": 0}, {"compress": 9}])
+@pytest.mark.parametrize("options", [{"pickler": "joblib"}, {"compress": 0}, {"compress": 9}])
 def test_serialisation_options_round_trip(store, iris, options):
     X, _ = iris
     model = fitted(iris)
