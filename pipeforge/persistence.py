@@ -43,7 +43,7 @@ __all__ = ["Database", "File", "CachedUpdatePersister"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 
 
 class Database(PersisterBase):

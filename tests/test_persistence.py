@@ -567,3 +567,42 @@ def test_cached_persister_serves_old_model_while_refreshing(tmp_path, iris):
     assert time.monotonic() - started < 0.5
     refresher.join(10)
     assert cached.read().__metadata__["version"] == 2
+
+
+_READ_RSS = """
+import gc, sys, psutil, sklearn.linear_model
+from pipeforge.persistence import Database, File
+kind, location = sys.argv[1], sys.argv[2]
+persister = File(location) if kind == "file" else Database(location)
+persister.list_models()
+gc.collect()
+before = psutil.Process().memory_info().rss
+model = persister.read(1)
+print(psutil.Process().memory_info().rss - before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "file"])
+def test_reading_costs_little_more_memory_than_the_pickle(kind, request, tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    store = _make_store(kind, request, tmp_path)
+    model = LogisticRegression()
+    model.weights = np.random.default_rng(0).random(4_000_000)  # 32 MB
+    size = len(pickle.dumps(model, protocol=5))
+    store.make().write(model)
+    del model
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_RSS, kind, store.location],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    growth = int(out.stdout.split()[-1])
+    assert growth < 1.3 * size, f"reading grew memory by {growth / size:.2f}x the pickle"
