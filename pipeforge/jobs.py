@@ -176,7 +176,8 @@ def _fresh_model(model):
         return copy.deepcopy(model)
 
 
-def _unique(values):
+def unique(values):
+    """The distinct objects of ``values`` (by identity), in order; components may repeat."""
     seen = set()
     for value in values:
         if id(value) not in seen:
@@ -196,7 +197,7 @@ def require(config, key: str):
 def model_caches(config) -> list:
     """The config's components that keep a refreshable model cache (``refresh()`` + ``read()``)."""
     found = []
-    for component in _unique([config.get("model_persister"), *config.values()]):
+    for component in unique([config.get("model_persister"), *config.values()]):
         if component is None or isinstance(component, type):
             continue
         if callable(getattr(component, "refresh", None)) and callable(

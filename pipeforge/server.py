@@ -29,7 +29,7 @@ from .errors import (
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
-from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require
+from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require, unique
 from .predict_service import PredictService, _to_bool, _to_float, _to_int, error_body, json_response
 
 __all__ = [
@@ -91,7 +91,7 @@ class _State:
         if hasattr(self.config, "start"):
             self.config.start()
         else:
-            for component in _unique(self.config.values()):
+            for component in unique(self.config.values()):
                 if isinstance(component, Background):
                     component.start()
         self.background_pid = os.getpid()
@@ -104,18 +104,10 @@ class _State:
         if hasattr(self.config, "stop"):
             self.config.stop()
         else:
-            for component in _unique(self.config.values()):
+            for component in unique(self.config.values()):
                 if isinstance(component, Background):
                     component.stop()
         self.background_pid = None
-
-
-def _unique(values):
-    seen = set()
-    for value in values:
-        if id(value) not in seen:
-            seen.add(id(value))
-            yield value
 
 
 def _restart_after_fork(ref) -> None:
