@@ -225,10 +225,13 @@ class ScheduledDatasetLoader(DatasetLoader, Background):
         """Load the data and start refreshing it; a second call does nothing."""
         if self._thread is not None:
             return
-        from .scheduling import RruleThread
+        from .scheduling import RruleThread, make_rrule
 
+        rule = make_rrule(
+            self.update_cache_rrule, owner="ScheduledDatasetLoader", parameter="update_cache_rrule"
+        )
         self.update_cache()
-        self._thread = RruleThread(self._update_logged, self.update_cache_rrule)
+        self._thread = RruleThread(self._update_logged, rule)
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:

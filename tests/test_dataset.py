@@ -189,3 +189,12 @@ def test_scheduled_loader_bad_rrule_is_a_config_error():
     with pytest.raises(ConfigError, match="freq"):
         loader.start()
     loader.stop()
+
+
+def test_scheduled_loader_names_a_bad_rrule_when_started():
+    from pipeforge.dataset import EmptyDatasetLoader, ScheduledDatasetLoader
+    from pipeforge.errors import ConfigError
+
+    loader = ScheduledDatasetLoader(EmptyDatasetLoader(), update_cache_rrule={"interval": 2})
+    with pytest.raises(ConfigError, match="parameter 'update_cache_rrule' of ScheduledDatasetLoader"):
+        loader.start()
