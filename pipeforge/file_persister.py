@@ -53,6 +53,11 @@ class File(PersisterBase):
         self.compress = compress
         self.pickler = pickler
         self._checked = False
+        self._here: str | None = None
+
+    def initialize_component(self, config) -> None:
+        """A relative ``path`` is taken from the config file's folder, like every path."""
+        self._here = getattr(config, "here", None)
 
     def __repr__(self) -> str:
         return f"File(path={self.path!r})"
@@ -69,7 +74,10 @@ class File(PersisterBase):
         self._checked = True
 
     def _file(self, version) -> str:
-        return str(self.path).replace("{version}", str(version))
+        path = os.fspath(self.path)
+        if self._here and not os.path.isabs(path):
+            path = os.path.join(self._here, path)
+        return path.replace("{version}", str(version))
 
     def _sidecar(self, name: str, ext: str = ".json") -> str:
         return os.path.splitext(self._file(name))[0] + ext

@@ -77,6 +77,27 @@ class Database(PersisterBase):
         self._state_lock = threading.Lock()
         self._engine = None
         self._pid = None
+        self._here: str | None = None
+
+    def initialize_component(self, config) -> None:
+        """A relative SQLite file is taken from the config file's folder, like every path."""
+        self._here = getattr(config, "here", None)
+
+    def _engine_url(self):
+        import sqlalchemy as sa
+
+        url = sa.engine.make_url(self.url)
+        database = url.database
+        if (
+            self._here
+            and url.get_backend_name() == "sqlite"
+            and database
+            and database != ":memory:"
+            and not database.startswith("file:")
+            and not os.path.isabs(database)
+        ):
+            url = url.set(database=os.path.join(self._here, database))
+        return url
 
     def __repr__(self) -> str:
         return f"Database(url={self.url!r}, table_postfix={self.table_postfix!r})"
@@ -122,7 +143,7 @@ class Database(PersisterBase):
             if self.url.startswith("sqlite"):
                 options.setdefault("connect_args", {}).setdefault("timeout", 60)
             try:
-                engine = sa.create_engine(self.url, **options)
+                engine = sa.create_engine(self._engine_url(), **options)
             except (sa.exc.ArgumentError, ImportError) as exc:
                 raise ConfigError(
                     f"parameter 'url' of Database must be a usable SQLAlchemy URL; "

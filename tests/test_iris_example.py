@@ -85,13 +85,14 @@ def test_readme_walkthrough(iris):
 
 @pytest.mark.slow
 def test_scripts_run_from_another_directory(iris, tmp_path):
-    """iris.data is read from the config's folder; the database lands in the current one."""
+    """iris.data and the model database are both taken from the config's folder."""
     work = tmp_path / "work"
     work.mkdir()
     result = sh("pf-fit && pf-test", work, PIPEFORGE_CONFIG=str(iris / "config.yaml"))
     assert result.returncode == 0, result.stderr
     assert "accuracy: 0.9600" in result.stdout
-    assert (work / "iris-model.db").exists()
+    assert (iris / "iris-model.db").exists()
+    assert list(work.iterdir()) == []
 
 
 @pytest.mark.slow

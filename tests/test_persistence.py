@@ -606,3 +606,26 @@ def test_reading_costs_little_more_memory_than_the_pickle(kind, request, tmp_pat
     )
     growth = int(out.stdout.split()[-1])
     assert growth < 1.3 * size, f"reading grew memory by {growth / size:.2f}x the pickle"
+
+
+def test_relative_store_paths_are_taken_from_the_config_folder(tmp_path, monkeypatch, iris):
+    """Started from any directory, a project finds its own model store."""
+    from pipeforge.config import load_config
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text(
+        "db: {__factory__: pipeforge.persistence.Database, url: 'sqlite:///models.db'}\n"
+        "files: {__factory__: pipeforge.persistence.File, path: 'store/model-{version}.pickle'}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project / "store").mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config([str(project / "config.yaml")])
+    assert config["db"].write(iris) == 1
+    assert config["files"].write(iris) == 1
+    assert (project / "models.db").exists()
+    assert (project / "store" / "model-1.pickle").exists()
+    assert list(elsewhere.iterdir()) == []
+    config["db"].close()

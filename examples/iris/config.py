@@ -1,7 +1,7 @@
 # ruff: noqa: B018  (a config file is one dict expression, not a module)
 # The pipeforge configuration of the iris example: one Python dict.
-# Relative paths (iris.data) are read from this file's folder; the model
-# database iris-model.db is created in the current directory.
+# Relative paths (iris.data, iris-model.db) are taken from this file's
+# folder, so the scripts and the server work from any directory.
 {
     'service_metadata': {
         'service_name': 'iris',
