@@ -196,5 +196,7 @@ def test_scheduled_loader_names_a_bad_rrule_when_started():
     from pipeforge.errors import ConfigError
 
     loader = ScheduledDatasetLoader(EmptyDatasetLoader(), update_cache_rrule={"interval": 2})
-    with pytest.raises(ConfigError, match="parameter 'update_cache_rrule' of ScheduledDatasetLoader"):
+    with pytest.raises(
+        ConfigError, match="parameter 'update_cache_rrule' of ScheduledDatasetLoader"
+    ):
         loader.start()
