@@ -73,18 +73,17 @@ def _to_str(name: str, value):
 
 
 def _to_bool(name: str, value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
+    # A bool field takes its text form, in a query string and in JSON alike;
+    # SPEC section 8 asks for a JSON true/false to be answered with 400.
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in _TRUE:
             return True
         if lowered in _FALSE:
             return False
+    hint = f' (send the string "{str(value).lower()}")' if isinstance(value, bool) else ""
     raise RequestError(
-        f"value of {name!r} must be a boolean (true/false/1/0); got {_describe(value)}"
+        f"value of {name!r} must be one of the strings true/false/1/0{hint}; got {_describe(value)}"
     )
 
 
@@ -341,14 +340,22 @@ class PredictService(PredictServiceInterface):
         return np.array(samples, dtype=float if self._numeric else object)
 
     def predict(self, model, X, **params):
-        """Call ``model.predict`` (or ``predict_proba``)."""
+        """Call ``model.predict`` (or ``predict_proba``).
+
+        Floating-point overflow inside the model (a finite but huge input such
+        as 1e308) is the model's arithmetic, not a failed request: numpy's
+        warnings are silenced for the call (``errstate`` is context-local).
+        """
+        import numpy as np
+
         method = model.predict_proba if self.predict_proba else model.predict
         sklearn = sys.modules.get("sklearn")
-        if sklearn is not None and self._numeric:
-            # The converters let only finite numbers through: spare scikit-learn the check.
-            with sklearn.config_context(assume_finite=True):
-                return method(X, **params)
-        return method(X, **params)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            if sklearn is not None and self._numeric:
+                # The converters let only finite numbers through: spare scikit-learn the check.
+                with sklearn.config_context(assume_finite=True):
+                    return method(X, **params)
+            return method(X, **params)
 
     def response_from_prediction(self, y_pred, single: bool = True):
         """The 200 response: ``{"result": ..., "metadata": {...}}``."""

@@ -167,7 +167,7 @@ def test_types_are_converted():
     client = memory_app(ModelAll(), service).test_client()
     got = client.get("/echo?f=1.5&i=3&s=abc&b=true").json["result"]
     assert got == [1.5, 3, "abc", True]
-    got = client.post("/echo", json=[{"f": 2, "i": 4.0, "s": "x", "b": False}]).json["result"]
+    got = client.post("/echo", json=[{"f": 2, "i": 4.0, "s": "x", "b": "false"}]).json["result"]
     assert got == [[2.0, 4, "x", False]]
     for text, value in (("1", True), ("0", False), ("FALSE", False), ("True", True)):
         assert client.get(f"/echo?f=1&i=1&s=a&b={text}").json["result"][3] is value
