@@ -15,7 +15,13 @@ from collections.abc import Iterable, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["config_paths_from_env", "read_config_file", "format_path"]
+__all__ = [
+    "config_paths_from_env",
+    "read_config_file",
+    "format_path",
+    "resolve_path",
+    "resolve_sqlite_url",
+]
 
 
 def config_paths_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -156,3 +162,30 @@ def format_path(path: Iterable) -> str:
         part = str(part)
         out += part if part.startswith("[") or not out else "." + part
     return out
+
+
+def resolve_path(path: str, here: str | None) -> str:
+    """A relative file ``path`` taken from the config's folder ``here`` (URLs stay as they are)."""
+    if not here or "://" in path or os.path.isabs(path):
+        return path
+    return os.path.join(here, path)
+
+
+def resolve_sqlite_url(url, here: str | None):
+    """An SQLAlchemy URL whose relative SQLite file is taken from the config's folder.
+
+    Raises SQLAlchemy's ``ArgumentError`` for a string that is no URL.
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(url)
+    database = url.database
+    if (
+        here
+        and url.get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+    ):
+        url = url.set(database=resolve_path(database, here))
+    return url

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from .config_files import resolve_path, resolve_sqlite_url
 from .errors import ConfigError, DataError
 from .interfaces import Background, DatasetLoader
 
@@ -66,10 +67,7 @@ class _FileLoader(DatasetLoader):
                 f"parameter 'path' of {type(self).__name__} must be a file name or URL; "
                 f"got {self.path!r} instead"
             )
-        path = os.fspath(self.path)
-        if "://" in path or os.path.isabs(path) or not self._here:
-            return path
-        return os.path.join(self._here, path)
+        return resolve_path(os.fspath(self.path), self._here)
 
     def __call__(self):
         import pandas as pd
@@ -127,26 +125,14 @@ class SQL(DatasetLoader):
         self._here = getattr(config, "here", None)
 
     def _url(self):
-        from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
         try:
-            url = make_url(self.url)
+            return resolve_sqlite_url(self.url, self._here)
         except (ArgumentError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"parameter 'url' of SQL must be an SQLAlchemy URL; got {self.url!r} instead"
             ) from exc
-        database = url.database
-        if (
-            url.get_backend_name() == "sqlite"
-            and database
-            and database != ":memory:"
-            and not database.startswith("file:")
-            and not os.path.isabs(database)
-            and self._here
-        ):
-            url = url.set(database=os.path.join(self._here, database))
-        return url
 
     def __call__(self):
         import pandas as pd

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 
+from .config_files import resolve_path
 from .errors import ConfigError, ModelWriteError, NoModelError, PersistenceError
 from .model_storage import (
     BLOCK,
@@ -74,9 +75,7 @@ class File(PersisterBase):
         self._checked = True
 
     def _file(self, version) -> str:
-        path = os.fspath(self.path)
-        if self._here and not os.path.isabs(path):
-            path = os.path.join(self._here, path)
+        path = resolve_path(os.fspath(self.path), self._here)
         return path.replace("{version}", str(version))
 
     def _sidecar(self, name: str, ext: str = ".json") -> str:

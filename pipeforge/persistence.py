@@ -19,6 +19,7 @@ import re
 import threading
 import weakref
 
+from .config_files import resolve_sqlite_url
 from .errors import (
     ConfigError,
     ModelWriteError,
@@ -83,22 +84,6 @@ class Database(PersisterBase):
         """A relative SQLite file is taken from the config file's folder, like every path."""
         self._here = getattr(config, "here", None)
 
-    def _engine_url(self):
-        import sqlalchemy as sa
-
-        url = sa.engine.make_url(self.url)
-        database = url.database
-        if (
-            self._here
-            and url.get_backend_name() == "sqlite"
-            and database
-            and database != ":memory:"
-            and not database.startswith("file:")
-            and not os.path.isabs(database)
-        ):
-            url = url.set(database=os.path.join(self._here, database))
-        return url
-
     def __repr__(self) -> str:
         return f"Database(url={self.url!r}, table_postfix={self.table_postfix!r})"
 
@@ -143,7 +128,7 @@ class Database(PersisterBase):
             if self.url.startswith("sqlite"):
                 options.setdefault("connect_args", {}).setdefault("timeout", 60)
             try:
-                engine = sa.create_engine(self._engine_url(), **options)
+                engine = sa.create_engine(resolve_sqlite_url(self.url, self._here), **options)
             except (sa.exc.ArgumentError, ImportError) as exc:
                 raise ConfigError(
                     f"parameter 'url' of Database must be a usable SQLAlchemy URL; "
