@@ -29,7 +29,7 @@ from .errors import ConfigError, UnknownVersionError
 from .interfaces import ModelPersister, annotate
 from .upgrade import UpgradeSteps
 
-__all__ = ["PersisterBase", "library_versions", "DEFAULT_COMPRESS"]
+__all__ = ["PersisterBase", "library_versions", "dump_chunks", "load_chunks", "DEFAULT_COMPRESS"]
 
 DEFAULT_COMPRESS = 1
 PICKLERS = ("joblib", "pickle")
@@ -223,6 +223,35 @@ class ChunkSource(io.RawIOBase):
         return True
 
 
+def dump_chunks(obj, emit, chunk_size: int, level: int, pickler: str = "pickle") -> ChunkSink:
+    """Pickle ``obj`` straight into compressed chunks handed to ``emit(index, chunk)``.
+
+    Returns the finished sink (``count`` chunks, ``stored_bytes`` in all).
+    """
+    with ChunkSink(emit, chunk_size, level) as sink:
+        if pickler == "joblib":
+            import joblib
+
+            joblib.dump(obj, sink)
+        else:
+            pickle.dump(obj, sink, protocol=5)
+        sink.finish()
+    return sink
+
+
+def load_chunks(chunks, compressed: bool, pickler: str = "pickle"):
+    """Unpickle from an iterable of stored chunks, inflating them lazily."""
+    reader = io.BufferedReader(ChunkSource(chunks, compressed), buffer_size=BLOCK)
+    if pickler == "joblib":
+        import joblib
+
+        obj = joblib.load(reader)
+    else:
+        obj = pickle.load(reader)
+    trim_heap()
+    return obj
+
+
 class PersisterBase(ModelPersister):
     """Validation, annotation, (de)serialising and upgrading for the built-in persisters."""
 
@@ -270,28 +299,11 @@ class PersisterBase(ModelPersister):
                 model.__metadata__ = saved
 
     def _dump(self, model, emit, chunk_size: int) -> ChunkSink:
-        """Pickle ``model`` into chunks handed to ``emit``; return the finished sink."""
-        with ChunkSink(emit, chunk_size, self._level) as sink:
-            if self.pickler == "joblib":
-                import joblib
-
-                joblib.dump(model, sink)
-            else:
-                pickle.dump(model, sink, protocol=5)
-            sink.finish()
-        return sink
+        return dump_chunks(model, emit, chunk_size, self._level, self.pickler)
 
     @staticmethod
     def _load(chunks, compressed: bool, pickler: str):
-        reader = io.BufferedReader(ChunkSource(chunks, compressed), buffer_size=BLOCK)
-        if pickler == "joblib":
-            import joblib
-
-            model = joblib.load(reader)
-        else:
-            model = pickle.load(reader)
-        trim_heap()
-        return model
+        return load_chunks(chunks, compressed, pickler)
 
     @staticmethod
     def _resolve(version, available) -> int:

@@ -4,7 +4,7 @@ Tables (SQLAlchemy Core, created on first use, prefix ``pf_op_``):
 
 * ``pf_op_versions``: one row per (op name, version string), ordered by id
   (the newest version is the highest id, never the oldest or a timestamp);
-* ``pf_op_chunks``: the joblib bytes of a version's state, in chunks;
+* ``pf_op_chunks``: a version's pickled, compressed state, in chunks;
 * ``pf_op_links``: "version V of op B was trained on version W of op A",
   with W's major part, which is what loading checks;
 * ``pf_op_jobs``: background pipeline runs, readable from every process.
@@ -16,7 +16,6 @@ save leaves nothing half-written.
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import logging
 import threading
@@ -24,6 +23,7 @@ import uuid
 from typing import Any
 
 from ..errors import ConfigError, PersistenceError
+from ..model_storage import dump_chunks, load_chunks
 
 __all__ = ["OpStore", "OpRecord"]
 
@@ -58,7 +58,8 @@ class OpStore:
     """Op versions, states and links in a SQL database (SQLite or PostgreSQL).
 
     ``url`` is an SQLAlchemy URL; ``chunk_size`` (bytes) splits large states;
-    ``compress`` is joblib's compression level (fast by default).
+    ``compress`` is the zlib level (0 = off; fast by default). States are
+    pickled and chunked the same streaming way as models.
     """
 
     def __init__(
@@ -99,6 +100,12 @@ class OpStore:
         if not isinstance(self.chunk_size, int) or self.chunk_size <= 0:
             raise ConfigError(
                 f"parameter 'chunk_size' of OpStore must be a positive int; got {self.chunk_size!r} instead"
+            )
+        if isinstance(self.compress, bool) or not (
+            isinstance(self.compress, int) and 0 <= self.compress <= 9
+        ):
+            raise ConfigError(
+                f"parameter 'compress' of OpStore must be a zlib level from 0 (off) to 9; got {self.compress!r} instead"
             )
         kwargs: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
@@ -154,10 +161,7 @@ class OpStore:
                     )
                 ).first()
                 if exists is None:
-                    data = payloads.get(id(r), b"")
-                    chunks = [
-                        data[i : i + self.chunk_size] for i in range(0, len(data), self.chunk_size)
-                    ]
+                    chunks = payloads.get(id(r), [])
                     version_id = conn.execute(
                         t["versions"]
                         .insert()
@@ -168,7 +172,7 @@ class OpStore:
                             major=r.version.split(".")[0],
                             has_state=r.has_state,
                             n_chunks=len(chunks),
-                            size=len(data),
+                            size=sum(len(c) for c in chunks),
                             created=_now(),
                         )
                     ).inserted_primary_key[0]
@@ -212,17 +216,15 @@ class OpStore:
             is not None
         )
 
-    def _dump(self, state: Any) -> bytes:
-        import joblib
-
-        buffer = io.BytesIO()
+    def _dump(self, state: Any) -> list[bytes]:
+        chunks: list[bytes] = []
         try:
-            joblib.dump(state, buffer, compress=self.compress)
+            dump_chunks(state, lambda _i, c: chunks.append(c), self.chunk_size, self.compress)
         except Exception as exc:
             raise PersistenceError(
                 f"cannot serialize op state {type(state).__name__}: {exc}"
             ) from exc
-        return buffer.getvalue()
+        return chunks
 
     def newest(
         self, op_name: str, config_major: str | None = None, *, with_state: bool = False
@@ -247,7 +249,6 @@ class OpStore:
 
     def read_state(self, version_row: dict) -> Any:
         """Load the state stored for ``version_row`` (as returned by :meth:`newest`)."""
-        import joblib
         import sqlalchemy as sa
 
         engine, t = self._db()
@@ -261,9 +262,10 @@ class OpStore:
                 f"op {version_row['op_name']!r} version {version_row['version']}: expected "
                 f"{version_row['n_chunks']} stored chunks; found {len(rows)}"
             )
-        buffer = io.BytesIO(b"".join(bytes(r[0]) for r in rows))
+        chunks = [bytes(r[0]) for r in rows]
+        compressed = bool(chunks) and chunks[0][:1] == b"\x78"  # a zlib stream, not a pickle
         try:
-            return joblib.load(buffer)
+            return load_chunks(chunks, compressed)
         except Exception as exc:
             raise PersistenceError(
                 f"cannot read op {version_row['op_name']!r} version {version_row['version']}: {exc}"
