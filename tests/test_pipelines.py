@@ -21,20 +21,13 @@ IRIS = ROOT / "examples" / "iris"
 SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def op_store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ops.db'}"
-    return request.getfixturevalue("postgres_database_url")
-
-
 @pytest.fixture
-def iris_env(tmp_path, monkeypatch, op_store_url):
-    """The iris example's pipelines.yaml, with the op store at ``op_store_url``."""
+def iris_env(tmp_path, monkeypatch, sql_url):
+    """The iris example's pipelines.yaml, with the op store at ``sql_url``."""
     monkeypatch.setenv("PIPEFORGE_CONFIG", str(IRIS / "pipelines.yaml"))
-    monkeypatch.setenv("PIPEFORGE_OP_STORE", op_store_url)
+    monkeypatch.setenv("PIPEFORGE_OP_STORE", sql_url)
     monkeypatch.chdir(tmp_path)
-    return op_store_url
+    return sql_url
 
 
 def run(capsys, *argv):

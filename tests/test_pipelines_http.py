@@ -19,13 +19,6 @@ IRIS = ROOT / "examples" / "iris"
 SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def op_store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ops.db'}"
-    return request.getfixturevalue("postgres_database_url")
-
-
 @pytest.fixture
 def make_client(monkeypatch, tmp_path):
     """``make_client(config_path)`` → a test client of a fresh app; stores closed at the end."""
@@ -45,8 +38,8 @@ def make_client(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def iris_client(make_client, monkeypatch, op_store_url):
-    monkeypatch.setenv("PIPEFORGE_OP_STORE", op_store_url)
+def iris_client(make_client, monkeypatch, sql_url):
+    monkeypatch.setenv("PIPEFORGE_OP_STORE", sql_url)
     return make_client(IRIS / "pipelines.yaml")
 
 
@@ -239,7 +232,7 @@ def _fetch_job_elsewhere(config_path: Path, env: dict, job_id: str) -> dict:
 
 
 @pytest.mark.slow
-def test_background_job_is_fetched_from_another_process(iris_client, op_store_url):
+def test_background_job_is_fetched_from_another_process(iris_client, sql_url):
     import os
 
     status, body = post(
@@ -248,7 +241,7 @@ def test_background_job_is_fetched_from_another_process(iris_client, op_store_ur
     assert status == 202
     assert body["job_status"] == "queued" and body["pipeline_output"] is None
     job_id = body["job_id"]
-    env = dict(os.environ, PIPEFORGE_OP_STORE=op_store_url)
+    env = dict(os.environ, PIPEFORGE_OP_STORE=sql_url)
     job = _fetch_job_elsewhere(IRIS / "pipelines.yaml", env, job_id)
     assert job["job_id"] == job_id and job["pipeline"] == "train_iris"
     assert job["job_status"] == "done", job
