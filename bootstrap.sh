@@ -2,7 +2,8 @@
 # Set up pipeforge in ./.venv and run one of its jobs.
 #
 #   ./bootstrap.sh demo   set up, then fit, test and list the iris example and serve it
-#   ./bootstrap.sh test   set up (with PostgreSQL for the tests), then run the whole test suite
+#   ./bootstrap.sh test   set up (with the test services: PostgreSQL, Redis, Chromium, R, podman),
+#                         then run the whole test suite
 #
 # Extra arguments after "test" go to pytest. Settings from the environment:
 #   PYTHON (python3), VENV (./.venv), PORT (5000, demo), EXAMPLE_DIR (examples/iris, demo)
@@ -37,9 +38,27 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
+# Debian packages the tests run for real: each service (or tool) and the package that brings it.
+TEST_PACKAGES=(
+    "/usr/lib/postgresql/*/bin/postgres:postgresql"
+    "/usr/bin/redis-server:redis-server"
+    "/usr/bin/chromium:chromium"
+    "/usr/bin/chromedriver:chromium-driver"
+    "/usr/bin/Rscript:r-base-core"
+    "/usr/lib/R/site-library/randomForest:r-cran-randomforest"
+    "/usr/bin/podman:podman"
+    "/usr/sbin/runc:runc"
+    "/usr/sbin/debootstrap:debootstrap"
+)
+
 setup_test_services() {
-    if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-        apt_install postgresql
+    local missing=() entry
+    for entry in "${TEST_PACKAGES[@]}"; do
+        # shellcheck disable=SC2086  # the path may be a glob
+        ls ${entry%%:*} >/dev/null 2>&1 || missing+=("${entry##*:}")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
     fi
 }
 
@@ -71,5 +90,5 @@ run_tests() {
 case "${1:-}" in
     demo) demo ;;
     test) shift; run_tests "$@" ;;
-    *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
