@@ -148,3 +148,22 @@ def test_version_is_a_string():
     )
     assert result.returncode == 0
     assert pipeforge.__version__ in result.stdout
+
+
+def test_lint_target_is_the_oldest_supported_python():
+    """ruff checks syntax and upgrades against the oldest Python setup.cfg allows.
+
+    With a newer target ruff would rewrite ``timezone.utc`` into
+    ``datetime.UTC`` (3.11+) and let other 3.11-only syntax through.
+    """
+    import configparser
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    setup = configparser.ConfigParser()
+    setup.read(os.path.join(root, "setup.cfg"))
+    oldest = re.fullmatch(r">=\s*3\.(\d+)", setup["options"]["python_requires"].strip())
+    assert oldest, setup["options"]["python_requires"]
+    with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
+        target = re.search(r'^target-version = "py3(\d+)"$', f.read(), re.MULTILINE)
+    assert target and target.group(1) == oldest.group(1)
