@@ -53,6 +53,14 @@ def _loader(config, key: str):
     return decorate(config[key], config, "load_data_decorators")
 
 
+# The config entries each script uses; only these are built (see run_script).
+_STORE_ENTRIES = ("model_persister",)
+_TRAINING = ("dataset_loader_train", "model", "scoring", "load_data_decorators")
+_FIT_ENTRIES = (*_TRAINING, "dataset_loader_test", "model_persister", "fit_decorators")
+_TEST_ENTRIES = ("dataset_loader_test", "model_persister", "scoring", "load_data_decorators")
+_GRID_SEARCH_ENTRIES = (*_TRAINING, "grid_search", "model_persister")
+
+
 def _progress():
     from .progress import Progress
 
@@ -116,7 +124,7 @@ def _fit(args, config) -> int:
 
 
 def fit_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(FIT_DOC, argv, _fit, mode="fit")
+    return run_script(FIT_DOC, argv, _fit, mode="fit", entries=_FIT_ENTRIES)
 
 
 TEST_DOC = """Test a stored model on the test data.
@@ -151,7 +159,7 @@ def _test(args, config) -> int:
 
 
 def test_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(TEST_DOC, argv, _test, mode="fit")
+    return run_script(TEST_DOC, argv, _test, mode="fit", entries=_TEST_ENTRIES)
 
 
 LIST_DOC = """List the stored models and the properties of the model store.
@@ -202,7 +210,7 @@ def _list(args, config) -> int:
 
 
 def list_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(LIST_DOC, argv, _list, mode="fit")
+    return run_script(LIST_DOC, argv, _list, mode="fit", entries=_STORE_ENTRIES)
 
 
 ADMIN_DOC = """Activate or delete a stored model.
@@ -232,7 +240,7 @@ def _admin(args, config) -> int:
 
 
 def admin_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(ADMIN_DOC, argv, _admin, mode="fit")
+    return run_script(ADMIN_DOC, argv, _admin, mode="fit", entries=_STORE_ENTRIES)
 
 
 GRID_SEARCH_DOC = """Search the model's hyperparameters by cross-validation.
@@ -292,7 +300,7 @@ def _grid_search(args, config) -> int:
 
 
 def grid_search_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(GRID_SEARCH_DOC, argv, _grid_search, mode="fit")
+    return run_script(GRID_SEARCH_DOC, argv, _grid_search, mode="fit", entries=_GRID_SEARCH_ENTRIES)
 
 
 STREAM_DOC = """Predict samples read from stdin, one JSON list of samples per line.
@@ -412,7 +420,9 @@ def _stream(args, config) -> int:
 
 
 def stream_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(STREAM_DOC, argv, _stream, mode="predict")
+    return run_script(
+        STREAM_DOC, argv, _stream, mode="predict", entries=("model_persister", "predict_service")
+    )
 
 
 EXPORT_DOC = """Copy a model from 'model_persister' to 'model_persister_export'.
@@ -443,7 +453,13 @@ def _export(args, config) -> int:
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(EXPORT_DOC, argv, _export, mode="fit")
+    return run_script(
+        EXPORT_DOC,
+        argv,
+        _export,
+        mode="fit",
+        entries=("model_persister", "model_persister_export"),
+    )
 
 
 UPGRADE_DOC = """Upgrade the model store to the current storage format.
@@ -472,7 +488,7 @@ def _upgrade(args, config) -> int:
 
 
 def upgrade_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(UPGRADE_DOC, argv, _upgrade, mode="fit")
+    return run_script(UPGRADE_DOC, argv, _upgrade, mode="fit", entries=_STORE_ENTRIES)
 
 
 VERSION_DOC = """Print the version of pipeforge.
