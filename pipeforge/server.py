@@ -23,6 +23,8 @@ from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
 from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require, unique
+from .metrics import register_metrics
+from .openapi import register_openapi
 from .predict_service import PredictService, _to_bool, _to_float, _to_int
 from .web import error_body, json_response
 
@@ -71,6 +73,7 @@ class _State:
         self.service_metadata = dict(config.get("service_metadata") or {})
         self.model_persister = config.get("model_persister")
         self.services: list[tuple[str, Any]] = []
+        self.views: dict[str, Any] = {}  # endpoint -> undecorated view of flask_add_url_rules
         self.background_pid: int | None = None
         self._process = None
 
@@ -303,7 +306,7 @@ def _predict_services(config) -> list[tuple[str, Any]]:
     return services
 
 
-def _add_rules(app, config) -> None:
+def _add_rules(app, config, views: dict) -> None:
     entries = config.get("flask_add_url_rules") or []
     for index, entry in enumerate(entries):
         where = f"flask_add_url_rules[{index}]"
@@ -330,6 +333,7 @@ def _add_rules(app, config) -> None:
             endpoint = f"{endpoint}:{entry.rule}"
         wrapped = decorate(view, config, list_name) if list_name else view
         app.add_url_rule(entry.rule, endpoint=endpoint, view_func=wrapped, **options)
+        views[endpoint] = view
 
 
 def _add_pipelines(app, config) -> None:
@@ -387,8 +391,10 @@ def create_app(config, *, start_background: bool = False):
     app.add_url_rule(
         "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
     )
-    _add_rules(app, config)
+    _add_rules(app, config, state.views)
     _add_pipelines(app, config)
+    register_openapi(app, config)
+    register_metrics(app, config, state)
 
     web.install_error_handlers(app, state.service_metadata)
 
