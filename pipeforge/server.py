@@ -29,7 +29,17 @@ from .errors import (
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
-from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require, unique
+from .jobs import (
+    JobQueue,
+    JobRunner,
+    fit_job,
+    job_queue,
+    job_view,
+    model_caches,
+    refresh_model_caches,
+    require,
+    unique,
+)
 from .predict_service import PredictService, _to_bool, _to_float, _to_int, error_body, json_response
 
 __all__ = [
@@ -70,13 +80,14 @@ def add_url_rule(rule: str, endpoint: str | None = None, view_func=None, **optio
 class _State:
     """What the views of one app need: the config and its shared helpers."""
 
-    def __init__(self, config, process_store, jobs: JobRunner):
+    def __init__(self, config, process_store, jobs: JobQueue):
         self.config = config
         self.process_store = process_store
         self.jobs = jobs
         self.service_metadata = dict(config.get("service_metadata") or {})
         self.model_persister = config.get("model_persister")
         self.background_pid: int | None = None
+        self.extra_background: list = []  # e.g. the pipelines' op-store follower
         self._process = None
 
     def memory_usage(self) -> int:
@@ -94,6 +105,8 @@ class _State:
             for component in unique(self.config.values()):
                 if isinstance(component, Background):
                     component.start()
+        for component in self.extra_background:
+            component.start()
         self.background_pid = os.getpid()
 
     def stop(self) -> None:
@@ -101,6 +114,8 @@ class _State:
         self.jobs.shutdown(wait=False)
         if self.background_pid is None:
             return
+        for component in self.extra_background:
+            component.stop()
         if hasattr(self.config, "stop"):
             self.config.stop()
         else:
@@ -251,14 +266,14 @@ def fit():
     better = None if better is None else _to_float("persist_if_better_than", better)
     for key in ("dataset_loader_train", "model", "model_persister"):
         require(state.config, key)
-    job_id = state.jobs.submit(
+    job_id = state.jobs.enqueue(
         fit_job,
         state.config,
+        name="fit",
         persist=persist,
         activate=activate,
         evaluate=evaluate,
         persist_if_better_than=better,
-        name="fit",
     )
     return json_response({"job_id": job_id})
 
@@ -270,7 +285,7 @@ def update_model_cache():
         return json_response(
             error_body(state.service_metadata, "no model cache is configured to update"), 503
         )
-    job_id = state.jobs.submit(refresh_model_caches, state.config, name="update_model_cache")
+    job_id = state.jobs.enqueue(refresh_model_caches, state.config, name="update_model_cache")
     return json_response({"job_id": job_id})
 
 
@@ -348,17 +363,17 @@ def _add_rules(app, config) -> None:
         app.add_url_rule(entry.rule, endpoint=endpoint, view_func=wrapped, **options)
 
 
-def _add_pipelines(app, config) -> None:
+def _add_pipelines(app, config):
     if "pipelines" not in config:
-        return
+        return None
     try:
         from .pipelines import http
     except ModuleNotFoundError as exc:
         if exc.name not in ("pipeforge.pipelines", "pipeforge.pipelines.http"):
             raise
         logger.warning("the config has 'pipelines' but pipeforge.pipelines.http is not available")
-        return
-    http.register_routes(app, config)
+        return None
+    return http.register_routes(app, config)
 
 
 def create_app(config, *, start_background: bool = False):
@@ -376,7 +391,7 @@ def create_app(config, *, start_background: bool = False):
     store = getattr(config, "process_store", None)
     if store is None:
         store = ProcessStore()
-    state = _State(config, store, JobRunner(store))
+    state = _State(config, store, job_queue(config) or JobRunner(store))
     app = Flask("pipeforge")
     app.config["PIPEFORGE"] = config
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
@@ -404,8 +419,11 @@ def create_app(config, *, start_background: bool = False):
     app.add_url_rule(
         "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
     )
+    app.add_url_rule("/jobs/<job_id>", view_func=decorate(job_view, config, "alive_decorators"))
     _add_rules(app, config)
-    _add_pipelines(app, config)
+    pipelines = _add_pipelines(app, config)
+    if pipelines is not None:
+        state.extra_background.append(pipelines.sync)
 
     meta = state.service_metadata
 
