@@ -81,6 +81,8 @@ Options:
   --save-if-better-than=<score>   Store the model only if its score on
                                   'dataset_loader_test' is better than <score>.
   -e --evaluate                   Score the model on the training and test data.
+  --queue                         Let a pf-worker fit it (the 'job_queue' entry;
+                                  see docs/scaling-out.md) and wait for it.
   --debug                         Show tracebacks of errors.
   -h --help                       Show this screen.
 """
@@ -92,6 +94,10 @@ def _fit(args, config) -> int:
 
     persist = not args["--no-save"]
     threshold = _float_option(args["--save-if-better-than"], "--save-if-better-than")
+    if args["--queue"]:
+        from .queue_scripts import fit_on_queue
+
+        return fit_on_queue(args, config, threshold)
     evaluate = bool(args["--evaluate"])
     test_loader = None
     if threshold is not None:
@@ -256,6 +262,8 @@ Options:
   --save-results=<csv>   Write all results (cv_results_) to this CSV file.
   --persist-best         Refit the best candidate on all the training data
                          and store and activate it with 'model_persister'.
+  --queue                Let a pf-worker run the search (the 'job_queue'
+                         entry; see docs/scaling-out.md) and wait for it.
   --debug                Show tracebacks of errors.
   -h --help              Show this screen.
 """
@@ -278,6 +286,10 @@ def _grid_search(args, config) -> int:
     from . import training
 
     persist = bool(args["--persist-best"])
+    if args["--queue"]:
+        from .queue_scripts import grid_search_on_queue
+
+        return grid_search_on_queue(args, config, _results_table)
     search = training.grid_search(
         _loader(config, "dataset_loader_train"),
         config["model"],

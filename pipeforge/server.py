@@ -22,7 +22,17 @@ from .errors import ConfigError, PersistenceError, RequestError
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
-from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require, unique
+from .jobs import (
+    JobQueue,
+    JobRunner,
+    fit_job,
+    job_queue,
+    job_view,
+    model_caches,
+    refresh_model_caches,
+    require,
+    unique,
+)
 from .metrics import register_metrics
 from .openapi import register_openapi
 from .predict_service import PredictService, _to_bool, _to_float, _to_int
@@ -66,7 +76,7 @@ def add_url_rule(rule: str, endpoint: str | None = None, view_func=None, **optio
 class _State:
     """What the views of one app need: the config and its shared helpers."""
 
-    def __init__(self, config, process_store, jobs: JobRunner):
+    def __init__(self, config, process_store, jobs: JobQueue):
         self.config = config
         self.process_store = process_store
         self.jobs = jobs
@@ -75,6 +85,7 @@ class _State:
         self.services: list[tuple[str, Any]] = []
         self.views: dict[str, Any] = {}  # endpoint -> undecorated view of flask_add_url_rules
         self.background_pid: int | None = None
+        self.extra_background: list = []  # e.g. the pipelines' op-store follower
         self._process = None
 
     def memory_usage(self) -> int:
@@ -92,6 +103,8 @@ class _State:
             for component in unique(self.config.values()):
                 if isinstance(component, Background):
                     component.start()
+        for component in self.extra_background:
+            component.start()
         self.background_pid = os.getpid()
 
     def stop(self) -> None:
@@ -99,6 +112,8 @@ class _State:
         self.jobs.shutdown(wait=False)
         if self.background_pid is None:
             return
+        for component in self.extra_background:
+            component.stop()
         if hasattr(self.config, "stop"):
             self.config.stop()
         else:
@@ -239,14 +254,14 @@ def fit():
     better = None if better is None else _to_float("persist_if_better_than", better)
     for key in ("dataset_loader_train", "model", "model_persister"):
         require(state.config, key)
-    job_id = state.jobs.submit(
+    job_id = state.jobs.enqueue(
         fit_job,
         state.config,
+        name="fit",
         persist=persist,
         activate=activate,
         evaluate=evaluate,
         persist_if_better_than=better,
-        name="fit",
     )
     return json_response({"job_id": job_id})
 
@@ -258,7 +273,7 @@ def update_model_cache():
         return json_response(
             error_body(state.service_metadata, "no model cache is configured to update"), 503
         )
-    job_id = state.jobs.submit(refresh_model_caches, state.config, name="update_model_cache")
+    job_id = state.jobs.enqueue(refresh_model_caches, state.config, name="update_model_cache")
     return json_response({"job_id": job_id})
 
 
@@ -336,17 +351,17 @@ def _add_rules(app, config, views: dict) -> None:
         views[endpoint] = view
 
 
-def _add_pipelines(app, config) -> None:
+def _add_pipelines(app, config):
     if "pipelines" not in config:
-        return
+        return None
     try:
         from .pipelines import http
     except ModuleNotFoundError as exc:
         if exc.name not in ("pipeforge.pipelines", "pipeforge.pipelines.http"):
             raise
         logger.warning("the config has 'pipelines' but pipeforge.pipelines.http is not available")
-        return
-    http.register_routes(app, config)
+        return None
+    return http.register_routes(app, config)
 
 
 def create_app(config, *, start_background: bool = False):
@@ -363,7 +378,7 @@ def create_app(config, *, start_background: bool = False):
     store = getattr(config, "process_store", None)
     if store is None:
         store = ProcessStore()
-    state = _State(config, store, JobRunner(store))
+    state = _State(config, store, job_queue(config) or JobRunner(store))
     app = Flask("pipeforge")
     app.config["PIPEFORGE"] = config
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
@@ -391,8 +406,11 @@ def create_app(config, *, start_background: bool = False):
     app.add_url_rule(
         "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
     )
+    app.add_url_rule("/jobs/<job_id>", view_func=decorate(job_view, config, "alive_decorators"))
     _add_rules(app, config, state.views)
-    _add_pipelines(app, config)
+    pipelines = _add_pipelines(app, config)
+    if pipelines is not None:
+        state.extra_background.append(pipelines.sync)
     register_openapi(app, config)
     register_metrics(app, config, state)
 
