@@ -58,6 +58,11 @@ logger = logging.getLogger(__name__)
 
 _LOCK = threading.RLock()
 _READY: list = []
+# Runs a script's text in an environment of its own; library() banners are not news.
+_RUN_SCRIPT = (
+    "function(code, env) suppressPackageStartupMessages("
+    "eval(parse(text = code, keep.source = FALSE), envir = env))"
+)
 
 
 def _rpy2():
@@ -216,8 +221,9 @@ class RObject:
         """The R function ``funcname`` (runs the script first if this process has not)."""
         if self._env is None:
             env = ro.r["new.env"](parent=ro.globalenv)
+            run = ro.r(_RUN_SCRIPT)
             try:
-                ro.r["eval"](ro.r["parse"](text=self._script_text(), keep_source=False), envir=env)
+                run(self._script_text(), env)
             except _r_error() as exc:
                 raise PipeforgeError(
                     f"the R script {self.scriptname} failed: {str(exc).strip()}"
