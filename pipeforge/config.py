@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from .config_files import config_paths_from_env, read_config_file
+from .config_files import config_paths_from_env, read_config_file, relative_to_folder
 from .config_files import format_path as _format_path
 from .errors import ConfigError, MissingKeyError
 from .process_store import ProcessStore
@@ -413,7 +413,8 @@ def load_config(paths: str | Iterable[str], *, lazy: bool = False, **extra) -> C
     """
     if isinstance(paths, str):
         paths = [p.strip() for p in paths.split(",") if p.strip()]
-    paths = list(paths)
+    elif not isinstance(paths, list):
+        paths = list(paths)
     if not paths:
         raise ConfigError("no config file given", source="environment")
 
@@ -428,6 +429,12 @@ def load_config(paths: str | Iterable[str], *, lazy: bool = False, **extra) -> C
                 layers.setdefault(key, []).append((path, value))
     for key, value in extra.items():
         layers.setdefault(key, []).append(("arguments", value))
+    # Relative paths follow the files' __relative_to__ marker, else the rule the paths came with
+    # (config_files.ConfigPaths: "cwd" for PALLADIUM_CONFIG, as in Palladium).
+    marker = layers.pop("__relative_to__", None)
+    rule = marker[-1][1] if marker else getattr(paths, "relative_to", None)
+    config_folder = os.path.dirname(os.path.abspath(paths[0]))
+    path_base = relative_to_folder(rule, config_folder, marker[-1][0] if marker else None)
     origin = {key: entries[-1][0] for key, entries in layers.items()}
 
     # User modules next to the first config file are importable, as in Palladium.
@@ -437,6 +444,7 @@ def load_config(paths: str | Iterable[str], *, lazy: bool = False, **extra) -> C
 
     resolver = _CopyResolver(layers)
     config = Config(sources=paths, mode=extra.get("__mode__"))
+    config.path_base = path_base
     for key in layers:
         config[key] = resolver.entry(key)
     if config.mode is None and isinstance(config.get("__mode__"), str):

@@ -9,6 +9,7 @@ is imported inside the script bodies.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -320,7 +321,9 @@ STREAM_DOC = """Predict samples read from stdin, one JSON list of samples per li
 Each input line is a JSON list of samples (objects with the fields of the
 'predict_service' mapping, or lists of feature values); each output line is
 the JSON list of their predictions. The line 'exit' (or end of input) ends
-the stream. A bad line is reported on stderr and the stream goes on.
+the stream. A bad line gets an error object as its output line
+({"metadata": {"status": "ERROR", "error_message": ...}}), also reported
+on stderr, and the stream goes on: output line N always answers input line N.
 Uses 'model_persister' and 'predict_service' from the configuration.
 
 Usage:
@@ -401,21 +404,21 @@ def _predictions(service, model, X):
     return y
 
 
-def _stream(args, config) -> int:
+def _stream(args, config, prog: str = "pf-stream") -> int:
     from .errors import PipeforgeError, PredictError, RequestError
+    from .predict_service import error_body
 
     persister = config["model_persister"]
     service = _service_for_stream(config.get("predict_service"))
     version = _int_option(args["--model-version"], "--model-version")
     model = persister.read(version=version)
-    failures = 0
     for number, line in enumerate(sys.stdin, start=1):
         line = line.strip()
-        if line == "exit":
+        if line.lower() == "exit":
             break
-        if not line:
-            continue
         try:
+            if not line:
+                raise RequestError("empty line; expected a JSON list of samples")
             try:
                 samples = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -424,11 +427,22 @@ def _stream(args, config) -> int:
                 model = persister.read()
             X = _rows_from_samples(samples, service, model)
             print(json.dumps(_predictions(service, model, X)), flush=True)
-        except PipeforgeError as exc:
-            failures += 1
-            message = exc.error_message if isinstance(exc, PredictError) else str(exc)
-            print(f"pf-stream: error: line {number}: {message}", file=sys.stderr, flush=True)
-    return 1 if failures else 0
+        except Exception as exc:  # one bad line must not end the stream
+            if isinstance(exc, PredictError):
+                message = exc.error_message
+            elif isinstance(exc, PipeforgeError):
+                message = str(exc)
+            else:
+                logging.getLogger(__name__).exception("line %d failed", number)
+                message = f"{type(exc).__name__}: {exc}"
+            print(f"{prog}: error: line {number}: {message}", file=sys.stderr, flush=True)
+            metadata = config.get("service_metadata")
+            code = getattr(exc, "error_code", -1)
+            body = error_body(
+                metadata, f"line {number}: {message}", code if isinstance(code, int) else -1
+            )
+            print(json.dumps(body, default=str), flush=True)
+    return 0
 
 
 def stream_main(argv: Sequence[str] | None = None) -> int:

@@ -364,12 +364,15 @@ def _add_pipelines(app, config):
     return http.register_routes(app, config)
 
 
-def create_app(config, *, start_background: bool = False):
+def create_app(config, *, start_background: bool = False, flask_app=None):
     """Build the Flask app serving ``config``.
 
     With ``start_background`` (the WSGI entry point and ``pf-devserver``),
     background components such as the model cache's refresh thread start now,
     and again in each process forked from this one (``gunicorn --preload``).
+    ``flask_app`` is a fresh ``Flask`` object to set up instead of a new one
+    (Palladium's ``palladium.server.app``, which user modules may have
+    decorated already).
     """
     from flask import Flask
 
@@ -379,7 +382,7 @@ def create_app(config, *, start_background: bool = False):
     if store is None:
         store = ProcessStore()
     state = _State(config, store, job_queue(config) or JobRunner(store))
-    app = Flask("pipeforge")
+    app = Flask("pipeforge") if flask_app is None else flask_app
     app.config["PIPEFORGE"] = config
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
     app.extensions["pipeforge"] = state
