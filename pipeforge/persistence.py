@@ -141,6 +141,10 @@ class Database(PersisterBase):
             self._finalizer = weakref.finalize(self, engine.dispose)
             return engine
 
+    def engine(self):
+        """The SQLAlchemy engine (created with the tables at first use), for stores sharing this database."""
+        return self._connect()
+
     def close(self) -> None:
         """Close the database connections; the next use opens new ones."""
         with self._state_lock:
