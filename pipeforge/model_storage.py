@@ -23,7 +23,7 @@ import uuid
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from .errors import ConfigError, UnknownVersionError
 from .interfaces import ModelPersister, annotate
@@ -280,7 +280,7 @@ class PersisterBase(ModelPersister):
         info = {
             "version": version,
             "train_timestamp": current.get("train_timestamp")
-            or datetime.now(UTC).isoformat(timespec="seconds"),
+            or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "library_versions": library_versions(),
         }
         return dict(annotate(model, info))

@@ -17,20 +17,14 @@ import os
 import weakref
 from typing import Any, NamedTuple
 
-from . import __version__
-from .errors import (
-    ConfigError,
-    NoModelError,
-    PersistenceError,
-    PredictError,
-    RequestError,
-    UnknownVersionError,
-)
+from . import __version__, web
+from .errors import ConfigError, PersistenceError, RequestError
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
 from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require, unique
-from .predict_service import PredictService, _to_bool, _to_float, _to_int, error_body, json_response
+from .predict_service import PredictService, _to_bool, _to_float, _to_int
+from .web import error_body, json_response
 
 __all__ = [
     "create_app",
@@ -76,6 +70,7 @@ class _State:
         self.jobs = jobs
         self.service_metadata = dict(config.get("service_metadata") or {})
         self.model_persister = config.get("model_persister")
+        self.services: list[tuple[str, Any]] = []
         self.background_pid: int | None = None
         self._process = None
 
@@ -127,48 +122,23 @@ def _state():
 
 
 def _ok_metadata(state) -> dict:
-    metadata = {"service_name": None, "service_version": None}
-    metadata.update(state.service_metadata)
-    metadata.update(status="OK", error_code=0)
-    return metadata
-
-
-def _error_response(exc: BaseException, service_metadata):
-    """Map an exception to the JSON error response (logging the unexpected ones)."""
-    from werkzeug.exceptions import HTTPException
-
-    if isinstance(exc, HTTPException):
-        headers = [
-            (k, v)
-            for k, v in exc.get_headers()
-            if k.lower() not in ("content-type", "content-length")
-        ]
-        message = f"{exc.name}: {exc.description}" if exc.description else exc.name
-        return json_response(error_body(service_metadata, message), exc.code or 500, headers)
-    if isinstance(exc, RequestError):
-        return json_response(error_body(service_metadata, str(exc), exc.error_code), 400)
-    if isinstance(exc, UnknownVersionError):
-        return json_response(error_body(service_metadata, str(exc)), 404)
-    if isinstance(exc, NoModelError):
-        return json_response(error_body(service_metadata, f"no model available yet: {exc}"), 503)
-    if isinstance(exc, PredictError):
-        return json_response(error_body(service_metadata, exc.error_message, exc.error_code), 500)
-    logger.error("unexpected error while answering a request", exc_info=exc)
-    return json_response(
-        error_body(service_metadata, "internal server error; see the server log"), 500
-    )
+    return web.ok_metadata(state.service_metadata)
 
 
 # -- the views -----------------------------------------------------------------
 
 
 def _predict_view(service, state):
+    check = getattr(service, "check_model", None)
+
     def predict():
         from flask import request
 
         persister = state.model_persister
         try:
             model = persister.read()
+            if check is not None:
+                check(model)
         except Exception as exc:
             return service.response_from_exception(exc)
         return service(model, request)
@@ -203,6 +173,7 @@ def alive():
                 "updated": _model_updated(store, model),
                 "metadata": dict(getattr(model, "__metadata__", None) or {}),
             }
+            problems.extend(_misfits(state.services, model))
     required = (state.config.get("alive") or {}).get("process_store_required") or []
     missing = (
         store.missing(required)
@@ -215,6 +186,20 @@ def alive():
         body.update(error_body(state.service_metadata, "; ".join(problems)))
         return json_response(body, 503)
     return json_response(body)
+
+
+def _misfits(services, model) -> list[str]:
+    """Why predict services cannot use ``model`` (their ``check_model``), for ``/alive``."""
+    problems = []
+    for _, service in services:
+        check = getattr(service, "check_model", None)
+        if check is None:
+            continue
+        try:
+            check(model)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _model_updated(store, model) -> str | None:
@@ -281,9 +266,8 @@ def activate():
     state = _state()
     raw = request.values.get("model_version")
     if raw is None and request.is_json:
-        payload = request.get_json(silent=True)
-        if isinstance(payload, dict):
-            raw = payload.get("model_version")
+        payload = web.read_json(request, expect=dict, default={})
+        raw = payload.get("model_version")
     if raw is None:
         raise RequestError("missing request parameter 'model_version'")
     version = _to_int("model_version", raw)
@@ -369,7 +353,6 @@ def create_app(config, *, start_background: bool = False):
     and again in each process forked from this one (``gunicorn --preload``).
     """
     from flask import Flask
-    from werkzeug.exceptions import HTTPException
 
     from .process_store import ProcessStore
 
@@ -382,7 +365,7 @@ def create_app(config, *, start_background: bool = False):
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
     app.extensions["pipeforge"] = state
 
-    services = _predict_services(config)
+    services = state.services = _predict_services(config)
     if services and state.model_persister is None:
         require(config, "model_persister")
     seen = {}
@@ -407,15 +390,7 @@ def create_app(config, *, start_background: bool = False):
     _add_rules(app, config)
     _add_pipelines(app, config)
 
-    meta = state.service_metadata
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc):
-        return _error_response(exc, meta)
-
-    @app.errorhandler(Exception)
-    def _any_error(exc):
-        return _error_response(exc, meta)
+    web.install_error_handlers(app, state.service_metadata)
 
     if start_background:
         state.start_background()

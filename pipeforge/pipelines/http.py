@@ -22,14 +22,14 @@ Errors answer ``{"metadata": {..., "status": "ERROR", "error_code", "error_messa
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .. import web
 from ..errors import PipeforgeError, RequestError, VersionError
+from ..web import to_jsonable
 from .build import build_op_store, build_pipelines
 from .pipeline import NodeError, Pipeline
 from .store import OpStore
@@ -41,31 +41,9 @@ logger = logging.getLogger(__name__)
 EXTENSION = "pipeforge_pipelines"
 
 
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON types for numpy arrays and scalars, pandas objects, tuples and NaN."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    if hasattr(value, "columns") and callable(getattr(value, "to_dict", None)):  # DataFrame
-        return to_jsonable(value.to_dict(orient="records"))
-    tolist = getattr(value, "tolist", None)  # numpy arrays/scalars, pandas Series
-    if callable(tolist):
-        return to_jsonable(tolist())
-    isoformat = getattr(value, "isoformat", None)
-    if callable(isoformat):
-        return isoformat()
-    return str(value)
-
-
 class _HTTPError(Exception):
     def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
+        self.http_status = status  # answered with this status by pipeforge.web
         super().__init__(message)
 
 
@@ -141,59 +119,37 @@ def _service() -> PipelinesService:
 
 
 def _respond(body: Any, status: int = 200):
-    from flask import Response
-
-    return Response(json.dumps(to_jsonable(body)), status=status, mimetype="application/json")
-
-
-def _error(service: PipelinesService, status: int, message: str, code: int = -1):
-    metadata = {"service_name": None, "service_version": None, **service.service_metadata}
-    metadata.update(status="ERROR", error_code=code, error_message=message)
-    return _respond({"metadata": metadata}, status)
+    return web.json_response(body, status)
 
 
 def _request_json() -> dict:
-    from flask import request
-
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the request body must be JSON: {exc}") from exc
+    body = web.read_json(default={})
     if not isinstance(body, dict):
         raise RequestError(
-            f'the request body must be a JSON object like {{"pipeline_input": ...}}; got {type(body).__name__}'
+            'the request body must be a JSON object like {"pipeline_input": ...}; '
+            f"got a JSON {web.json_kind(body)}"
         )
     return body
 
 
 def _view(func):
-    """Answer known errors with the JSON error body; log and hide the unexpected."""
+    """Answer errors through :mod:`pipeforge.web`; input an op rejects is a 400."""
 
     def view(**kwargs):
         service = _service()
         try:
             return func(service, **kwargs)
-        except _HTTPError as exc:
-            return _error(service, exc.status, exc.message)
-        except RequestError as exc:
-            return _error(service, 400, str(exc), exc.error_code)
-        except VersionError as exc:
-            return _error(service, 409, str(exc))
         except NodeError as exc:
             if isinstance(exc.original, ValueError | TypeError | KeyError | IndexError):
-                return _error(service, 400, str(exc))
-            logger.error("pipeline run failed", exc_info=exc)
-            return _error(
-                service,
-                500,
-                f"pipeline {exc.pipeline!r}, node {exc.node!r} failed; see the server log",
-            )
+                error = RequestError(str(exc))
+            else:
+                logger.error("pipeline run failed", exc_info=exc)
+                error = _HTTPError(
+                    500, f"pipeline {exc.pipeline!r}, node {exc.node!r} failed; see the server log"
+                )
+            return web.error_response(error, service.service_metadata)
         except Exception as exc:
-            logger.error("unexpected error in a pipelines route", exc_info=exc)
-            return _error(service, 500, "internal server error; see the server log")
+            return web.error_response(exc, service.service_metadata)
 
     view.__name__ = func.__name__
     return view
