@@ -207,3 +207,13 @@ class File(PersisterBase):
 
     def list_properties(self) -> dict[str, str]:
         return {k: str(v) for k, v in self._props().items() if not k.startswith("_")}
+
+    def update_metadata(self, version, changes: dict) -> dict:
+        """Merge ``changes`` into the stored metadata of ``version`` (e.g. test scores)."""
+        with self._locked():
+            models = self._load_json("metadata", [])
+            number = self._resolve(version, [m["version"] for m in models])
+            index = next(i for i, m in enumerate(models) if m["version"] == number)
+            models[index] = self._merged(models[index], changes)
+            self._save_json("metadata", models)
+            return models[index]

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from .errors import NoModelError
-from .interfaces import Background, ModelPersister
+from .interfaces import Background, ModelPersister, annotate
 from .model_storage import as_version
 from .process_store import ProcessStore
 
@@ -214,3 +214,11 @@ class CachedUpdatePersister(ModelPersister, Background):
 
     def upgrade(self, from_version: str | None = None, to_version: str | None = None) -> list[str]:
         return self.impl.upgrade(from_version, to_version)
+
+    def update_metadata(self, version, changes: dict) -> dict:
+        """Update the store, and the cached model's metadata when it is that version."""
+        metadata = self.impl.update_metadata(version, changes)
+        cached = self.cache.get("model")
+        if cached is not None and self._version_of(cached) == str(as_version(version)):
+            annotate(cached, dict(metadata))
+        return metadata

@@ -322,3 +322,16 @@ class PersisterBase(ModelPersister):
 
     def _set_property(self, name: str, value: str) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _merged(current: dict, changes: dict) -> dict:
+        """``current`` updated with ``changes`` (not the version), checked to be JSON."""
+        import json
+
+        if not isinstance(changes, dict):
+            raise TypeError(f"metadata changes must be a dict; got {type(changes).__name__}")
+        if "version" in changes and changes["version"] != current.get("version"):
+            raise ValueError("a stored model's version cannot be changed")
+        merged = {**current, **changes}
+        json.dumps(merged, default=json_default)
+        return merged

@@ -361,3 +361,22 @@ class Database(PersisterBase):
         props = self._tables["properties"]
         with engine.connect() as conn:
             return {n: v for n, v in conn.execute(sa.select(props.c.name, props.c.value))}
+
+    def update_metadata(self, version, changes: dict) -> dict:
+        """Merge ``changes`` into the stored metadata of ``version`` (e.g. test scores)."""
+        import sqlalchemy as sa
+
+        with self._connect().begin() as conn:
+            models = self._tables["models"]
+            self._lock(conn)
+            number = self._resolve(version, self._available(conn))
+            text = conn.execute(
+                sa.select(models.c.metadata).where(models.c.version == number)
+            ).scalar_one()
+            metadata = self._merged(dict(json.loads(text), version=number), changes)
+            conn.execute(
+                sa.update(models)
+                .where(models.c.version == number)
+                .values(metadata=json.dumps(metadata, default=json_default))
+            )
+        return metadata
