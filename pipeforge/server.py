@@ -409,7 +409,9 @@ def create_app(config, *, start_background: bool = False, flask_app=None):
     app.add_url_rule(
         "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
     )
-    app.add_url_rule("/jobs/<job_id>", view_func=decorate(job_view, config, "alive_decorators"))
+    app.add_url_rule(
+        "/jobs/<job_id>", endpoint="job", view_func=decorate(job_view, config, "alive_decorators")
+    )
     _add_rules(app, config, state.views)
     pipelines = _add_pipelines(app, config)
     if pipelines is not None:
