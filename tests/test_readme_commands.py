@@ -148,3 +148,12 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
     assert "  version 1 (active)" in out
     answer = json.loads(out.splitlines()[-1])
     assert answer["result"] == "Iris-virginica" and answer["metadata"]["status"] == "OK"
+
+
+def test_the_tools_the_readme_names_are_installed():
+    """``./bootstrap.sh test`` installs the [test] extra, which brings ruff."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        tools = set(re.findall(r"\.venv/bin/([\w-]+)", f.read()))
+    assert "ruff" in tools
+    for tool in tools:
+        assert os.access(os.path.join(sys.prefix, "bin", tool), os.X_OK), tool
