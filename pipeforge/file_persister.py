@@ -314,11 +314,11 @@ class File(PersisterBase):
                         with contextlib.suppress(OSError):
                             os.unlink(path)
                 raise
-            active = data["properties"].get("active-model")
-            if active not in {str(v) for v in imported}:
-                active = None
-            elif "active-model" not in props:
+            active = data["properties"].get("active-model")  # unless pipeforge has its own
+            if active in {str(v) for v in imported} and "active-model" not in props:
                 props["active-model"] = active
+            else:
+                active = None
             props["_last-version"] = max(last, *imported) if imported else last
             if imported:
                 props["palladium-imported"] = ",".join(

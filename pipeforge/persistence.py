@@ -447,11 +447,13 @@ class Database(PersisterBase):
                     .values(value=highest)
                 )
             properties = palladium.properties(conn)
-            active = properties.get("active-model")
-            if active not in {str(v) for v in imported}:
-                active = None
-            elif self._get_property(conn, "active-model") is None:
+            active = properties.get("active-model")  # taken over unless pipeforge has its own
+            if active in {str(v) for v in imported} and not self._get_property(
+                conn, "active-model"
+            ):
                 self._put_property(conn, "active-model", active)
+            else:
+                active = None
             if imported:
                 done = [p for p in previous if p] + [str(v) for v in imported]
                 self._put_property(conn, "palladium-imported", ",".join(done))
