@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+import pipeforge
 from pipeforge.errors import (
     ConfigError,
     ModelWriteError,
@@ -96,6 +97,29 @@ class Store:
                 conn.execute(
                     sa.text(f"UPDATE {table} SET metadata = :m WHERE version = :v"),
                     {"m": json.dumps(entry), "v": version},
+                )
+        finally:
+            engine.dispose()
+
+    def record_db_version(self, version: str) -> None:
+        """Record another store format version behind the persister's back (an older store)."""
+        if self.kind == "file":
+            path = self.location.replace("{version}", "properties").rsplit(".", 1)[0] + ".json"
+            props = {}
+            if os.path.exists(path):
+                with open(path) as handle:
+                    props = json.load(handle)
+            props["db-version"] = version
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as handle:
+                json.dump(props, handle)
+            return
+        engine = sa.create_engine(self.location)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text("UPDATE pipeforge_properties SET value = :v WHERE name = 'db-version'"),
+                    {"v": version},
                 )
         finally:
             engine.dispose()
@@ -302,20 +326,35 @@ def test_upgrade_runs_registered_steps_in_order(store):
     class Upgradable(base):
         upgrade_steps = UpgradeSteps()
 
-    @Upgradable.upgrade_steps.add("0.3")
-    def to_0_3(persister):
-        ran.append(("0.3", persister.list_properties()["db-version"]))
+    @Upgradable.upgrade_steps.add("0.0.3")
+    def to_0_0_3(persister):
+        ran.append(("0.0.3", persister.list_properties()["db-version"]))
 
-    @Upgradable.upgrade_steps.add("0.2")
-    def to_0_2(persister):
-        ran.append(("0.2", persister.list_properties()["db-version"]))
+    @Upgradable.upgrade_steps.add("0.0.2")
+    def to_0_0_2(persister):
+        ran.append(("0.0.2", persister.list_properties()["db-version"]))
 
     persister = Upgradable(store.location)
-    assert persister.upgrade(from_version="0.1", to_version="0.3") == ["0.2", "0.3"]
-    assert ran == [("0.2", "0.1.0"), ("0.3", "0.1.0")]
-    assert persister.list_properties()["db-version"] == "0.3"
-    assert persister.upgrade(to_version="0.3") == []
-    assert persister.upgrade(from_version="0.2", to_version="0.3") == ["0.3"]
+    persister.list_properties()  # a store that an older pipeforge wrote
+    store.record_db_version("0.0.1")
+    assert persister.upgrade(to_version="0.0.3") == ["0.0.2", "0.0.3"]
+    assert ran == [("0.0.2", "0.0.1"), ("0.0.3", "0.0.1")]
+    assert persister.list_properties()["db-version"] == "0.0.3"
+    assert persister.upgrade(to_version="0.0.3") == []
+    assert persister.upgrade(from_version="0.0.2", to_version="0.0.3") == ["0.0.3"]
+    assert persister.upgrade() == []
+    assert persister.list_properties()["db-version"] == pipeforge.__version__
+
+
+def test_upgrade_never_stamps_a_version_it_did_not_reach(store, persister):
+    """``--to`` above the installed pipeforge is refused; below the store's version, no stamp."""
+    from pipeforge.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"the installed pipeforge is 0\.1\.0"):
+        persister.upgrade(from_version="0.1", to_version="0.2")
+    assert persister.list_properties()["db-version"] == pipeforge.__version__
+    assert persister.upgrade(from_version="0.0.1", to_version="0.0.5") == []
+    assert persister.list_properties()["db-version"] == pipeforge.__version__
 
 
 def _write_concurrently(store, count, barrier, results):
