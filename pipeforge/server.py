@@ -361,6 +361,13 @@ def _add_pipelines(app, config) -> None:
     http.register_routes(app, config)
 
 
+def _add_online(app, config) -> None:
+    if "online_models" in config or "online" in config:
+        from .online import http as online_http
+
+        online_http.register_routes(app, config)
+
+
 def create_app(config, *, start_background: bool = False):
     """Build the Flask app serving ``config``.
 
@@ -406,6 +413,7 @@ def create_app(config, *, start_background: bool = False):
     )
     _add_rules(app, config)
     _add_pipelines(app, config)
+    _add_online(app, config)
 
     meta = state.service_metadata
 
