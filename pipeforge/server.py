@@ -364,6 +364,13 @@ def _add_pipelines(app, config):
     return http.register_routes(app, config)
 
 
+def _add_online(app, config) -> None:
+    if "online_models" in config or "online" in config:
+        from .online import http as online_http
+
+        online_http.register_routes(app, config)
+
+
 def create_app(config, *, start_background: bool = False, flask_app=None):
     """Build the Flask app serving ``config``.
 
@@ -416,6 +423,7 @@ def create_app(config, *, start_background: bool = False, flask_app=None):
     pipelines = _add_pipelines(app, config)
     if pipelines is not None:
         state.extra_background.append(pipelines.sync)
+    _add_online(app, config)
     register_openapi(app, config)
     register_metrics(app, config, state)
 
