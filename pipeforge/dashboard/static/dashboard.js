@@ -259,7 +259,8 @@
   function compareTable(models, active) {
     const flats = models.map((m) => ({ active: String(m.version) === active, ...flatten(Object.fromEntries(Object.entries(m).filter(([k]) => k !== "version"))) }));
     const keys = [...new Set(flats.flatMap((f) => Object.keys(f)))];
-    const rank = (key) => (key === "active" ? 0 : key.startsWith("score_") ? 1 : key.startsWith("params.") ? 2 : 3);
+    const first = ["active", "train_timestamp", "estimator", "fit_seconds", "train_rows", "train_features"];
+    const rank = (key) => (first.includes(key) ? first.indexOf(key) : key.startsWith("score_") ? 10 : key.startsWith("params.") ? 11 : 12);
     keys.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
     const rows = keys.map((key) => {
       const values = flats.map((f) => f[key]);
