@@ -42,7 +42,15 @@ def _prog(doc: str) -> str:
 
 
 def _wants_debug(argv: Sequence[str]) -> bool:
-    return "--debug" in argv or os.environ.get("PIPEFORGE_DEBUG", "") not in ("", "0")
+    # --debug, or --debug=<n> of the scripts whose option takes a value (pf-devserver)
+    flags = [
+        a.partition("=")[2] if a.startswith("--debug=") else "1"
+        for a in argv
+        if a == "--debug" or a.startswith("--debug=")
+    ]
+    return any(f not in ("", "0", "false") for f in flags) or os.environ.get(
+        "PIPEFORGE_DEBUG", ""
+    ) not in ("", "0")
 
 
 def _error(prog: str, message: str) -> None:
@@ -229,12 +237,16 @@ def run_script(
     *,
     needs_config: bool = True,
     mode: str = "fit",
+    entries: Sequence[str] | None = None,
 ) -> int:
     """Run ``body(args, config)`` as a script and return its exit status.
 
     ``doc`` is the docopt usage text; ``config`` is ``None`` when
-    ``needs_config`` is false. ``body`` returns an exit status or ``None``
-    for success. Background components the script needs are started before
+    ``needs_config`` is false. ``entries`` names the config entries the
+    script uses: only those are built (before ``body`` runs, so their
+    errors come first), the others only if ``body`` reads them; ``None``
+    builds them all. ``body`` returns an exit status or ``None`` for
+    success. Background components the script needs are started before
     ``body`` runs and stopped afterwards.
     """
     from docopt import DocoptExit, docopt
@@ -258,7 +270,9 @@ def run_script(
         if needs_config:
             from .config import initialize_config
 
-            config = initialize_config(__mode__=mode)
+            config = initialize_config(__mode__=mode, lazy=entries is not None)
+            if entries is not None:
+                config.build(key for key in entries if key in config)
         undo_logging = _default_logging(config)
         started = _start_background(config, mode)
         status = body(args, config)

@@ -14,7 +14,8 @@ and also from the builtin a caller would naturally catch::
     ├── DataError                        a dataset could not be loaded
     ├── PredictError                     a model refused to predict
     ├── RequestError (ValueError)        an HTTP request was malformed (400)
-    └── VersionError                     a pipeline's ops are not linked
+    ├── VersionError                     a pipeline's ops are not linked
+    └── JobQueueError                    the job queue (Redis) cannot take or report a job
 
 The CLI turns these into one line on stderr and an exit status; the HTTP
 layer turns them into the documented JSON error body.
@@ -35,6 +36,7 @@ __all__ = [
     "PredictError",
     "RequestError",
     "VersionError",
+    "JobQueueError",
 ]
 
 
@@ -138,3 +140,7 @@ class RequestError(PipeforgeError, ValueError):
 
 class VersionError(PipeforgeError):
     """A pipeline's ops were not trained on their upstream's current versions."""
+
+
+class JobQueueError(PipeforgeError):
+    """The job queue cannot take or report a job (e.g. its Redis server is unreachable)."""

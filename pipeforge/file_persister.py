@@ -14,7 +14,7 @@ import json
 import logging
 import os
 
-from .config_files import resolve_path
+from .config_files import path_base, resolve_path
 from .errors import ConfigError, ModelWriteError, NoModelError, PersistenceError
 from .model_storage import (
     BLOCK,
@@ -57,8 +57,8 @@ class File(PersisterBase):
         self._here: str | None = None
 
     def initialize_component(self, config) -> None:
-        """A relative ``path`` is taken from the config file's folder, like every path."""
-        self._here = getattr(config, "here", None)
+        """A relative ``path`` resolves like every path (see ``config_files.path_base``)."""
+        self._here = path_base(config)
 
     def __repr__(self) -> str:
         return f"File(path={self.path!r})"

@@ -49,6 +49,22 @@ class CachedUpdatePersister(ModelPersister, Background):
         self._store_lock = threading.Lock()
         self._thread = None
         self._last_attempt = float("-inf")
+        self._observers: list = []
+
+    def observe(self, callback) -> None:
+        """Call ``callback(outcome)`` after each refresh: ``"loaded"``, ``"unchanged"`` or ``"failed"``.
+
+        For instrumentation (the web service's ``/metrics``); a callback must
+        be quick and must not raise.
+        """
+        self._observers.append(callback)
+
+    def _tell(self, outcome: str) -> None:
+        for callback in self._observers:
+            try:
+                callback(outcome)
+            except Exception:
+                logger.exception("a model cache observer failed")
 
     def __repr__(self) -> str:
         return f"CachedUpdatePersister(impl={self.impl!r})"
@@ -83,6 +99,15 @@ class CachedUpdatePersister(ModelPersister, Background):
         Raises :class:`NoModelError` when the store has no active model
         (the cached model, if any, stays in place).
         """
+        try:
+            changed = self._refresh()
+        except Exception:
+            self._tell("failed")
+            raise
+        self._tell("loaded" if changed else "unchanged")
+        return changed
+
+    def _refresh(self) -> bool:
         with self._lock:
             self._last_attempt = time.monotonic()
             store = self.cache

@@ -19,7 +19,7 @@ import re
 import threading
 import weakref
 
-from .config_files import resolve_sqlite_url
+from .config_files import path_base, resolve_sqlite_url
 from .errors import (
     ConfigError,
     ModelWriteError,
@@ -81,8 +81,8 @@ class Database(PersisterBase):
         self._here: str | None = None
 
     def initialize_component(self, config) -> None:
-        """A relative SQLite file is taken from the config file's folder, like every path."""
-        self._here = getattr(config, "here", None)
+        """A relative SQLite file resolves like every path (see ``config_files.path_base``)."""
+        self._here = path_base(config)
 
     def __repr__(self) -> str:
         return f"Database(url={self.url!r}, table_postfix={self.table_postfix!r})"
@@ -140,6 +140,10 @@ class Database(PersisterBase):
             # Close pooled connections when this persister goes away, not at interpreter exit.
             self._finalizer = weakref.finalize(self, engine.dispose)
             return engine
+
+    def engine(self):
+        """The SQLAlchemy engine (created with the tables at first use), for stores sharing this database."""
+        return self._connect()
 
     def close(self) -> None:
         """Close the database connections; the next use opens new ones."""

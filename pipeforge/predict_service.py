@@ -139,7 +139,9 @@ class PredictService(PredictServiceInterface):
     probabilities as ``{label: p}`` per sample. ``unwrap_sample``: a mapping
     with one field passes that value itself as the sample (e.g. a text for a
     text pipeline) instead of a one-column row. GET answers one result,
-    POST (a JSON list of samples) a list of results.
+    POST (a JSON list of samples) a list of results. ``batching``: merge
+    concurrent requests into one model call (see :mod:`pipeforge.batching`;
+    ``None`` takes the config's top-level ``batching`` entry, ``False`` is off).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class PredictService(PredictServiceInterface):
         decorator_list_name: str = "predict_decorators",
         predict_proba: bool = False,
         unwrap_sample: bool = False,
+        batching=None,
     ):
         self.mapping = mapping
         self.params = params
@@ -157,13 +160,32 @@ class PredictService(PredictServiceInterface):
         self.decorator_list_name = decorator_list_name
         self.predict_proba = predict_proba
         self.unwrap_sample = unwrap_sample
+        self.batching = batching
 
     # -- setup (first use) -------------------------------------------------
 
     def initialize_component(self, config) -> None:
-        """Remember the config's ``service_metadata`` for the response bodies."""
+        """Remember the config's ``service_metadata``; set up batching if configured."""
+        from .batching import batcher_from_settings
+
         self.service_metadata = dict(config.get("service_metadata") or {})
         self.validate()
+        own = self.batching is not None
+        self._batcher = batcher_from_settings(
+            self.batching if own else config.get("batching"),
+            key=f"{self.entry_point} batching" if own else "batching",
+        )
+
+    def observe(self, callback) -> None:
+        """Call ``callback(service, model, rows)`` after each model call (for ``/metrics``).
+
+        With batching, one call may serve several requests. A callback must be
+        quick and must not raise.
+        """
+        observers = getattr(self, "_observers", None)
+        if observers is None:
+            observers = self._observers = []
+        observers.append(callback)
 
     def validate(self) -> None:
         """Check the parameters once; raises :class:`ConfigError` naming the bad one."""
@@ -255,10 +277,16 @@ class PredictService(PredictServiceInterface):
 
     def __call__(self, model, request):
         """Answer ``request`` with ``model``; never raises."""
+        batcher = getattr(self, "_batcher", None)
+        if batcher is not None:
+            batcher.arrive()
         try:
             return self.do(model, request)
         except Exception as exc:
             return self.response_from_exception(exc)
+        finally:
+            if batcher is not None:
+                batcher.leave()
 
     def do(self, model, request):
         """Parse the request, predict and build the response."""
@@ -274,7 +302,7 @@ class PredictService(PredictServiceInterface):
             X = self._matrix(model, [self.sample_from_data(model, request.args)])
             single = True
         params = self.params_from_data(model, request.args)
-        y_pred = self.predict(model, X, **params)
+        y_pred = self._call_model(model, X, params)
         if self.predict_proba:
             y_pred = _label_rows(model, y_pred)
         return self.response_from_prediction(y_pred, single=single)
@@ -360,6 +388,26 @@ class PredictService(PredictServiceInterface):
 
             return pd.DataFrame(samples, columns=self._names)
         return np.array(samples, dtype=float if self._numeric else object)
+
+    def _call_model(self, model, X, params: dict):
+        """:meth:`predict`, merged with concurrent requests when batching is on."""
+        batcher = getattr(self, "_batcher", None)
+        if batcher is None or params:
+            return self._predict_observed(model, X, **params)
+        if hasattr(X, "columns"):
+            key = (id(model), "frame", tuple(X.columns))
+        else:
+            key = (id(model), "array", getattr(X, "ndim", 0), getattr(X, "dtype", None))
+        return batcher.run(key, X, functools.partial(self._predict_observed, model))
+
+    def _predict_observed(self, model, X, **params):
+        y_pred = self.predict(model, X, **params)
+        for callback in getattr(self, "_observers", None) or ():
+            try:
+                callback(self, model, len(X))
+            except Exception:
+                logger.exception("a predict service observer failed")
+        return y_pred
 
     def predict(self, model, X, **params):
         """Call ``model.predict`` (or ``predict_proba``).

@@ -9,6 +9,7 @@ is imported inside the script bodies.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -53,6 +54,14 @@ def _loader(config, key: str):
     return decorate(config[key], config, "load_data_decorators")
 
 
+# The config entries each script uses; only these are built (see run_script).
+_STORE_ENTRIES = ("model_persister",)
+_TRAINING = ("dataset_loader_train", "model", "scoring", "load_data_decorators")
+_FIT_ENTRIES = (*_TRAINING, "dataset_loader_test", "model_persister", "fit_decorators")
+_TEST_ENTRIES = ("dataset_loader_test", "model_persister", "scoring", "load_data_decorators")
+_GRID_SEARCH_ENTRIES = (*_TRAINING, "grid_search", "model_persister")
+
+
 def _progress():
     from .progress import Progress
 
@@ -73,6 +82,8 @@ Options:
   --save-if-better-than=<score>   Store the model only if its score on
                                   'dataset_loader_test' is better than <score>.
   -e --evaluate                   Score the model on the training and test data.
+  --queue                         Let a pf-worker fit it (the 'job_queue' entry;
+                                  see docs/scaling-out.md) and wait for it.
   --debug                         Show tracebacks of errors.
   -h --help                       Show this screen.
 """
@@ -84,6 +95,10 @@ def _fit(args, config) -> int:
 
     persist = not args["--no-save"]
     threshold = _float_option(args["--save-if-better-than"], "--save-if-better-than")
+    if args["--queue"]:
+        from .queue_scripts import fit_on_queue
+
+        return fit_on_queue(args, config, threshold)
     evaluate = bool(args["--evaluate"])
     test_loader = None
     if threshold is not None:
@@ -116,7 +131,7 @@ def _fit(args, config) -> int:
 
 
 def fit_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(FIT_DOC, argv, _fit, mode="fit")
+    return run_script(FIT_DOC, argv, _fit, mode="fit", entries=_FIT_ENTRIES)
 
 
 TEST_DOC = """Test a stored model on the test data.
@@ -151,7 +166,7 @@ def _test(args, config) -> int:
 
 
 def test_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(TEST_DOC, argv, _test, mode="fit")
+    return run_script(TEST_DOC, argv, _test, mode="fit", entries=_TEST_ENTRIES)
 
 
 LIST_DOC = """List the stored models and the properties of the model store.
@@ -305,7 +320,7 @@ def _list(args, config) -> int:
 
 
 def list_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(LIST_DOC, argv, _list, mode="fit")
+    return run_script(LIST_DOC, argv, _list, mode="fit", entries=_STORE_ENTRIES)
 
 
 ADMIN_DOC = """Activate or delete a stored model.
@@ -335,7 +350,7 @@ def _admin(args, config) -> int:
 
 
 def admin_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(ADMIN_DOC, argv, _admin, mode="fit")
+    return run_script(ADMIN_DOC, argv, _admin, mode="fit", entries=_STORE_ENTRIES)
 
 
 GRID_SEARCH_DOC = """Search the model's hyperparameters by cross-validation.
@@ -351,6 +366,8 @@ Options:
   --save-results=<csv>   Write all results (cv_results_) to this CSV file.
   --persist-best         Refit the best candidate on all the training data
                          and store and activate it with 'model_persister'.
+  --queue                Let a pf-worker run the search (the 'job_queue'
+                         entry; see docs/scaling-out.md) and wait for it.
   --debug                Show tracebacks of errors.
   -h --help              Show this screen.
 """
@@ -373,6 +390,10 @@ def _grid_search(args, config) -> int:
     from . import training
 
     persist = bool(args["--persist-best"])
+    if args["--queue"]:
+        from .queue_scripts import grid_search_on_queue
+
+        return grid_search_on_queue(args, config, _results_table)
     search = training.grid_search(
         _loader(config, "dataset_loader_train"),
         config["model"],
@@ -395,7 +416,7 @@ def _grid_search(args, config) -> int:
 
 
 def grid_search_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(GRID_SEARCH_DOC, argv, _grid_search, mode="fit")
+    return run_script(GRID_SEARCH_DOC, argv, _grid_search, mode="fit", entries=_GRID_SEARCH_ENTRIES)
 
 
 STREAM_DOC = """Predict samples read from stdin, one JSON list of samples per line.
@@ -403,7 +424,9 @@ STREAM_DOC = """Predict samples read from stdin, one JSON list of samples per li
 Each input line is a JSON list of samples (objects with the fields of the
 'predict_service' mapping, or lists of feature values); each output line is
 the JSON list of their predictions. The line 'exit' (or end of input) ends
-the stream. A bad line is reported on stderr and the stream goes on.
+the stream. A bad line gets an error object as its output line
+({"metadata": {"status": "ERROR", "error_message": ...}}), also reported
+on stderr, and the stream goes on: output line N always answers input line N.
 Uses 'model_persister' and 'predict_service' from the configuration.
 
 Usage:
@@ -484,21 +507,21 @@ def _predictions(service, model, X):
     return y
 
 
-def _stream(args, config) -> int:
+def _stream(args, config, prog: str = "pf-stream") -> int:
     from .errors import PipeforgeError, PredictError, RequestError
+    from .predict_service import error_body
 
     persister = config["model_persister"]
     service = _service_for_stream(config.get("predict_service"))
     version = _int_option(args["--model-version"], "--model-version")
     model = persister.read(version=version)
-    failures = 0
     for number, line in enumerate(sys.stdin, start=1):
         line = line.strip()
-        if line == "exit":
+        if line.lower() == "exit":
             break
-        if not line:
-            continue
         try:
+            if not line:
+                raise RequestError("empty line; expected a JSON list of samples")
             try:
                 samples = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -507,15 +530,28 @@ def _stream(args, config) -> int:
                 model = persister.read()
             X = _rows_from_samples(samples, service, model)
             print(json.dumps(_predictions(service, model, X)), flush=True)
-        except PipeforgeError as exc:
-            failures += 1
-            message = exc.error_message if isinstance(exc, PredictError) else str(exc)
-            print(f"pf-stream: error: line {number}: {message}", file=sys.stderr, flush=True)
-    return 1 if failures else 0
+        except Exception as exc:  # one bad line must not end the stream
+            if isinstance(exc, PredictError):
+                message = exc.error_message
+            elif isinstance(exc, PipeforgeError):
+                message = str(exc)
+            else:
+                logging.getLogger(__name__).exception("line %d failed", number)
+                message = f"{type(exc).__name__}: {exc}"
+            print(f"{prog}: error: line {number}: {message}", file=sys.stderr, flush=True)
+            metadata = config.get("service_metadata")
+            code = getattr(exc, "error_code", -1)
+            body = error_body(
+                metadata, f"line {number}: {message}", code if isinstance(code, int) else -1
+            )
+            print(json.dumps(body, default=str), flush=True)
+    return 0
 
 
 def stream_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(STREAM_DOC, argv, _stream, mode="predict")
+    return run_script(
+        STREAM_DOC, argv, _stream, mode="predict", entries=("model_persister", "predict_service")
+    )
 
 
 EXPORT_DOC = """Copy a model from 'model_persister' to 'model_persister_export'.
@@ -546,7 +582,13 @@ def _export(args, config) -> int:
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(EXPORT_DOC, argv, _export, mode="fit")
+    return run_script(
+        EXPORT_DOC,
+        argv,
+        _export,
+        mode="fit",
+        entries=("model_persister", "model_persister_export"),
+    )
 
 
 UPGRADE_DOC = """Upgrade the model store to the current storage format.
@@ -575,7 +617,7 @@ def _upgrade(args, config) -> int:
 
 
 def upgrade_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(UPGRADE_DOC, argv, _upgrade, mode="fit")
+    return run_script(UPGRADE_DOC, argv, _upgrade, mode="fit", entries=_STORE_ENTRIES)
 
 
 VERSION_DOC = """Print the version of pipeforge.

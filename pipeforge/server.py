@@ -23,7 +23,19 @@ from .errors import ConfigError, PersistenceError, RequestError
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
-from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require, unique
+from .jobs import (
+    JobQueue,
+    JobRunner,
+    fit_job,
+    job_queue,
+    job_view,
+    model_caches,
+    refresh_model_caches,
+    require,
+    unique,
+)
+from .metrics import register_metrics
+from .openapi import register_openapi
 from .predict_service import PredictService, _to_bool, _to_float, _to_int
 from .web import error_body, json_response
 
@@ -66,14 +78,16 @@ def add_url_rule(rule: str, endpoint: str | None = None, view_func=None, **optio
 class _State:
     """What the views of one app need: the config and its shared helpers."""
 
-    def __init__(self, config, process_store, jobs: JobRunner):
+    def __init__(self, config, process_store, jobs: JobQueue):
         self.config = config
         self.process_store = process_store
         self.jobs = jobs
         self.service_metadata = dict(config.get("service_metadata") or {})
         self.model_persister = config.get("model_persister")
         self.services: list[tuple[str, Any]] = []
+        self.views: dict[str, Any] = {}  # endpoint -> undecorated view of flask_add_url_rules
         self.background_pid: int | None = None
+        self.extra_background: list = []  # e.g. the pipelines' op-store follower
         self._process = None
 
     def memory_usage(self) -> int:
@@ -91,6 +105,8 @@ class _State:
             for component in unique(self.config.values()):
                 if isinstance(component, Background):
                     component.start()
+        for component in self.extra_background:
+            component.start()
         self.background_pid = os.getpid()
 
     def stop(self) -> None:
@@ -98,6 +114,8 @@ class _State:
         self.jobs.shutdown(wait=False)
         if self.background_pid is None:
             return
+        for component in self.extra_background:
+            component.stop()
         if hasattr(self.config, "stop"):
             self.config.stop()
         else:
@@ -238,14 +256,14 @@ def fit():
     better = None if better is None else _to_float("persist_if_better_than", better)
     for key in ("dataset_loader_train", "model", "model_persister"):
         require(state.config, key)
-    job_id = state.jobs.submit(
+    job_id = state.jobs.enqueue(
         fit_job,
         state.config,
+        name="fit",
         persist=persist,
         activate=activate,
         evaluate=evaluate,
         persist_if_better_than=better,
-        name="fit",
     )
     return json_response({"job_id": job_id})
 
@@ -257,7 +275,7 @@ def update_model_cache():
         return json_response(
             error_body(state.service_metadata, "no model cache is configured to update"), 503
         )
-    job_id = state.jobs.submit(refresh_model_caches, state.config, name="update_model_cache")
+    job_id = state.jobs.enqueue(refresh_model_caches, state.config, name="update_model_cache")
     return json_response({"job_id": job_id})
 
 
@@ -319,7 +337,7 @@ def _predict_services(config) -> list[tuple[str, Any]]:
     return services
 
 
-def _add_rules(app, config) -> None:
+def _add_rules(app, config, views: dict) -> None:
     entries = config.get("flask_add_url_rules") or []
     for index, entry in enumerate(entries):
         where = f"flask_add_url_rules[{index}]"
@@ -346,19 +364,20 @@ def _add_rules(app, config) -> None:
             endpoint = f"{endpoint}:{entry.rule}"
         wrapped = decorate(view, config, list_name) if list_name else view
         app.add_url_rule(entry.rule, endpoint=endpoint, view_func=wrapped, **options)
+        views[endpoint] = view
 
 
-def _add_pipelines(app, config) -> None:
+def _add_pipelines(app, config):
     if "pipelines" not in config:
-        return
+        return None
     try:
         from .pipelines import http
     except ModuleNotFoundError as exc:
         if exc.name not in ("pipeforge.pipelines", "pipeforge.pipelines.http"):
             raise
         logger.warning("the config has 'pipelines' but pipeforge.pipelines.http is not available")
-        return
-    http.register_routes(app, config)
+        return None
+    return http.register_routes(app, config)
 
 
 def _add_dashboard(app, config) -> None:
@@ -368,12 +387,15 @@ def _add_dashboard(app, config) -> None:
     register_dashboard(app, config)
 
 
-def create_app(config, *, start_background: bool = False):
+def create_app(config, *, start_background: bool = False, flask_app=None):
     """Build the Flask app serving ``config``.
 
     With ``start_background`` (the WSGI entry point and ``pf-devserver``),
     background components such as the model cache's refresh thread start now,
     and again in each process forked from this one (``gunicorn --preload``).
+    ``flask_app`` is a fresh ``Flask`` object to set up instead of a new one
+    (Palladium's ``palladium.server.app``, which user modules may have
+    decorated already).
     """
     from flask import Flask
 
@@ -382,8 +404,8 @@ def create_app(config, *, start_background: bool = False):
     store = getattr(config, "process_store", None)
     if store is None:
         store = ProcessStore()
-    state = _State(config, store, JobRunner(store))
-    app = Flask("pipeforge")
+    state = _State(config, store, job_queue(config) or JobRunner(store))
+    app = Flask("pipeforge") if flask_app is None else flask_app
     app.config["PIPEFORGE"] = config
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
     app.extensions["pipeforge"] = state
@@ -410,8 +432,13 @@ def create_app(config, *, start_background: bool = False):
     app.add_url_rule(
         "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
     )
-    _add_rules(app, config)
-    _add_pipelines(app, config)
+    app.add_url_rule("/jobs/<job_id>", view_func=decorate(job_view, config, "alive_decorators"))
+    _add_rules(app, config, state.views)
+    pipelines = _add_pipelines(app, config)
+    if pipelines is not None:
+        state.extra_background.append(pipelines.sync)
+    register_openapi(app, config)
+    register_metrics(app, config, state)
     _add_dashboard(app, config)
 
     web.install_error_handlers(app, state.service_metadata)

@@ -333,7 +333,8 @@ def grid_search(
     X, y = dataset_loader_train()
 
     total = 0
-    if not multi and search.get_params().get("n_jobs") in (None, 1):
+    wrapped = "fit" in vars(search)  # e.g. fit.with_parallel_backend: scorers run elsewhere
+    if not multi and search.get_params().get("n_jobs") in (None, 1) and not wrapped:
         total = _expected_scorer_calls(search, X, y)
     if total:
         search.set_params(scoring=_CountingScorer(next(iter(scorers.values())), progress))

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.gunicorn",
     "tests.fixtures.redis",
     "tests.fixtures.chromium",
+    "tests.fixtures.workers",
 ]

@@ -165,3 +165,40 @@ def register_dashboard(app, config: Mapping) -> None:
     )
     if options["root"] and not any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         app.add_url_rule("/", endpoint="dashboard_root", view_func=page)
+    _describe(app)
+
+
+def _describe(app) -> None:
+    """In /openapi.json: config.json only; the page and its files are no API."""
+    from ..openapi import describe_route
+
+    for endpoint in ("dashboard", "dashboard_slash", "dashboard_static", "dashboard_root"):
+        describe_route(app, endpoint, None)
+    answer = {
+        "type": "object",
+        "required": ["pipeforge_version", "routes", "auth_header", "refresh_seconds"],
+        "properties": {
+            "pipeforge_version": {"type": "string"},
+            "service_metadata": {"type": "object"},
+            "auth_header": {"type": ["string", "null"]},
+            "refresh_seconds": {"type": "number"},
+            "routes": {"type": "object"},
+        },
+    }
+    describe_route(
+        app,
+        "dashboard_config",
+        {
+            "get": {
+                "operationId": "dashboard_config",
+                "tags": ["service"],
+                "summary": "Which routes the dashboard page can use in this service",
+                "responses": {
+                    "200": {
+                        "description": "the routes and settings",
+                        "content": {"application/json": {"schema": answer}},
+                    }
+                },
+            }
+        },
+    )

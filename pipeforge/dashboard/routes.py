@@ -2,8 +2,8 @@
 
 A lifecycle route counts when its view is :func:`pipeforge.server.activate`
 (or ``delete``, ``fit``, ``update_model_cache``), under whatever path the
-config gave it and behind whatever decorators (unwrapped through
-``__wrapped__``, which ``functools.wraps`` sets).
+config gave it and behind whatever decorators (the app records the
+undecorated views of ``flask_add_url_rules``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ def _lifecycle(app) -> dict[str, dict[str, str]]:
         server.fit: "fit",
         server.update_model_cache: "update_model_cache",
     }
+    undecorated = getattr(app.extensions.get("pipeforge"), "views", {})
     found: dict[str, dict[str, str]] = {}
     for rule in app.url_map.iter_rules():
-        view = app.view_functions.get(rule.endpoint)
+        view = undecorated.get(rule.endpoint) or app.view_functions.get(rule.endpoint)
         try:
             name = views.get(inspect.unwrap(view))
         except (TypeError, ValueError):  # unhashable or a __wrapped__ cycle

@@ -27,8 +27,10 @@ Commands:
   list        Print the pipelines' names, one per line.
   run         Load the pipeline's newest linked op versions, run it, and print
               {"pipeline_output": ..., "versions": ...} as JSON.
-  load        Check that the pipeline can be loaded and print its versions;
-              exit status 1 with the op to retrain when it cannot.
+  load        Load the pipeline's newest linked op versions, record them in the
+              op store so every server switches to them within its refresh
+              interval (docs/scaling-out.md), and print them; exit status 1
+              with the op to retrain when it cannot be loaded.
   versions    Print every stored version of each op of the pipeline, newest
               first, with the upstream versions it was trained on.
   show        Describe the pipeline as a server loading it would run it: each
@@ -83,12 +85,16 @@ def _command(args, pipeline, store) -> int:
     if args["versions"]:
         print(_dumps({op: store.list_versions(op) for op in pipeline.op_names()}))
         return 0
-    pipeline.load(store)
     if args["load"]:
+        from .sync import record_load
+
+        pipeline.load(store)
+        record_load(store, pipeline)
         print(
             _dumps({"pipeline": pipeline.name, "is_loaded": True, "versions": pipeline.versions()})
         )
         return 0
+    pipeline.load(store)
     raw = args["--input"]
     try:
         pipeline_input = None if raw is None else json.loads(raw)

@@ -38,6 +38,7 @@ from ..web import to_jsonable
 from .build import build_op_store, build_pipelines
 from .pipeline import NodeError, Pipeline
 from .store import OpStore
+from .sync import PipelineSync
 
 __all__ = ["register_routes", "PipelinesService", "to_jsonable"]
 
@@ -68,6 +69,9 @@ class PipelinesService:
         self.max_workers = max_workers
         self._pool = None
         self._pool_lock = threading.Lock()
+        self.sync = PipelineSync(
+            pipelines, store, refresh=None
+        )  # register_routes sets the config's
 
     def pipeline(self, name: str) -> Pipeline:
         pipeline = self.pipelines.get(name)
@@ -78,8 +82,7 @@ class PipelinesService:
 
     def ensure_loaded(self, pipeline: Pipeline) -> None:
         """Load a pipeline not loaded yet (first request, or after a refused load)."""
-        if not pipeline.is_loaded:
-            pipeline.load(self.store)
+        self.sync.ensure_loaded(pipeline)
 
     def submit(self, pipeline: Pipeline, pipeline_input: Any, save: bool) -> str:
         from concurrent.futures import ThreadPoolExecutor
@@ -163,13 +166,16 @@ def _view(func):
 def _main(service: PipelinesService, name: str):
     pipeline = service.pipeline(name)
     body = _request_json()
-    use_worker = body.get("use_worker", pipeline.use_worker)
+    use_worker = body.get("use_worker")
     save = body.get("save", False)
     if not isinstance(use_worker, bool | None) or not isinstance(save, bool):
         raise RequestError("'use_worker' and 'save' must be true or false")
     service.ensure_loaded(pipeline)
-    if use_worker:
-        job_id = service.submit(pipeline, body.get("pipeline_input"), save)
+    if service.sync.wants_worker(pipeline, use_worker):
+        pipeline_input = body.get("pipeline_input")
+        job_id = service.sync.submit(pipeline, pipeline_input, save) or service.submit(
+            pipeline, pipeline_input, save
+        )
         return _respond(
             {
                 "pipeline_output": None,
@@ -193,7 +199,7 @@ def _main(service: PipelinesService, name: str):
 
 def _load(service: PipelinesService, name: str):
     pipeline = service.pipeline(name)
-    versions = pipeline.load(service.store)
+    versions = service.sync.load(pipeline)
     return _respond({"pipeline": name, "is_loaded": True, "versions": versions})
 
 
@@ -248,6 +254,9 @@ def _available(service: PipelinesService):
 def _job(service: PipelinesService, job_id: str):
     job = service.store.get_job(job_id)
     if job is None:
+        queued = service.sync.job(job_id)
+        if queued is not None:
+            return _respond(queued)
         raise _HTTPError(404, f"unknown job {job_id!r}")
     result = job["result"] or {}
     return _respond(
@@ -278,6 +287,7 @@ def register_routes(
     if store is None:
         store = build_op_store(config)
     service = PipelinesService(pipelines, store, config.get("service_metadata"))
+    service.sync = PipelineSync.from_config(config, pipelines, store)
     app.extensions[EXTENSION] = service
     rules = [
         ("/pipelines/<name>/main", _main, ["POST"]),
