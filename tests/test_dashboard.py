@@ -93,7 +93,20 @@ def full_height(driver, width: int = 1280) -> None:
 
 
 def texts(driver, selector: str) -> list[str]:
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, selector)]
+    """The texts of the elements matching ``selector``, read at once (panels re-render)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), e => e.textContent.trim())",
+        selector,
+    )
+
+
+def table_rows(driver, selector: str) -> list[list[str]]:
+    """The cells' texts of the rows matching ``selector``, read at once (panels re-render)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(row => Array.from(row.cells).map(cell => cell.textContent.trim()))",
+        selector,
+    )
 
 
 def assert_only_local_requests(driver, base: str) -> None:
@@ -152,14 +165,25 @@ def test_each_panel_shows_the_store(store, gunicorn_server, chromium, screenshot
     assert "loaded" in predict.find_element(By.TAG_NAME, "h3").text
     assert len(predict.find_elements(By.CSS_SELECTOR, "svg path.pf-link[data-source]")) == 1
 
-    # Service: the served model and its age.
+    # Service: the served model, its age, and request rates from /metrics.
     assert chromium.find_element(By.ID, "served-version").text == "version 3"
     assert chromium.find_element(By.ID, "model-age").text.endswith(("s", "min"))
+    sample = dict(zip(IRIS_FEATURES, (5.1, 3.5, 1.4, 0.2), strict=True))
+    for _ in range(12):
+        assert requests.get(f"{base}/predict", params=sample, timeout=10).status_code == 200
+
+    def predict_row(driver):
+        for cells in table_rows(driver, "#request-rates tbody tr"):
+            if cells[:2] == ["/predict", "GET"] and cells[2] != "…" and int(cells[3]) >= 12:
+                return cells
+        return None
+
+    cells = WebDriverWait(chromium, WAIT).until(predict_row)
+    assert float(cells[2]) >= 0 and cells[4] == "0"
 
     assert_only_local_requests(chromium, base)
 
     full_height(chromium)
-    screenshots(chromium, "dashboard")
     for panel in ("models", "pipelines", "service"):
         screenshots(chromium.find_element(By.ID, panel), f"dashboard-{panel}")
 

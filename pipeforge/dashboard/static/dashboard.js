@@ -601,7 +601,8 @@
   }
 
   function requestRates() {
-    const [previous, latest] = state.scrapes.slice(-2);
+    const latest = state.scrapes[state.scrapes.length - 1];
+    const previous = state.scrapes.length > 1 ? state.scrapes[state.scrapes.length - 2] : null;
     if (!latest) return [];
     const routes = {};
     for (const s of latest.samples.filter((x) => x.name === "pipeforge_requests_total")) {
