@@ -411,6 +411,28 @@ def _lifecycle_op(view, methods: set[str]) -> dict | None:
             ],
             "responses": {"200": _json(answer, "activated"), **_errors(400, 404, 500)},
         }
+    elif view is server.delete:
+        answer = {
+            "type": "object",
+            "required": ["model_version", "metadata"],
+            "properties": {
+                "model_version": {"type": "integer"},
+                "metadata": {"$ref": "#/components/schemas/OkMetadata"},
+            },
+        }
+        op = {
+            "summary": "Delete a stored model version",
+            "parameters": [
+                {
+                    "name": "model_version",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer"},
+                    "description": "also taken from a form field or a JSON body",
+                }
+            ],
+            "responses": {"200": _json(answer, "deleted"), **_errors(400, 404, 500)},
+        }
     else:
         return None
     name = view.__name__
@@ -484,6 +506,16 @@ def _pipeline_ops(endpoint: str, names: list[str]) -> dict | None:
                 "503": _json({"type": "object"}, "not loaded"),
                 **_errors(404),
             },
+        ),
+        "pipelines_graph": (
+            "get",
+            "The pipeline's DAG, its op versions (loaded and current) and its picture (SVG)",
+            [
+                name_param,
+                {"name": "svg", "in": "query", "required": False, "schema": {"type": "boolean"}},
+            ],
+            None,
+            {"200": _json({"type": "object"}, "the pipeline described"), **_errors(400, 404)},
         ),
     }
     entry = table.get(endpoint)

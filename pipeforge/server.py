@@ -1,8 +1,9 @@
 """The web service: a Flask app built from a config by :func:`create_app`.
 
 Routes: every predict service (``/predict`` by default), ``/alive``,
-``/list``, and whatever the ``flask_add_url_rules`` entry adds (``/fit``,
-``/update-model-cache``, ``/activate``). Views find their components on
+``/list``, whatever the ``flask_add_url_rules`` entry adds (``/fit``,
+``/update-model-cache``, ``/activate``, ``/delete``), the pipelines routes and
+the dashboard (``/dashboard``, and ``/`` unless another route has it). Views find their components on
 ``app.extensions["pipeforge"]``; there is no module-level app or config.
 Every error, from a view or from routing, is answered with the same JSON
 body; unexpected faults are logged with their traceback and answered
@@ -48,6 +49,7 @@ __all__ = [
     "fit",
     "update_model_cache",
     "activate",
+    "delete",
 ]
 
 logger = logging.getLogger(__name__)
@@ -277,20 +279,33 @@ def update_model_cache():
     return json_response({"job_id": job_id})
 
 
-def activate():
-    """``/activate``: make ``model_version`` the active model and refresh the cache."""
+def _model_version_param() -> int:
+    """``model_version`` from the query, a form or a JSON object body."""
     from flask import request
 
-    state = _state()
     raw = request.values.get("model_version")
     if raw is None and request.is_json:
         payload = web.read_json(request, expect=dict, default={})
         raw = payload.get("model_version")
     if raw is None:
         raise RequestError("missing request parameter 'model_version'")
-    version = _to_int("model_version", raw)
+    return _to_int("model_version", raw)
+
+
+def activate():
+    """``/activate``: make ``model_version`` the active model and refresh the cache."""
+    state = _state()
+    version = _model_version_param()
     require(state.config, "model_persister").activate(version)
     refresh_model_caches(state.config)
+    return json_response({"model_version": version, "metadata": _ok_metadata(state)})
+
+
+def delete():
+    """``/delete``: delete the stored model ``model_version`` (as ``pf-admin delete``)."""
+    state = _state()
+    version = _model_version_param()
+    require(state.config, "model_persister").delete(version)
     return json_response({"model_version": version, "metadata": _ok_metadata(state)})
 
 
@@ -298,6 +313,7 @@ _VIEW_DECORATORS = {
     fit: "fit_decorators",
     update_model_cache: "update_model_cache_decorators",
     activate: "activate_decorators",
+    delete: "delete_decorators",
 }
 
 
@@ -371,6 +387,13 @@ def _add_online(app, config) -> None:
         online_http.register_routes(app, config)
 
 
+def _add_dashboard(app, config) -> None:
+    """The dashboard comes last, so that it takes ``/`` only when no other route has."""
+    from .dashboard import register_dashboard
+
+    register_dashboard(app, config)
+
+
 def create_app(config, *, start_background: bool = False, flask_app=None):
     """Build the Flask app serving ``config``.
 
@@ -426,6 +449,7 @@ def create_app(config, *, start_background: bool = False, flask_app=None):
     _add_online(app, config)
     register_openapi(app, config)
     register_metrics(app, config, state)
+    _add_dashboard(app, config)
 
     web.install_error_handlers(app, state.service_metadata)
 

@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.gunicorn",
     "tests.fixtures.redis",
+    "tests.fixtures.chromium",
     "tests.fixtures.workers",
     "tests.fixtures.palladium",
 ]

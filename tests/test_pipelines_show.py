@@ -82,7 +82,7 @@ def test_show_before_and_after_training(iris_env, capsys):
     assert "pf-broken" not in classes(link)
 
 
-def test_show_explains_a_refused_load(iris_env, capsys):
+def test_show_explains_a_refused_load(iris_env, capsys, screenshots):
     run(capsys, "run", "train_iris", "--save")
     run(capsys, "run", "train_pca", "--save")
     status, out, _ = run(capsys, "show", "predict_iris", "--svg=stale.svg")
@@ -95,6 +95,8 @@ def test_show_explains_a_refused_load(iris_env, capsys):
     assert "pf-broken" in classes(link)
     text = (iris_env / "stale.svg").read_text()
     assert "current trained on pca" in text and "retrain &#x27;classifier&#x27;" in text
+    # The picture of docs/pipelines.md (PIPEFORGE_SCREENSHOTS=docs/img regenerates it).
+    (screenshots.folder / "pipeline-predict_iris.svg").write_text(text)
 
     # The training pipeline still loads and shows which data op feeds whom.
     status, out, _ = run(capsys, "show", "train_iris", "--svg=train.svg")

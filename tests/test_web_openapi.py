@@ -76,6 +76,8 @@ def test_document_validates_and_lists_every_route(iris_app):
         "/openapi.json",
         "/docs",
         "/metrics",
+        "/jobs/{job_id}",
+        "/dashboard/config.json",
     }
     predict = document["paths"]["/predict"]
     names = [p["name"] for p in predict["get"]["parameters"]]
@@ -279,5 +281,8 @@ def test_the_wheel_ships_the_docs_page(tmp_path):
         "pipeforge/static/swagger-ui/swagger-ui-bundle.js.gz",
         "pipeforge/static/swagger-ui/swagger-ui.css.gz",
         "pipeforge/static/swagger-ui/LICENSE",
+        "pipeforge/dashboard/static/index.html",
+        "pipeforge/dashboard/static/dashboard.js",
+        "pipeforge/dashboard/static/dashboard.css",
     ):
         assert name in names

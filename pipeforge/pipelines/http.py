@@ -10,10 +10,15 @@ route                                      method  answer
 ``/pipelines/<name>/save``                 POST    ``{"pipeline", "saved", "versions"}``
 ``/pipelines/<name>/versions``             POST    ``{node name: version}``
 ``/pipelines/<name>/health_check``         GET     ``{"is_loaded"}``, 503 when not loaded
+``/pipelines/<name>/graph``                GET     the DAG, op versions loaded and current,
+                                                   "trained on" links, and ``"svg"`` (its
+                                                   picture); ``?svg=false`` leaves it out
 ``/pipelines/jobs/<job_id>``               GET     the job, from the op store's job table
 ``/health_check``                          GET     ``{name: is_loaded}``
 ``/available_pipelines``                   GET     ``[name, ...]``
 =========================================  ======  ===========================================
+
+Every route is wrapped in the ``pipelines_decorators`` list of the config.
 
 Errors answer ``{"metadata": {..., "status": "ERROR", "error_code", "error_message"}}``:
 404 unknown pipeline or job, 400 bad request body or input an op rejects,
@@ -218,6 +223,26 @@ def _pipeline_health(service: PipelinesService, name: str):
     return _respond({"is_loaded": pipeline.is_loaded}, 200 if pipeline.is_loaded else 503)
 
 
+def _graph(service: PipelinesService, name: str):
+    from flask import request
+
+    from ..predict_service import _to_bool
+    from .describe import describe
+
+    pipeline = service.pipeline(name)
+    load_error = None
+    try:
+        service.ensure_loaded(pipeline)
+    except VersionError as exc:
+        load_error = str(exc)
+    description = describe(pipeline, service.store, load_error=load_error)
+    if _to_bool("svg", request.args.get("svg", "true")):
+        from .svg import render_svg
+
+        description["svg"] = render_svg(description, standalone=False)
+    return _respond(description)
+
+
 def _health(service: PipelinesService):
     return _respond({name: p.is_loaded for name, p in service.pipelines.items()})
 
@@ -270,12 +295,16 @@ def register_routes(
         ("/pipelines/<name>/save", _save, ["POST"]),
         ("/pipelines/<name>/versions", _versions, ["POST", "GET"]),
         ("/pipelines/<name>/health_check", _pipeline_health, ["GET"]),
+        ("/pipelines/<name>/graph", _graph, ["GET"]),
         ("/pipelines/jobs/<job_id>", _job, ["GET"]),
         ("/health_check", _health, ["GET"]),
         ("/available_pipelines", _available, ["GET"]),
     ]
+    from ..factory import decorate
+
     for rule, func, methods in rules:
+        view = decorate(_view(func), config, "pipelines_decorators")
         app.add_url_rule(
-            rule, endpoint=f"pipelines{func.__name__}", view_func=_view(func), methods=methods
+            rule, endpoint=f"pipelines{func.__name__}", view_func=view, methods=methods
         )
     return service
