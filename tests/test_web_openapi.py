@@ -76,7 +76,6 @@ def test_document_validates_and_lists_every_route(iris_app):
         "/openapi.json",
         "/docs",
         "/metrics",
-        "/jobs/{job_id}",
         "/dashboard/config.json",
     }
     predict = document["paths"]["/predict"]
