@@ -182,3 +182,19 @@ def test_r_errors_name_the_function(tmp_path):
         DatasetLoader(str(tmp_path / "bad.R"), "dataset")()
     with pytest.raises(ConfigError, match=r"defines no function 'nothing'"):
         DatasetLoader(str(tmp_path / "bad.R"), "nothing")()
+
+
+def test_starting_r_leaves_the_environment_of_child_processes_alone(tmp_path):
+    # R puts its library folders on LD_LIBRARY_PATH; a child Python (gunicorn, pip) that
+    # inherited them could load the system's libpython instead of its own.
+    before = os.environ.get("LD_LIBRARY_PATH")
+    assert to_python(to_r([1.0, 2.0])).tolist() == [1.0, 2.0]  # R is running now
+    assert os.environ.get("LD_LIBRARY_PATH") == before
+    child = subprocess.run(
+        [sys.executable, "-c", "import ssl; print(ssl.OPENSSL_VERSION)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    assert "OpenSSL" in child.stdout
