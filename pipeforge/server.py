@@ -74,6 +74,7 @@ class _State:
         self.model_persister = config.get("model_persister")
         self.services: list[tuple[str, Any]] = []
         self.views: dict[str, Any] = {}  # endpoint -> undecorated view of flask_add_url_rules
+        self.stoppers: list = []  # called by stop(): the app's own threads (metrics)
         self.background_pid: int | None = None
         self._process = None
 
@@ -97,6 +98,8 @@ class _State:
     def stop(self) -> None:
         """Stop the background components and the job pool (for tests and shutdown)."""
         self.jobs.shutdown(wait=False)
+        for stop in self.stoppers:
+            stop()
         if self.background_pid is None:
             return
         if hasattr(self.config, "stop"):
@@ -132,11 +135,11 @@ def _ok_metadata(state) -> dict:
 
 
 def _predict_view(service, state):
+    from flask import request
+
     check = getattr(service, "check_model", None)
 
     def predict():
-        from flask import request
-
         persister = state.model_persister
         try:
             model = persister.read()
@@ -144,7 +147,7 @@ def _predict_view(service, state):
                 check(model)
         except Exception as exc:
             return service.response_from_exception(exc)
-        return service(model, request)
+        return service(model, request._get_current_object())
 
     return predict
 

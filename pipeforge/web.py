@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import functools
 import json
 import logging
 import math
@@ -183,9 +184,16 @@ def dumps(value: Any) -> str:
 
 def json_response(body: Any, status: int = 200, headers=None):
     """A Flask response with ``body`` encoded by :func:`dumps`."""
-    from flask import Response
+    return _response_class()(
+        dumps(body), status=status, headers=headers, mimetype="application/json"
+    )
 
-    return Response(dumps(body), status=status, headers=headers, mimetype="application/json")
+
+@functools.cache
+def _response_class():
+    from flask import Response  # imported at first use: scripts need no Flask
+
+    return Response
 
 
 # -- errors --------------------------------------------------------------------
@@ -260,7 +268,6 @@ def error_response(exc: BaseException, service_metadata: Mapping | None = None):
 
 def guarded(view: Callable, service_metadata: Mapping | None = None) -> Callable:
     """``view`` answering any exception it raises with :func:`error_response`."""
-    import functools
 
     @functools.wraps(view)
     def answer(*args, **kwargs):
