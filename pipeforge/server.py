@@ -339,6 +339,30 @@ def _add_rules(app, config, views: dict) -> None:
         views[endpoint] = view
 
 
+def _announce_to_batchers(app, services) -> None:
+    """Tell batching services of each request as it enters the app.
+
+    A leader of a batch waits for requests that are announced but not queued
+    yet; announcing them at the door (not at the predict view) lets it see
+    every request this worker's threads are working on.
+    """
+    batchers = [b for _, s in services if (b := getattr(s, "batcher", None)) is not None]
+    if not batchers:
+        return
+    inner = app.wsgi_app
+
+    def announcing(environ, start_response):
+        threaded = bool(environ.get("wsgi.multithread"))
+        announced = [b for b in batchers if b.arrive(threaded)]
+        try:
+            return inner(environ, start_response)
+        finally:
+            for batcher in announced:
+                batcher.leave()
+
+    app.wsgi_app = announcing
+
+
 def _add_pipelines(app, config) -> None:
     if "pipelines" not in config:
         return
@@ -398,6 +422,7 @@ def create_app(config, *, start_background: bool = False):
     _add_pipelines(app, config)
     register_openapi(app, config)
     register_metrics(app, config, state)
+    _announce_to_batchers(app, services)
 
     web.install_error_handlers(app, state.service_metadata)
 

@@ -329,7 +329,7 @@ def read_json(
     if not raw.strip():
         raise RequestError(f"{what} is empty; send JSON")
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
+        value = _decoder().decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except _NonFinite as exc:
         raise RequestError(f"{what} holds {exc}: JSON numbers must be finite") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -343,6 +343,11 @@ def read_json(
 
 class _NonFinite(ValueError):
     pass
+
+
+@functools.cache
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _refuse_constant(name: str):
