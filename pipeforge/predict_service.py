@@ -11,8 +11,10 @@ internals. Subclasses override the ``*_from_*`` hooks to change the formats.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
+import operator
 import sys
 import weakref
 from collections.abc import Iterable, Mapping
@@ -176,6 +178,11 @@ class PredictService(PredictServiceInterface):
             key=f"{self.entry_point} batching" if own else "batching",
         )
 
+    @property
+    def batcher(self):
+        """The :class:`~pipeforge.batching.Batcher` merging this service's calls, or ``None``."""
+        return getattr(self, "_batcher", None)
+
     def observe(self, callback) -> None:
         """Call ``callback(service, model, rows)`` after each model call (for ``/metrics``).
 
@@ -278,14 +285,15 @@ class PredictService(PredictServiceInterface):
     def __call__(self, model, request):
         """Answer ``request`` with ``model``; never raises."""
         batcher = getattr(self, "_batcher", None)
-        if batcher is not None:
-            batcher.arrive()
+        announced = batcher is not None and batcher.arrive(
+            bool(request.environ.get("wsgi.multithread"))
+        )
         try:
             return self.do(model, request)
         except Exception as exc:
             return self.response_from_exception(exc)
         finally:
-            if batcher is not None:
+            if announced:
                 batcher.leave()
 
     def do(self, model, request):
@@ -316,11 +324,14 @@ class PredictService(PredictServiceInterface):
         import numpy as np
 
         names = self._names
+        pick = operator.itemgetter(*names)
         try:
-            rows = [[sample[name] for name in names] for sample in payload]
+            rows = list(map(pick, payload))  # C loops: this runs for every POST
         except (KeyError, TypeError, IndexError):
             return None
-        if not {type(value) for row in rows for value in row} <= _PLAIN_NUMBERS:
+        if len(names) == 1:
+            rows = [(value,) for value in rows]
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PLAIN_NUMBERS:
             return None
         try:
             X = np.array(rows, dtype=float)
