@@ -19,7 +19,12 @@ import weakref
 from typing import Any, NamedTuple
 
 from . import __version__, web
-from .errors import ConfigError, PersistenceError, RequestError
+from .errors import (
+    ConfigError,
+    JobQueueError,
+    PersistenceError,
+    RequestError,
+)
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
@@ -174,7 +179,12 @@ def alive():
     state = _state()
     store = state.process_store
     process_metadata = dict(store.get("process_metadata") or {})
-    process_metadata["jobs"] = state.jobs.snapshot()
+    try:
+        process_metadata["jobs"] = state.jobs.snapshot()
+    except JobQueueError as exc:  # predictions still work without the job queue
+        logger.warning("/alive cannot list the jobs: %s", exc)
+        process_metadata["jobs"] = {}
+        process_metadata["jobs_error"] = str(exc)
     body = {
         "pipeforge_version": __version__,
         "service_metadata": state.service_metadata,

@@ -123,7 +123,8 @@ def _preload(config) -> None:
     """Import what jobs need once, here: every forked work horse then starts with it."""
     import importlib
 
-    modules = ["pipeforge.jobs", "pipeforge.training", "pandas", "sklearn.model_selection"]
+    modules = ["pipeforge.jobs", "pipeforge.training", "pipeforge.persistence", "sqlalchemy"]
+    modules += ["pandas", "sklearn.metrics", "sklearn.model_selection", "psycopg"]
     if "pipelines" in config:
         modules += ["pipeforge.pipelines.sync", "pipeforge.pipelines.http"]
     for name in modules:

@@ -222,21 +222,35 @@ def test_a_worker_killed_mid_fit_leaves_the_job_failed_and_no_model(tmp_path, re
     )
     config = write_config(tmp_path / "config.py", entries)
     worker, name = pf_worker(config, "--heartbeat=1")
+    log = tmp_path / "pf-worker-0.log"
     queue = RQJobQueue(redis_url, abandoned_after=4)
     job_id = queue.enqueue(fit_job, None, name="fit")
     deadline = time.monotonic() + 60
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert queue.get(job_id)["status"] == "running"
+    assert queue.get(job_id)["status"] == "running", log.read_text()
     horse = int(pid_file.read_text())
 
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)
     killed = time.monotonic()
     record = wait_for_job(queue, job_id, timeout=30, poll=0.2)
-    assert record["status"] == "error", record
+    assert record["status"] == "error", (record, log.read_text())
     assert time.monotonic() - killed < 30
     assert f"worker running this job ({name}) sent no heartbeat" in record["error"]
-    assert not alive(horse)  # the fit died with its worker
+    assert not alive(horse), log.read_text()  # the fit died with its worker
     listed = run("pf-list", "--json", config=config)
-    assert listed.returncode == 0 and '"models": []' in listed.stdout
+    assert listed.returncode == 0 and '"models": []' in listed.stdout, listed
+
+
+def test_alive_still_answers_when_redis_is_down(tmp_path):
+    from pipeforge.config import load_config
+    from pipeforge.server import create_app
+
+    unreachable = queue_entry(f"redis://127.0.0.1:{_free_port()}/0")
+    config = write_config(tmp_path / "config.py", iris_config_dict(tmp_path, job_queue=unreachable))
+    client = create_app(load_config([str(config)])).test_client()
+    response = client.get("/alive")
+    assert response.status_code == 503  # no model yet, but an answer
+    metadata = response.get_json()["process_metadata"]
+    assert metadata["jobs"] == {} and "cannot list jobs" in metadata["jobs_error"]
