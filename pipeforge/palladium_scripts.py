@@ -459,25 +459,8 @@ def _dockerize(args, config) -> int:
         with open(name, "w", encoding="utf-8") as handle:
             handle.write(text)
         print(f"wrote {name}")
-    if args["-d"]:
-        return 0
-    if not serve_scripts._docker_available():
-        raise serve_scripts.PipeforgeError(
-            "no Docker engine is available ('docker info' failed); start one, "
-            "or pass -d to only write the Dockerfiles"
-        )
-    import subprocess
-
-    image = args["IMAGE_NAME"]
-    for dockerfile, tag in (
-        ("Dockerfile-app", image),
-        ("Dockerfile-predict", serve_scripts.predict_image_name(image)),
-    ):
-        command = ["docker", "build", "-f", dockerfile, "-t", tag, app_dir]
-        print("running: " + " ".join(command), flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise serve_scripts.PipeforgeError(f"'docker build' of {tag} failed (see above)")
-        print(f"built {tag}")
+    if not args["-d"]:
+        serve_scripts.build_images(app_dir, args["IMAGE_NAME"], os.curdir)
     return 0
 
 

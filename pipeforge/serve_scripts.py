@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from .cli import run_script
 from .errors import PipeforgeError, UsageError
 
-__all__ = ["devserver_main", "dockerize_main", "dockerfiles", "predict_image_name", "serve"]
+__all__ = [
+    "devserver_main",
+    "dockerize_main",
+    "dockerfiles",
+    "predict_image_name",
+    "serve",
+    "build_images",
+]
 
 DEVSERVER_DOC = """Serve the configured model with Flask's development server.
 
@@ -157,6 +164,26 @@ def _docker_available() -> bool:
     return result.returncode == 0
 
 
+def build_images(app_dir: str, image: str, dockerfile_dir: str) -> None:
+    """Build ``image`` from Dockerfile-app and ``image``-predict from Dockerfile-predict.
+
+    The Dockerfiles are in ``dockerfile_dir``; the build context is ``app_dir``.
+    """
+    if not _docker_available():
+        raise PipeforgeError(
+            "no Docker engine is available ('docker info' failed); start one, "
+            "or pass -d to only write the Dockerfiles"
+        )
+    builds = (("Dockerfile-app", image), ("Dockerfile-predict", predict_image_name(image)))
+    for dockerfile, tag in builds:
+        command = ["docker", "build", "-f", os.path.join(dockerfile_dir, dockerfile), "-t", tag]
+        command.append(app_dir)
+        print("running: " + " ".join(command), flush=True)
+        if subprocess.run(command).returncode != 0:
+            raise PipeforgeError(f"'docker build' of {tag} failed (see its output above)")
+        print(f"built {tag}")
+
+
 def dockerize_main(argv: Sequence[str] | None = None) -> int:
     """``pf-dockerize``: write Dockerfile-app/-predict and build both images."""
 
@@ -174,29 +201,7 @@ def dockerize_main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {os.path.join(app_dir, name)}")
         if args["--dockerfile-only"]:
             return 0
-        if not _docker_available():
-            raise PipeforgeError(
-                "no Docker engine is available ('docker info' failed); start one, "
-                "or pass -d to only write the Dockerfiles"
-            )
-        builds = (
-            ("Dockerfile-app", args["IMAGE"]),
-            ("Dockerfile-predict", predict_image_name(args["IMAGE"])),
-        )
-        for dockerfile, tag in builds:
-            command = [
-                "docker",
-                "build",
-                "-f",
-                os.path.join(app_dir, dockerfile),
-                "-t",
-                tag,
-                app_dir,
-            ]
-            print("running: " + " ".join(command), flush=True)
-            if subprocess.run(command).returncode != 0:
-                raise PipeforgeError(f"'docker build' of {tag} failed (see its output above)")
-            print(f"built {tag}")
+        build_images(app_dir, args["IMAGE"], app_dir)
         return 0
 
     return run_script(DOCKERIZE_DOC, argv, body, needs_config=False)
