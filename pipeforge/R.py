@@ -67,6 +67,7 @@ _RUN_SCRIPT = (
 
 def _rpy2():
     """``rpy2.robjects``, with R started and its console routed to the log (once)."""
+    library_path = os.environ.get("LD_LIBRARY_PATH")
     try:
         with warnings.catch_warnings():
             # R started outside the main thread (a server's model-cache thread) cannot take
@@ -79,6 +80,13 @@ def _rpy2():
             "R models need rpy2 and R: pip install 'pipeforge[r]' and install R "
             f"(Debian: apt-get install r-base-core) ({exc})"
         ) from exc
+    finally:
+        # rpy2 puts R's library folders (with the system's libpython) on LD_LIBRARY_PATH; R is
+        # loaded by now, and programs this process starts must not get the wrong libpython.
+        if library_path is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = library_path
     if not _READY:
         # R's print() would otherwise write to stdout, where pf-stream answers.
         callbacks.consolewrite_print = lambda text: logger.info("R: %s", text.rstrip())
