@@ -184,17 +184,15 @@ def test_r_errors_name_the_function(tmp_path):
         DatasetLoader(str(tmp_path / "bad.R"), "nothing")()
 
 
-def test_starting_r_leaves_the_environment_of_child_processes_alone(tmp_path):
-    # R puts its library folders on LD_LIBRARY_PATH; a child Python (gunicorn, pip) that
-    # inherited them could load the system's libpython instead of its own.
-    before = os.environ.get("LD_LIBRARY_PATH")
-    assert to_python(to_r([1.0, 2.0])).tolist() == [1.0, 2.0]  # R is running now
-    assert os.environ.get("LD_LIBRARY_PATH") == before
-    child = subprocess.run(
-        [sys.executable, "-c", "import ssl; print(ssl.OPENSSL_VERSION)"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+def test_programs_started_after_r_get_the_environment_they_had():
+    # rpy2 puts R's library folders (with the system's libpython) on LD_LIBRARY_PATH, which
+    # broke every Python started afterwards (gunicorn, pf-* scripts) with another libpython.
+    code = (
+        "import os, subprocess, sys; before = os.environ.get('LD_LIBRARY_PATH'); "
+        "from pipeforge.R import to_r; to_r(1.0); "
+        "assert os.environ.get('LD_LIBRARY_PATH') == before, os.environ['LD_LIBRARY_PATH']; "
+        "subprocess.run([sys.executable, '-c', 'import ssl, sqlite3'], check=True)"
     )
-    assert child.returncode == 0, child.stderr
-    assert "OpenSSL" in child.stdout
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
