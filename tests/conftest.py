@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.gunicorn",
     "tests.fixtures.redis",
+    "tests.fixtures.online",
 ]
