@@ -164,17 +164,17 @@ def _replay(service, config, args) -> None:
     limit = _positive_int(args["--limit"], "--limit")
     chunk = _positive_int(args["--chunk"], "--chunk")
     key = args["--dataset"]
+    known = service.models()
+    if name not in known["info"]:
+        raise UsageError(
+            f"no online model named {name!r} (known: {', '.join(known['models']) or 'none'})"
+        )
     progress = Progress()
     progress.stage(f"loading {key}")
     X, y = config[key]()
     if not hasattr(X, "__len__"):
         X = list(X)
     total = len(X) if limit is None else min(limit, len(X))
-    known = service.models()
-    if name not in known["info"]:
-        raise UsageError(
-            f"no online model named {name!r} (known: {', '.join(known['models']) or 'none'})"
-        )
     progress.start(total, f"replaying {name}")
     try:
         metrics = service.replay(name, islice(rows_of(X, y), total), chunk=chunk, progress=progress)
