@@ -10,11 +10,13 @@ and also from the builtin a caller would naturally catch::
     ├── PersistenceError                 reading or writing models failed
     │   ├── UnknownVersionError (LookupError)   no model with that version
     │   ├── NoModelError (LookupError)          nothing stored / activated yet
+    │   │   └── UnmigratedStoreError            the store holds Palladium's models, not imported
     │   └── ModelWriteError                     a model could not be stored
     ├── DataError                        a dataset could not be loaded
     ├── PredictError                     a model refused to predict
     ├── RequestError (ValueError)        an HTTP request was malformed (400)
-    └── VersionError                     a pipeline's ops are not linked
+    ├── VersionError                     a pipeline's ops are not linked
+    └── JobQueueError                    the job queue (Redis) cannot take or report a job
 
 The CLI turns these into one line on stderr and an exit status; the HTTP
 layer turns them into the documented JSON error body.
@@ -30,11 +32,13 @@ __all__ = [
     "PersistenceError",
     "UnknownVersionError",
     "NoModelError",
+    "UnmigratedStoreError",
     "ModelWriteError",
     "DataError",
     "PredictError",
     "RequestError",
     "VersionError",
+    "JobQueueError",
 ]
 
 
@@ -108,6 +112,15 @@ class NoModelError(PersistenceError, LookupError):
         return self.args[0] if self.args else "no model has been stored yet"
 
 
+class UnmigratedStoreError(NoModelError):
+    """The store holds models another program (Palladium) wrote that pf-upgrade has not imported.
+
+    Every read, write, activation and listing fails with it, so pipeforge
+    never reports an empty store or hands out a version number already
+    taken by one of those models.
+    """
+
+
 class ModelWriteError(PersistenceError):
     """A model could not be stored; nothing of it was kept."""
 
@@ -138,3 +151,7 @@ class RequestError(PipeforgeError, ValueError):
 
 class VersionError(PipeforgeError):
     """A pipeline's ops were not trained on their upstream's current versions."""
+
+
+class JobQueueError(PipeforgeError):
+    """The job queue cannot take or report a job (e.g. its Redis server is unreachable)."""

@@ -1,19 +1,32 @@
-"""Background jobs of the web service (``/fit``, ``/update-model-cache``).
+"""Background jobs: one interface, threads of this process or workers elsewhere.
 
-A request submits a job and is answered with its id at once; a small
-thread pool (created on first use, so a forked server worker gets its own)
-runs it. Each job's state lives in the process store under
-``process_metadata["jobs"]`` where ``/alive`` reports it. Finished jobs are
-pruned: only the newest ``keep`` are kept and none older than ``max_age``
-seconds. Job state is per process: with several server workers, each
-reports the jobs it ran itself.
+A job is ``func(config, **kwargs)``: an importable function, the config of
+the process that runs it, and JSON-able keyword arguments. A
+:class:`JobQueue` takes jobs and reports their records::
+
+    {"job_id", "func", "status", "submitted", "started", "finished",
+     "info" (the result, when finished), "error" (a message, on error)}
+
+``status`` goes ``queued`` → ``running`` → ``finished`` or ``error``; a job
+never stays ``running`` after whatever ran it is gone.
+
+Two implementations: :class:`JobRunner` (below; the default) runs jobs in
+a small thread pool created on first use, so a forked server worker gets its
+own, and keeps the records in the process store under
+``process_metadata["jobs"]`` where ``/alive`` reports them; records are per
+process. :class:`pipeforge.rq_queue.RQJobQueue` (the ``job_queue`` config
+entry) sends jobs to ``pf-worker`` processes through Redis, where every
+process and host reads the same records. Finished jobs are pruned: only the
+newest ``keep`` are kept and none older than ``max_age`` seconds.
 """
 
 from __future__ import annotations
 
+import abc
 import copy
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +34,19 @@ from datetime import datetime, timezone
 
 from .errors import ConfigError, PipeforgeError
 
-__all__ = ["JobRunner", "fit_job", "model_caches", "refresh_model_caches", "require"]
+__all__ = [
+    "JobQueue",
+    "JobRunner",
+    "fit_job",
+    "grid_search_job",
+    "model_caches",
+    "refresh_model_caches",
+    "require",
+    "job_queue",
+    "wait_for_job",
+    "error_message",
+    "job_view",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +57,44 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)  # noqa: UP017 (Python 3.10)
 
 
-class JobRunner:
+def error_message(exc: BaseException, where: str = "the server log") -> str:
+    """What a job record says about a failure: our own errors in full, others by type only."""
+    if isinstance(exc, PipeforgeError | OSError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"unexpected {type(exc).__name__} (see {where})"
+
+
+class JobQueue(abc.ABC):
+    """Where background jobs run; see the module docstring for the record format."""
+
+    @abc.abstractmethod
+    def enqueue(self, func: Callable, config, *, name: str | None = None, **kwargs) -> str:
+        """Run ``func(config, **kwargs)`` in the background and return the job id.
+
+        ``func`` must be importable by its dotted name and ``kwargs`` JSON-able:
+        a worker elsewhere calls it with its own config.
+        """
+
+    @abc.abstractmethod
+    def get(self, job_id: str) -> dict | None:
+        """A copy of the record of ``job_id``, or ``None`` if unknown (or pruned)."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> dict[str, dict]:
+        """Copies of the recent job records, by id, safe to serialise."""
+
+    def shutdown(self, wait: bool = True) -> None:  # noqa: B027 (optional hook)
+        """Stop taking jobs; with ``wait``, let the ones running here finish."""
+
+    def observe(self, callback: Callable[[str, str], None]) -> None:  # noqa: B027
+        """Hear ``callback(job_name, state)`` for the jobs that run in this process.
+
+        Queues whose jobs run in worker processes elsewhere tell nothing here:
+        their state is read from the queue itself.
+        """
+
+
+class JobRunner(JobQueue):
     """Runs callables in a thread pool and records their state for ``/alive``.
 
     ``process_store`` is the dict-like store whose ``process_metadata``
@@ -55,6 +117,21 @@ class JobRunner:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._job_records: dict[str, dict] | None = None
+        self._observers: list[Callable[[str, str], None]] = []
+
+    def observe(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(job_name, state)`` on ``"running"``, ``"finished"`` and ``"error"``.
+
+        For instrumentation (``/metrics``); a callback must be quick and must not raise.
+        """
+        self._observers.append(callback)
+
+    def _tell(self, name: str, state: str) -> None:
+        for callback in self._observers:
+            try:
+                callback(name, state)
+            except Exception:
+                logger.exception("a job observer failed")
 
     # -- internals -------------------------------------------------------------
 
@@ -76,24 +153,24 @@ class JobRunner:
         return self._executor
 
     def _run(self, job_id: str, func: Callable, args, kwargs) -> None:
+        name = getattr(func, "__name__", repr(func))
         with self._lock:
             record = self._records.get(job_id)
             if record is not None:
                 record["started"] = _now().isoformat()
                 record["thread"] = threading.get_ident()
+                name = record["func"]
         try:
             result = func(*args, **kwargs)
         except Exception as exc:
             logger.error(
                 "job %s (%s) failed", job_id, getattr(func, "__name__", func), exc_info=exc
             )
-            if isinstance(exc, PipeforgeError | OSError):
-                message = f"{type(exc).__name__}: {exc}"
-            else:
-                message = f"unexpected {type(exc).__name__} (see the server log)"
-            self._finish(job_id, status="error", error=message)
+            self._finish(job_id, status="error", error=error_message(exc))
+            self._tell(name, "error")
         else:
             self._finish(job_id, status="finished", info=_info(result))
+            self._tell(name, "finished")
 
     def _finish(self, job_id: str, **fields) -> None:
         with self._lock:
@@ -122,20 +199,27 @@ class JobRunner:
         """Start ``func(*args, **kwargs)`` in the background and return the job id."""
         job_id = str(uuid.uuid4())
         record = {
+            "job_id": job_id,
             "func": name or getattr(func, "__name__", repr(func)),
             "status": "running",
             "submitted": _now().isoformat(),
             "started": None,
             "finished": None,
         }
+        self._tell(record["func"], "running")  # before the job can finish
         with self._lock:
             self._records[job_id] = record
             try:
                 self._pool().submit(self._run, job_id, func, args, kwargs)
             except RuntimeError:  # the pool is shut down (process exiting)
                 del self._records[job_id]
+                self._tell(record["func"], "error")
                 raise
         return job_id
+
+    def enqueue(self, func: Callable, config, *, name: str | None = None, **kwargs) -> str:
+        """Run ``func(config, **kwargs)`` in a thread of this process."""
+        return self.submit(func, config, name=name, **kwargs)
 
     def get(self, job_id: str) -> dict | None:
         """A copy of the record of ``job_id``, or ``None`` if unknown (or pruned)."""
@@ -237,3 +321,95 @@ def fit_job(config, *, persist=True, activate=True, evaluate=False, persist_if_b
     if result.version is not None and activate:
         refresh_model_caches(config)
     return {"model_version": result.version, "scores": dict(result.scores or {})}
+
+
+def grid_search_job(config, *, persist_best: bool = False) -> dict:
+    """Run the config's grid search like ``pf-grid-search``; return its results as plain data."""
+    from . import training
+    from .factory import decorate
+
+    search = training.grid_search(
+        decorate(require(config, "dataset_loader_train"), config, "load_data_decorators"),
+        require(config, "model"),
+        require(config, "grid_search"),
+        scoring=config.get("scoring"),
+        persist_best=persist_best,
+        model_persister=require(config, "model_persister") if persist_best else None,
+    )
+    result = {"cv_results": _plain(dict(search.cv_results_)), "model_version": None}
+    if hasattr(search, "best_params_"):
+        result["best_params"] = _plain(search.best_params_)
+        result["best_score"] = float(search.best_score_)
+    if persist_best:
+        metadata = getattr(search.best_estimator_, "__metadata__", None) or {}
+        result["model_version"] = metadata.get("version")
+    return result
+
+
+def _plain(value):
+    """numpy arrays/scalars and masked arrays as lists and Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "mask") and hasattr(value, "tolist"):  # masked array: keep the values
+        return [_plain(v) for v in value.data.tolist()]
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return repr(value)
+
+
+def job_queue(config) -> JobQueue | None:
+    """The config's ``job_queue`` entry, or ``None`` when jobs run in this process's threads."""
+    queue = config.get("job_queue")
+    if queue is None:
+        return None
+    if not isinstance(queue, JobQueue):
+        sources = ", ".join(str(s) for s in getattr(config, "sources", [])) or None
+        raise ConfigError(
+            "expected a job queue such as __factory__: pipeforge.rq_queue.RQJobQueue; "
+            f"got {type(queue).__name__}",
+            source=sources,
+            key="job_queue",
+        )
+    return queue
+
+
+def wait_for_job(
+    queue: JobQueue,
+    job_id: str,
+    *,
+    timeout: float | None = None,
+    poll: float = 0.2,
+    on_change: Callable[[dict], None] | None = None,
+) -> dict | None:
+    """Poll ``job_id`` until it is finished or failed (or ``timeout`` passes); return its record.
+
+    ``on_change(record)`` is called whenever the status changes (progress for scripts).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    status = None
+    while True:
+        record = queue.get(job_id)
+        if record is not None and record["status"] != status:
+            status = record["status"]
+            if on_change is not None:
+                on_change(record)
+        if record is None or record["status"] in _DONE:
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            return record
+        time.sleep(poll)
+
+
+def job_view(job_id: str):
+    """``GET /jobs/<job_id>``: one job's record (with a job queue: from any process or host)."""
+    from flask import current_app
+    from werkzeug.exceptions import NotFound
+
+    record = current_app.extensions["pipeforge"].jobs.get(job_id)
+    if record is None:
+        raise NotFound(f"unknown job {job_id!r} (finished jobs are kept for a limited time)")
+    return record

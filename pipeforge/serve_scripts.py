@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 
 from .cli import run_script
 from .errors import PipeforgeError, UsageError
 
-__all__ = ["devserver_main", "dockerize_main", "dockerfiles", "predict_image_name"]
+__all__ = ["devserver_main", "dockerize_main", "dockerfiles", "predict_image_name", "serve"]
 
 DEVSERVER_DOC = """Serve the configured model with Flask's development server.
 
@@ -28,25 +29,38 @@ Usage:
 Options:
   --host=<host>   The interface to listen on [default: 127.0.0.1].
   --port=<port>   The port to listen on [default: 5000].
-  --debug         Flask debug mode, and tracebacks of startup errors.
+  --debug=<0|1>   1: Flask debug mode, and tracebacks of startup errors
+                  (a bare --debug means 1) [default: 0].
   -h --help       Show this screen.
 """
+
+_DEBUG_VALUES = {"0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
+
+
+def bare_debug_means_one(argv: Sequence[str] | None) -> list[str]:
+    """``--debug`` alone stands for ``--debug=1`` (the option takes a value, as in Palladium)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return ["--debug=1" if arg == "--debug" else arg for arg in argv]
+
+
+def serve(args, config, *, flask_app=None) -> None:
+    """Run ``config``'s app on Flask's server with the ``--host/--port/--debug`` of ``args``."""
+    from .server import create_app
+
+    port = args["--port"]
+    if not str(port).isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--port must be a port number between 1 and 65535; got {port!r}")
+    debug = _DEBUG_VALUES.get(str(args["--debug"]).strip().lower())
+    if debug is None:
+        raise UsageError(f"--debug must be 0 or 1; got {args['--debug']!r}")
+    # run_script has started the background components (the model cache) already.
+    app = create_app(config, flask_app=flask_app)
+    app.run(host=args["--host"], port=int(port), debug=debug, use_reloader=False)
 
 
 def devserver_main(argv: Sequence[str] | None = None) -> int:
     """``pf-devserver``: run the app on Flask's built-in server."""
-
-    def body(args, config):
-        from .server import create_app
-
-        port = args["--port"]
-        if not str(port).isdigit() or not 0 < int(port) < 65536:
-            raise UsageError(f"--port must be a port number between 1 and 65535; got {port!r}")
-        # run_script has started the background components (the model cache) already.
-        app = create_app(config)
-        app.run(host=args["--host"], port=int(port), debug=args["--debug"], use_reloader=False)
-
-    return run_script(DEVSERVER_DOC, argv, body, mode="predict")
+    return run_script(DEVSERVER_DOC, bare_debug_means_one(argv), serve, mode="predict")
 
 
 DOCKERIZE_DOC = """Write (and build) Docker images for a pipeforge application.

@@ -39,7 +39,17 @@ def build_pipelines(config: Mapping) -> dict[str, Pipeline]:
 
 
 def build_op_store(config: Mapping) -> OpStore:
-    """The ``op_store`` entry, or an OpStore on the model persister's database URL."""
+    """The ``op_store`` entry, or an OpStore on the model persister's database URL.
+
+    A relative SQLite file is taken from the config's folder, like the model database's.
+    """
+    store = _op_store(config)
+    if getattr(config, "here", None) and "_here" not in store.__dict__:
+        store.initialize_component(config)
+    return store
+
+
+def _op_store(config: Mapping) -> OpStore:
     entry = config.get("op_store")
     if isinstance(entry, OpStore):
         return entry

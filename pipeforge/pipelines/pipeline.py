@@ -16,7 +16,7 @@ import copy
 import dataclasses
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError, PipeforgeError, VersionError
@@ -232,15 +232,37 @@ class Pipeline:
             saved.extend(sub.save(store))
         return saved
 
-    def load(self, store: OpStore) -> dict[str, str]:
+    def load(self, store: OpStore, pinned: Mapping[str, str] | None = None) -> dict[str, str]:
         """Take each op's newest stored version; refuse with VersionError if unlinked.
 
+        ``pinned`` (``{op name: version}``, as :meth:`op_versions` gives) takes
+        those versions instead of the newest: what another process loaded.
         On refusal nothing changes: the pipeline keeps serving what it had.
         """
-        self._commit_load(self._prepare_load(store))
+        self._commit_load(self._prepare_load(store, pinned or {}))
         return self.versions()
 
-    def _prepare_load(self, store: OpStore):
+    def op_versions(self) -> dict[str, str]:
+        """``{op name: version string}`` of the ops in use, nested pipelines included."""
+        state = self._state()
+        result = {}
+        for sub in state.subs.values():
+            result.update(sub.op_versions())
+        result.update({name: str(op.version) for name, op in state.ops.items()})
+        return result
+
+    def _stored_row(self, store: OpStore, name: str, op, pinned: Mapping[str, str]):
+        if name not in pinned:
+            return store.newest(name, op.config_version.major, with_state=True)
+        row = store.version_row(name, pinned[name])
+        if row is None or not row["has_state"]:
+            raise VersionError(
+                f"pipeline {self.name!r} cannot be loaded: version {pinned[name]} of op "
+                f"{name!r} is not in the op store"
+            )
+        return row
+
+    def _prepare_load(self, store: OpStore, pinned: Mapping[str, str]):
         graph = self.graph
         predict_ops = {
             s.op_name
@@ -251,7 +273,7 @@ class Pipeline:
         for name, template in graph.ops.items():
             op = copy.deepcopy(template)
             if op.trainable:
-                row = store.newest(name, op.config_version.major, with_state=True)
+                row = self._stored_row(store, name, op, pinned)
                 if row is not None:
                     from .versioning import Version
 
@@ -272,7 +294,7 @@ class Pipeline:
                         f"retrain {step.op_name!r} (run a pipeline that fits it, with --save) and load again"
                     )
         subs = {
-            s.name: self._state().subs[s.name]._prepare_load(store)
+            s.name: self._state().subs[s.name]._prepare_load(store, pinned)
             for s in graph.steps
             if s.is_pipeline
         }

@@ -22,6 +22,7 @@ import threading
 import uuid
 from typing import Any
 
+from ..config_files import resolve_sqlite_url
 from ..errors import ConfigError, PersistenceError
 from ..model_storage import dump_chunks, load_chunks
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")  # noqa: UP017
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 class OpRecord:
@@ -75,6 +76,10 @@ class OpStore:
         self.compress = compress
         self.table_prefix = table_prefix
 
+    def initialize_component(self, config) -> None:
+        """A relative SQLite file is taken from the config's folder, like the model database."""
+        self._here = getattr(config, "here", None)
+
     # -- setup ------------------------------------------------------------------
     def _lock(self) -> threading.Lock:
         return self.__dict__.setdefault("_store_lock", threading.Lock())
@@ -113,7 +118,9 @@ class OpStore:
             if self.url in ("sqlite://", "sqlite:///:memory:"):
                 kwargs["poolclass"] = sa.pool.StaticPool
         try:
-            engine = sa.create_engine(self.url, **kwargs)
+            engine = sa.create_engine(
+                resolve_sqlite_url(self.url, self.__dict__.get("_here")), **kwargs
+            )
         except Exception as exc:
             raise ConfigError(
                 f"parameter 'url' of OpStore: cannot use {self.url!r}: {exc}"
@@ -247,6 +254,17 @@ class OpStore:
             row = conn.execute(query.order_by(c.id.desc()).limit(1)).mappings().first()
         return dict(row) if row is not None else None
 
+    def version_row(self, op_name: str, version: str) -> dict | None:
+        """The stored row of ``version`` of ``op_name`` (as :meth:`newest` returns), or ``None``."""
+        import sqlalchemy as sa
+
+        engine, t = self._db()
+        c = t["versions"].c
+        query = sa.select(t["versions"]).where(c.op_name == op_name, c.version == version)
+        with engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row is not None else None
+
     def read_state(self, version_row: dict) -> Any:
         """Load the state stored for ``version_row`` (as returned by :meth:`newest`)."""
         import sqlalchemy as sa
@@ -364,6 +382,10 @@ class OpStore:
         job = dict(row)
         job["result"] = json.loads(job["result"]) if job["result"] else None
         return job
+
+    def engine(self):
+        """The store's SQLAlchemy engine (tables created), for modules that add their own tables."""
+        return self._db()[0]
 
     def dispose(self) -> None:
         """Close the store's connections (it reconnects on next use)."""
