@@ -252,8 +252,8 @@ def test_upload_of_no_model_is_400_and_changes_nothing(admin, body, words):
 
 
 BAD = [
-    ("/api/predict", "not json", "not valid JSON"),
-    ("/api/predict", [X], "JSON object"),
+    ("/api/predict", "not json", "does not parse"),
+    ("/api/predict", [X], "must be a JSON object; got a JSON list"),
     ("/api/predict", {"id": 1}, "needs 'features'"),
     ("/api/predict", {"features": [1, 2], "id": 2}, "must be an object"),
     ("/api/predict", {"features": "a=1", "id": 3}, "must be an object"),
@@ -267,7 +267,7 @@ BAD = [
         {"features": {"a": "x", "b": 1}, "model": "sk", "id": 5},
         "cannot predict from",
     ),
-    ("/api/learn", "{", "not valid JSON"),
+    ("/api/learn", "{", "does not parse"),
     ("/api/learn", {"ground_truth": 1.0}, "needs 'id'"),
     ("/api/learn", {"features": X}, "needs 'ground_truth'"),
     ("/api/learn", {"features": [1], "ground_truth": 1.0}, "must be an object"),
