@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.workers",
     "tests.fixtures.palladium",
     "tests.fixtures.podman",
+    "tests.fixtures.online",
 ]

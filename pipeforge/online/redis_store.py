@@ -370,6 +370,7 @@ class RedisStore(OnlineStore):
             )
 
     def reset(self, flavor: str, seeds: list[Seed]) -> None:
+        self._discard_stats()
         with self._redis_errors() as r:
             keys = list(r.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000))
             for start in range(0, len(keys), 500):
