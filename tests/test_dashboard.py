@@ -71,7 +71,8 @@ def store(tmp_path, monkeypatch, capsys):
 
 
 def serve(gunicorn_server, tmp_path, **entries) -> str:
-    config = iris_config(tmp_path, flask_add_url_rules=lifecycle_routes(), **entries)
+    entries.setdefault("flask_add_url_rules", lifecycle_routes())
+    config = iris_config(tmp_path, **entries)
     env = {"PIPEFORGE_OP_STORE": f"sqlite:///{tmp_path / 'ops.db'}"}
     return gunicorn_server(f"{config},{PIPELINES}", args=["--threads", "4"], env=env)
 
@@ -190,13 +191,13 @@ def test_each_panel_shows_the_store(store, gunicorn_server, chromium, screenshot
     # A narrow phone screen: the page itself never scrolls sideways.
     chromium.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
-        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+        {"width": 360, "height": 780, "deviceScaleFactor": 2, "mobile": True},
     )
     open_dashboard(chromium, f"{base}/dashboard")
     widths = chromium.execute_script(
         "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
-    assert widths[0] <= widths[1] == 390
+    assert widths[0] <= widths[1] == 360
     assert chromium.find_element(By.CSS_SELECTOR, "nav a[href='#service']").is_displayed()
     screenshots(chromium, "dashboard-narrow")
 
@@ -241,6 +242,7 @@ def test_a_token_protected_service_stays_protected(store, gunicorn_server, chrom
     base = serve(
         gunicorn_server,
         store,
+        flask_add_url_rules=lifecycle_routes()[:1],  # /activate, no /delete
         dashboard={"auth_header": "X-Token"},
         list_decorators=guard,
         alive_decorators=guard,
@@ -264,6 +266,8 @@ def test_a_token_protected_service_stays_protected(store, gunicorn_server, chrom
         )
     )
     assert chromium.find_elements(By.CSS_SELECTOR, 'article[data-pipeline="predict_iris"] svg')
+    assert len(chromium.find_elements(By.CSS_SELECTOR, '[data-action="activate"]')) == 2
+    assert not chromium.find_elements(By.CSS_SELECTOR, '[data-action="delete"]')
     stored = chromium.execute_script(
         "return [sessionStorage.getItem('pipeforge-dashboard-auth'), localStorage.length]"
     )
