@@ -136,6 +136,9 @@ def to_r(obj):
 
     if obj is None or isinstance(obj, Sexp):
         return ro.NULL if obj is None else obj
+    if isinstance(obj, (str, bool, int, float, np.generic)):  # a length-1 vector
+        with localconverter(ro.default_converter) as cv:
+            return cv.py2rpy(obj.item() if isinstance(obj, np.generic) else obj)
     if isinstance(obj, pd.Series):
         obj = obj.array if isinstance(obj.dtype, pd.CategoricalDtype) else obj.to_numpy()
     if isinstance(obj, pd.Categorical):
@@ -165,7 +168,7 @@ def to_python(obj):
     if obj is ro.NULL or obj is None:
         return None
     if isinstance(obj, ro.vectors.FactorVector):
-        labels = np.asarray(list(obj.levels), dtype=object)
+        labels = np.asarray(list(ro.r["levels"](obj)), dtype=object)  # not .levels: deprecated
         codes = np.asarray(obj)
         return np.where(codes > 0, labels[np.clip(codes - 1, 0, None)], None)
     with localconverter(_converter(ro)) as cv:

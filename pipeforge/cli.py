@@ -42,15 +42,9 @@ def _prog(doc: str) -> str:
 
 
 def _wants_debug(argv: Sequence[str]) -> bool:
-    # --debug, or --debug=<n> of the scripts whose option takes a value (pf-devserver)
-    flags = [
-        a.partition("=")[2] if a.startswith("--debug=") else "1"
-        for a in argv
-        if a == "--debug" or a.startswith("--debug=")
-    ]
-    return any(f not in ("", "0", "false") for f in flags) or os.environ.get(
-        "PIPEFORGE_DEBUG", ""
-    ) not in ("", "0")
+    # --debug, or --debug=1 of the scripts whose option takes a value (pf-devserver)
+    flags = {"--debug", "--debug=1", "--debug=true", "--debug=yes"}
+    return bool(flags.intersection(argv)) or os.environ.get("PIPEFORGE_DEBUG", "") not in ("", "0")
 
 
 def _error(prog: str, message: str) -> None:

@@ -215,13 +215,14 @@ class FileLike(PersisterBase):
         return self._name("metadata") + ".json"
 
     def _read_metadata(self) -> dict:
+        name = self._metadata_file()  # checks the parameters first
         try:
-            with self.io.open(self._metadata_file(), "r") as handle:
+            with self.io.open(name, "r") as handle:
                 data = json.load(handle)
         except FileNotFoundError:
             data = None
         except (OSError, ValueError) as exc:
-            raise PersistenceError(f"cannot read {self._metadata_file()}: {exc}") from exc
+            raise PersistenceError(f"cannot read {name}: {exc}") from exc
         if not isinstance(data, dict):
             data = {"models": [], "properties": {"db-version": db_version()}}
         data.setdefault("models", [])

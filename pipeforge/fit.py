@@ -74,7 +74,7 @@ def parallel_backend(backend: str, **backend_params: Any) -> Iterator[None]:
         from distributed import Client
     except ImportError as exc:
         raise ConfigError(
-            "the dask backend needs the 'dask' extra: pip install 'pipeforge[dask]'",
+            f"the dask backend needs the 'dask' extra (pip install 'pipeforge[dask]'): {exc}",
             key="grid_search.backend",
         ) from exc
     address = _scheduler_address(params)

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from .errors import NoModelError
+from .errors import NoModelError, UnmigratedStoreError
 from .interfaces import Background, ModelPersister, annotate
 from .model_storage import as_version
 from .process_store import ProcessStore
@@ -49,6 +49,7 @@ class CachedUpdatePersister(ModelPersister, Background):
         self._store_lock = threading.Lock()
         self._thread = None
         self._last_attempt = float("-inf")
+        self._unmigrated: UnmigratedStoreError | None = None  # said again by read()
         self._observers: list = []
 
     def observe(self, callback) -> None:
@@ -131,8 +132,14 @@ class CachedUpdatePersister(ModelPersister, Background):
     def _refresh_quietly(self) -> None:
         try:
             self.refresh()
+        except UnmigratedStoreError as exc:
+            self._unmigrated = exc
+            logger.warning("model cache not filled: %s", exc)
         except NoModelError as exc:
+            self._unmigrated = None
             logger.info("model cache not filled: %s", exc)
+        else:
+            self._unmigrated = None
 
     # -- Background --------------------------------------------------------
     def start(self) -> None:
@@ -179,6 +186,8 @@ class CachedUpdatePersister(ModelPersister, Background):
                 self._refresh_quietly()
                 model = self.cache.get("model")
         if model is None:
+            if self._unmigrated is not None:
+                raise UnmigratedStoreError(str(self._unmigrated))
             raise NoModelError(
                 "no model loaded yet; fit one with pf-fit or activate one with pf-admin activate"
             )

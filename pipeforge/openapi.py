@@ -315,6 +315,34 @@ def _alive_op() -> dict:
     }
 
 
+def _job_op() -> dict:
+    record = {
+        "type": "object",
+        "required": ["job_id", "func", "status"],
+        "properties": {
+            "job_id": {"type": "string"},
+            "func": {"type": "string"},
+            "status": {"enum": ["queued", "running", "finished", "error"]},
+            "submitted": {"type": ["string", "null"]},
+            "started": {"type": ["string", "null"]},
+            "finished": {"type": ["string", "null"]},
+            "info": {"description": "the job's result, once finished"},
+            "error": {"type": "string", "description": "what went wrong, on error"},
+        },
+    }
+    return {
+        "get": {
+            "operationId": "job",
+            "tags": ["lifecycle"],
+            "summary": "One background job's record, from any process (or host, with a job queue)",
+            "parameters": [
+                {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": _json(record, "the job's record"), **_errors(404)},
+        }
+    }
+
+
 def _list_op() -> dict:
     body = {
         "type": "object",
@@ -558,6 +586,8 @@ def openapi_document(app) -> dict:
             ops = _alive_op()
         elif endpoint == "list":
             ops = _list_op()
+        elif endpoint == "job":
+            ops = _job_op()
         elif endpoint in state.views:
             ops = _lifecycle_op(state.views[endpoint], methods)
         elif endpoint.startswith("pipelines") and pipeline_names:

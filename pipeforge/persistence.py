@@ -26,6 +26,7 @@ from .errors import (
     NoModelError,
     PersistenceError,
     UnknownVersionError,
+    UnmigratedStoreError,
 )
 from .file_persister import File
 from .model_cache import CachedUpdatePersister
@@ -38,6 +39,7 @@ from .model_storage import (
     json_default,
     warn_library_mismatch,
 )
+from .palladium_stores import PalladiumTables, import_note, unmigrated_message
 from .upgrade import UpgradeSteps
 
 __all__ = ["Database", "File", "CachedUpdatePersister"]
@@ -54,6 +56,11 @@ class Database(PersisterBase):
     (version, metadata), ``pipeforge_model_chunks`` (version, index, bytes),
     ``pipeforge_properties`` and ``pipeforge_counters`` (the version
     counter, bumped in the same transaction that stores the model).
+
+    Models Palladium wrote into the same database (its tables ``models``,
+    ``model_chunks``, ``properties``) are imported by :meth:`upgrade`;
+    until then every other operation fails with
+    :class:`~pipeforge.errors.UnmigratedStoreError`.
     """
 
     upgrade_steps = UpgradeSteps()
@@ -79,6 +86,7 @@ class Database(PersisterBase):
         self._engine = None
         self._pid = None
         self._here: str | None = None
+        self._palladium: PalladiumTables | None = None
 
     def initialize_component(self, config) -> None:
         """A relative SQLite file resolves like every path (see ``config_files.path_base``)."""
@@ -128,7 +136,8 @@ class Database(PersisterBase):
             if self.url.startswith("sqlite"):
                 options.setdefault("connect_args", {}).setdefault("timeout", 60)
             try:
-                engine = sa.create_engine(resolve_sqlite_url(self.url, self._here), **options)
+                url = _usable_driver(resolve_sqlite_url(self.url, self._here))
+                engine = sa.create_engine(url, **options)
             except (sa.exc.ArgumentError, ImportError) as exc:
                 raise ConfigError(
                     f"parameter 'url' of Database must be a usable SQLAlchemy URL; "
@@ -136,6 +145,7 @@ class Database(PersisterBase):
                 ) from exc
             self._tables = self._define_tables(sa)
             self._create(engine, sa)
+            self._palladium = PalladiumTables.find(engine, self.table_postfix)
             self._engine, self._pid = engine, os.getpid()
             # Close pooled connections when this persister goes away, not at interpreter exit.
             self._finalizer = weakref.finalize(self, engine.dispose)
@@ -210,6 +220,25 @@ class Database(PersisterBase):
                     raise
 
     # -- helpers ---------------------------------------------------------
+    def _counter(self, conn) -> int:
+        import sqlalchemy as sa
+
+        counters = self._tables["counters"]
+        query = sa.select(counters.c.value).where(counters.c.name == "model-version")
+        return int(conn.execute(query).scalar() or 0)
+
+    def _guard(self, conn) -> None:
+        """Refuse to work on a store whose Palladium models pf-upgrade has not imported."""
+        palladium = self._palladium
+        if palladium is None:
+            return
+        counter = self._counter(conn)
+        pending = [v for v in palladium.versions(conn) if v > counter]
+        if pending:
+            raise UnmigratedStoreError(
+                unmigrated_message(f"model store {self.url}", pending, palladium.properties(conn))
+            )
+
     def _available(self, conn) -> list[int]:
         import sqlalchemy as sa
 
@@ -255,6 +284,7 @@ class Database(PersisterBase):
         saved = self._saved_metadata(model)
         try:
             with engine.begin() as conn:
+                self._guard(conn)
                 counters = t["counters"]
                 version = conn.execute(
                     sa.update(counters)
@@ -296,6 +326,7 @@ class Database(PersisterBase):
         engine = self._connect()
         t = self._tables
         with engine.connect() as conn:
+            self._guard(conn)
             if version is None:
                 version = self._get_property(conn, "active-model")
                 if version is None:
@@ -324,11 +355,12 @@ class Database(PersisterBase):
                         raise PersistenceError(f"model version {number} lost chunk {idx}")
                     yield data
 
-            return self._load(pieces(), row.compression == "zlib", row.pickler)
+            return self._load(pieces(), row.compression, row.pickler)
 
     def activate(self, version) -> None:
         with self._connect().begin() as conn:
             self._lock(conn)
+            self._guard(conn)
             number = self._resolve(version, self._available(conn))
             self._put_property(conn, "active-model", str(number))
 
@@ -339,6 +371,7 @@ class Database(PersisterBase):
         t = self._tables
         with engine.begin() as conn:
             self._lock(conn)
+            self._guard(conn)
             number = self._resolve(version, self._available(conn))
             conn.execute(sa.delete(t["chunks"]).where(t["chunks"].c.version == number))
             conn.execute(sa.delete(t["models"]).where(t["models"].c.version == number))
@@ -352,6 +385,7 @@ class Database(PersisterBase):
         models = self._tables["models"]
         query = sa.select(models.c.version, models.c.metadata).order_by(models.c.version)
         with engine.connect() as conn:
+            self._guard(conn)
             return [dict(json.loads(m), version=v) for v, m in conn.execute(query)]
 
     def list_properties(self) -> dict[str, str]:
@@ -380,3 +414,91 @@ class Database(PersisterBase):
                 .values(metadata=json.dumps(metadata, default=json_default))
             )
         return metadata
+
+    # -- Palladium's stores --------------------------------------------------
+    def _import_foreign(self) -> list[str]:
+        """Import the models Palladium wrote into this database (pf-upgrade's first step).
+
+        Copies every Palladium version above the version counter (metadata
+        as stored, the gzip pickle rechunked, not unpickled), moves the
+        counter past the highest number Palladium used and takes over its
+        active version if pipeforge has none. One transaction; Palladium's
+        tables are only read. Running it again finds nothing to import.
+        """
+        import sqlalchemy as sa
+
+        engine = self._connect()
+        palladium = self._palladium
+        if palladium is None:
+            return []
+        t = self._tables
+        with engine.begin() as conn:
+            self._lock(conn, "model-version")  # no pf-fit may claim a number meanwhile
+            self._lock(conn)
+            counter = self._counter(conn)
+            versions = palladium.versions(conn)
+            imported = [v for v in versions if v > counter]
+            previous = (self._get_property(conn, "palladium-imported") or "").split(",")
+            skipped = [v for v in versions if v <= counter and str(v) not in previous]
+            for version in imported:
+                count = size = 0
+                for blob in palladium.blobs(conn, version):
+                    for start in range(0, len(blob), self.chunk_size):
+                        piece = blob[start : start + self.chunk_size]
+                        conn.execute(
+                            t["chunks"].insert().values(version=version, idx=count, data=piece)
+                        )
+                        count, size = count + 1, size + len(piece)
+                conn.execute(
+                    t["models"]
+                    .insert()
+                    .values(
+                        version=version,
+                        metadata=palladium.metadata(conn, version),
+                        chunks=count,
+                        stored_bytes=size,
+                        pickler="pickle",
+                        compression="gzip",
+                    )
+                )
+            highest = palladium.highest(conn)
+            if highest > counter:
+                counters = t["counters"]
+                conn.execute(
+                    sa.update(counters)
+                    .where(counters.c.name == "model-version")
+                    .values(value=highest)
+                )
+            properties = palladium.properties(conn)
+            active = properties.get("active-model")  # taken over unless pipeforge has its own
+            if active in {str(v) for v in imported} and not self._get_property(
+                conn, "active-model"
+            ):
+                self._put_property(conn, "active-model", active)
+            else:
+                active = None
+            if imported:
+                done = [p for p in previous if p] + [str(v) for v in imported]
+                self._put_property(conn, "palladium-imported", ",".join(done))
+        if not imported and not skipped:
+            return []
+        note = import_note(f"tables {palladium.names}", imported, active, skipped, properties)
+        logger.info("%s", note)
+        return [note]
+
+
+def _usable_driver(url):
+    """``postgresql://`` means psycopg2; use psycopg 3 when only that one is installed.
+
+    Palladium's configs name PostgreSQL that way, and pipeforge installs psycopg 3.
+    """
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.drivername != "postgresql" or importlib.util.find_spec("psycopg2"):
+        return url
+    if not importlib.util.find_spec("psycopg"):
+        return url
+    return parsed.set(drivername="postgresql+psycopg")

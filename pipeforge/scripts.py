@@ -593,24 +593,34 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
 UPGRADE_DOC = """Upgrade the model store to the current storage format.
 
-Uses 'model_persister' from the configuration.
+Uses 'model_persister' from the configuration. Models that Palladium 1.2
+wrote into the same database or with the same file path are imported
+first, keeping their versions, metadata and active version; Palladium's
+own tables and files are left as they are. Running it again is harmless.
 
 Usage:
   pf-upgrade [options]
 
 Options:
   --from=<v>   Upgrade from this version instead of the one the store records.
-  --to=<v>     Upgrade to this version instead of the newest.
+  --to=<v>     Upgrade to this version instead of the installed one
+               (never to a newer one).
   --debug      Show tracebacks of errors.
   -h --help    Show this screen.
 """
 
 
 def _upgrade(args, config) -> int:
+    from . import __version__
+    from .upgrade import check_target
+
+    check_target(args["--to"], __version__)  # before any persister (ours or the user's) runs
     persister = config["model_persister"]
     steps = persister.upgrade(from_version=args["--from"], to_version=args["--to"]) or []
     if steps:
-        print("Ran upgrade steps: " + ", ".join(str(s) for s in steps))
+        print("Ran upgrade steps:")
+        for step in steps:
+            print(f"  {step}")
     else:
         print("Nothing to upgrade")
     return 0

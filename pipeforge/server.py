@@ -380,6 +380,13 @@ def _add_pipelines(app, config):
     return http.register_routes(app, config)
 
 
+def _add_online(app, config) -> None:
+    if "online_models" in config or "online" in config:
+        from .online import http as online_http
+
+        online_http.register_routes(app, config)
+
+
 def _add_dashboard(app, config) -> None:
     """The dashboard comes last, so that it takes ``/`` only when no other route has."""
     from .dashboard import register_dashboard
@@ -432,11 +439,14 @@ def create_app(config, *, start_background: bool = False, flask_app=None):
     app.add_url_rule(
         "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
     )
-    app.add_url_rule("/jobs/<job_id>", view_func=decorate(job_view, config, "alive_decorators"))
+    app.add_url_rule(
+        "/jobs/<job_id>", endpoint="job", view_func=decorate(job_view, config, "alive_decorators")
+    )
     _add_rules(app, config, state.views)
     pipelines = _add_pipelines(app, config)
     if pipelines is not None:
         state.extra_background.append(pipelines.sync)
+    _add_online(app, config)
     register_openapi(app, config)
     register_metrics(app, config, state)
     _add_dashboard(app, config)

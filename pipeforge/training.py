@@ -134,6 +134,10 @@ def fit(
             "persist_if_better_than needs a test dataset loader", key="dataset_loader_test"
         )
 
+    if persist:
+        # A store that cannot take the model (unreachable, or holding Palladium's models not
+        # yet imported by pf-upgrade) fails now rather than after a long training.
+        model_persister.list_models()
     progress.stage("loading training data")
     X, y = dataset_loader_train()
     progress.stage("fitting")

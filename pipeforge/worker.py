@@ -119,6 +119,20 @@ def _positive_int(value, option: str) -> int | None:
     return number
 
 
+def _preload(config) -> None:
+    """Import what jobs need once, here: every forked work horse then starts with it."""
+    import importlib
+
+    modules = ["pipeforge.jobs", "pipeforge.training", "pandas", "sklearn.model_selection"]
+    if "pipelines" in config:
+        modules += ["pipeforge.pipelines.sync", "pipeforge.pipelines.http"]
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # a job that needs it reports the error itself
+            logger.debug("not preloading %s: %s", name, exc)
+
+
 def _body(args, config) -> int:
     from .jobs import job_queue
     from .rq_queue import RQJobQueue
@@ -133,6 +147,7 @@ def _body(args, config) -> int:
             source=", ".join(str(s) for s in config.sources) or None,
             key="job_queue",
         )
+    _preload(config)
     names = args["<queue>"] or [queue.name]
     name = args["--name"] or f"{socket.gethostname()}.{os.getpid()}"
     queue.ping()

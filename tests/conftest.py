@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.chromium",
     "tests.fixtures.workers",
+    "tests.fixtures.palladium",
 ]

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,19 +38,38 @@ def queue_entry(redis_url: str, **options) -> dict:
     return {"__factory__": "pipeforge.rq_queue.RQJobQueue", "url": redis_url, **options}
 
 
+@pytest.fixture(scope="module")
+def contract_worker(redis_server_url, tmp_path_factory):
+    """One ``pf-worker`` for the whole contract suite, on a queue of its own."""
+    from tests.fixtures.gunicorn import stop_process
+    from tests.fixtures.workers import wait_for_text
+
+    name = f"contract-{uuid.uuid4().hex[:8]}"
+    folder = tmp_path_factory.mktemp("contract")
+    entry = queue_entry(redis_server_url, name=name, abandoned_after=5)
+    config = write_config(folder / "worker.py", {"marker": "worker", "job_queue": entry})
+    env = {**os.environ, "PIPEFORGE_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+    log = folder / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "pf-worker"), "--heartbeat=1"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for_text(proc, log, "Listening on")
+        yield RQJobQueue(redis_server_url, name, abandoned_after=5)
+    finally:
+        stop_process(proc)
+
+
 @pytest.fixture(params=["threads", "rq"])
-def runner(request, tmp_path):
+def runner(request):
     """``(queue, config, marker)``: a job queue, the config to submit with, what jobs see."""
     if request.param == "threads":
         queue = JobRunner(ProcessStore())
         yield queue, {"marker": "web process"}, "web process"
         queue.shutdown()
         return
-    redis_url = request.getfixturevalue("redis_url")
-    entry = queue_entry(redis_url, name="contract", abandoned_after=5)
-    config = write_config(tmp_path / "worker.py", {"marker": "worker", "job_queue": entry})
-    request.getfixturevalue("pf_worker")(config, "--heartbeat=1")
-    yield RQJobQueue(redis_url, "contract", abandoned_after=5), None, "worker"
+    yield request.getfixturevalue("contract_worker"), None, "worker"
 
 
 def finish(queue, job_id, timeout=60.0):
@@ -193,7 +213,7 @@ def test_pf_fit_and_grid_search_run_on_a_worker(tmp_path, redis_url, pf_worker):
 def test_a_worker_killed_mid_fit_leaves_the_job_failed_and_no_model(tmp_path, redis_url, pf_worker):
     pid_file = tmp_path / "horse.pid"
     model = {
-        "__factory__": "tests.scale_helpers.SlowClassifier",
+        "__factory__": "tests.scale_models.SlowClassifier",
         "seconds": 120,
         "pid_file": str(pid_file),
     }

@@ -260,6 +260,37 @@ def test_args_from_config_names_the_missing_entry(tmp_path, monkeypatch):
         needs()
 
 
+def test_palladiums_functions_take_their_arguments_from_the_config(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "config.py"
+    path.write_text(
+        "{'dataset_loader_train': {'__factory__': 'palladium.dataset.Table',"
+        f" 'path': {str(ROOT / 'examples' / 'iris' / 'iris.data')!r}, 'sep': ',',"
+        " 'names': ['a', 'b', 'c', 'd', 'species'], 'target_column': 'species'},"
+        " 'dataset_loader_test': {'__copy__': 'dataset_loader_train'},"
+        " 'model': {'__factory__': 'sklearn.tree.DecisionTreeClassifier', 'max_depth': 1},"
+        " 'grid_search': {'param_grid': {'max_depth': [1, 3]}, 'cv': 2},"
+        " 'model_persister': {'__factory__': 'palladium.persistence.File',"
+        f" 'path': {str(tmp_path / 'm-{version}.pkl')!r}}}}}"
+    )
+    monkeypatch.setenv("PIPEFORGE_CONFIG", str(path))
+    from palladium.eval import list as list_models
+    from palladium.eval import test
+    from palladium.fit import activate, delete, fit, grid_search
+    from palladium.util import initialize_config
+
+    config = initialize_config(__mode__="fit")
+    model = fit(activate=False)
+    assert model.__metadata__["version"] == 1
+    activate(model_version=1)
+    assert test() == ["score: 0.6666666666666666"]
+    assert grid_search().best_params_ == {"max_depth": 3}
+    fit()
+    delete(model_version=1)
+    list_models()
+    assert capsys.readouterr().out.startswith("Models:\n[{")
+    assert [m["version"] for m in config["model_persister"].list_models()] == [2]
+
+
 def test_run_job_records_the_job(tmp_path, monkeypatch):
     path = tmp_path / "config.py"
     path.write_text("{}")

@@ -72,21 +72,22 @@ def test_module_all_lists_only_real_names():
 
 
 def test_persister_methods_match_the_interface():
+    """Each persister implements every method itself, with the interface's parameter names."""
+    import inspect
+
     from pipeforge.interfaces import ModelPersister
     from pipeforge.persistence import CachedUpdatePersister, Database, File
 
+    methods = ("read", "write", "activate", "delete", "list_models", "list_properties", "upgrade")
     for cls in (Database, File, CachedUpdatePersister):
-        assert issubclass(cls, ModelPersister)
-        for method in (
-            "read",
-            "write",
-            "activate",
-            "delete",
-            "list_models",
-            "list_properties",
-            "upgrade",
-        ):
-            assert callable(getattr(cls, method)), f"{cls.__name__}.{method}"
+        assert issubclass(cls, ModelPersister) and not inspect.isabstract(cls), cls
+        for method in methods:
+            implementation, declared = getattr(cls, method), getattr(ModelPersister, method)
+            # upgrade() has a do-nothing default; a real store must bring its own.
+            assert implementation is not declared, f"{cls.__name__}.{method} is the interface's"
+            assert list(inspect.signature(implementation).parameters) == list(
+                inspect.signature(declared).parameters
+            ), f"{cls.__name__}.{method}"
 
 
 def test_errors_are_also_the_builtins_callers_expect():

@@ -68,17 +68,18 @@ def fitted(tmp_path, **entries) -> Path:
     return path
 
 
-def metric_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("pipeforge-metrics-*")}
+def metric_dirs(base: Path | None = None) -> set[str]:
+    return {p.name for p in (base or Path(tempfile.gettempdir())).glob("pipeforge-metrics-*")}
 
 
 @pytest.mark.slow
 def test_counts_add_up_over_two_gunicorn_workers(tmp_path, gunicorn_server):
     path = fitted(tmp_path, predict_decorators=["tests.test_web_metrics.worker_pid"])
-    before = metric_dirs()
-    url = gunicorn_server(path, workers=2)
-    own_dirs = metric_dirs() - before
-    assert len(own_dirs) == 1  # made by pipeforge itself; nothing exported by the test
+    # A temp folder of its own, so servers of other test runs on this machine don't count.
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    url = gunicorn_server(path, workers=2, env={"TMPDIR": str(temp)})
+    assert len(metric_dirs(temp)) == 1  # made by pipeforge itself; nothing exported by the test
 
     def call(index: int):
         if index % 4 == 3:
@@ -122,9 +123,10 @@ def test_counts_add_up_over_two_gunicorn_workers(tmp_path, gunicorn_server):
 @pytest.mark.slow
 def test_the_directory_of_a_stopped_server_is_removed(tmp_path, gunicorn_server):
     path = fitted(tmp_path)
-    before = metric_dirs()
-    url = gunicorn_server(path, workers=1)
-    first = metric_dirs() - before
+    temp = tmp_path / "temp"  # of its own, so servers of other test runs don't count
+    temp.mkdir()
+    url = gunicorn_server(path, workers=1, env={"TMPDIR": str(temp)})
+    first = metric_dirs(temp)
     assert len(first) == 1
     assert requests.get(url + "/metrics", timeout=10).status_code == 200
     import psutil
@@ -133,8 +135,8 @@ def test_the_directory_of_a_stopped_server_is_removed(tmp_path, gunicorn_server)
     proc = psutil.Process(master)
     proc.terminate()
     proc.wait(30)
-    gunicorn_server(path, workers=1)  # the next server cleans up after the dead one
-    assert not first & metric_dirs()
+    gunicorn_server(path, workers=1, env={"TMPDIR": str(temp)})  # cleans up after the dead one
+    assert not first & metric_dirs(temp)
 
 
 def memory_config(**entries) -> Config:

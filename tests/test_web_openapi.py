@@ -72,10 +72,10 @@ def test_document_validates_and_lists_every_route(iris_app):
         "/fit",
         "/update-model-cache",
         "/activate",
+        "/jobs/{job_id}",
         "/openapi.json",
         "/docs",
         "/metrics",
-        "/jobs/{job_id}",
         "/dashboard/config.json",
     }
     predict = document["paths"]["/predict"]

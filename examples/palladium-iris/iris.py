@@ -5,7 +5,7 @@ from functools import wraps
 import pandas
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import PolynomialFeatures
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from palladium.interfaces import DatasetLoader
 from palladium.server import app
@@ -15,10 +15,11 @@ NAMES = ["sepal length", "sepal width", "petal length", "petal width", "species"
 
 
 def model(**kwargs):
-    """The tutorial's pipeline; 'clf__C' and friends come from the config."""
+    """The tutorial's pipeline (scaled); 'clf__C' and friends come from the config."""
     pipeline = Pipeline(
         [
             ("poly", PolynomialFeatures()),
+            ("scale", StandardScaler()),
             ("clf", LogisticRegression(max_iter=1000)),
         ]
     )

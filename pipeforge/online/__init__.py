@@ -5,11 +5,19 @@ the logic in :mod:`pipeforge.online.service`, the shared state in a store
 (:class:`SQLStore` by default, :class:`RedisStore` for high traffic).
 """
 
+from .compose import pipeline
 from .partial_fit import PartialFitModel, as_online_model
 from .sql_store import SQLStore
 from .store import OnlineStore
 
-__all__ = ["SQLStore", "RedisStore", "OnlineStore", "PartialFitModel", "as_online_model"]
+__all__ = [
+    "SQLStore",
+    "RedisStore",
+    "OnlineStore",
+    "PartialFitModel",
+    "as_online_model",
+    "pipeline",
+]
 
 
 def __getattr__(name: str):

@@ -2,10 +2,12 @@
 
 Each metric is computed from sums and counts (absolute errors, squared
 errors, confusion counts, log losses), so its whole state is a small
-JSON-able dict that the store keeps next to the model and updates in the
-same transaction as the learn that produced it: two processes never lose
-each other's updates, and no River is needed (the scikit-learn path works
-without it). The names are chantilly's (River's class names) so its
+JSON-able dict, and what one learn adds to it (its :func:`delta`) is known
+without reading the state. The store appends each learn's delta in the
+same transaction as the learn itself and folds them into the model's
+state at each snapshot: two processes never lose each other's updates, a
+learn never has to read the metrics, and no River is needed (the
+scikit-learn path works without it). The names are chantilly's (River's class names) so its
 clients read them unchanged:
 
 * regression: ``MAE``, ``RMSE``, ``R2``, ``SMAPE``;
@@ -24,7 +26,7 @@ import json
 import math
 from collections.abc import Mapping
 
-__all__ = ["new_state", "update", "values", "count"]
+__all__ = ["new_state", "delta", "merge", "update", "values", "count"]
 
 _EPS = 1e-15
 
@@ -61,51 +63,66 @@ def _probability(prediction: Mapping, label) -> float:
     return min(max(p, _EPS), 1.0)
 
 
-def update(state: Mapping, flavor: str, y_true, prediction, positive=True) -> dict:
-    """New counters after scoring ``prediction`` against ``y_true`` (the input is left alone)."""
-    state = json.loads(json.dumps(state)) if flavor == "multiclass" else dict(state)
+def delta(flavor: str, y_true, prediction, positive=True) -> dict | None:
+    """The counters one scored prediction adds (``None`` when there is no prediction to score)."""
     if prediction is None or (isinstance(prediction, Mapping) and not prediction):
-        return state
+        return None
     if flavor == "regression":
         try:
             y_pred = float(prediction)
         except (TypeError, ValueError):
-            return state
+            return None
         if not math.isfinite(y_pred):
-            return state
+            return None
         y = float(y_true)
         err = y - y_pred
-        state["n"] += 1
-        state["abs"] += abs(err)
-        state["sq"] += err * err
-        state["sy"] += y
-        state["syy"] += y * y
         denominator = abs(y) + abs(y_pred)
-        if denominator:
-            state["smape"] += 2.0 * abs(err) / denominator
-        return state
+        return {
+            "n": 1,
+            "abs": abs(err),
+            "sq": err * err,
+            "sy": y,
+            "syy": y * y,
+            "smape": 2.0 * abs(err) / denominator if denominator else 0.0,
+        }
     label = _label(prediction)
-    state["n"] += 1
+    change: dict = {"n": 1}
     if isinstance(prediction, Mapping):
-        state["np"] += 1
-        state["loss"] += -math.log(_probability(prediction, y_true))
+        change["np"] = 1
+        change["loss"] = -math.log(_probability(prediction, y_true))
     if flavor == "binary":
         truth = y_true == positive
         guess = label == positive
-        key = ("tp" if guess else "fn") if truth else ("fp" if guess else "tn")
-        state[key] += 1
-        return state
+        change[("tp" if guess else "fn") if truth else ("fp" if guess else "tn")] = 1
+        return change
+    true_key, pred_key = json.dumps(y_true), json.dumps(label)
     if label == y_true:
-        state["ok"] += 1
-        _bump(state["tp"], y_true)
-    _bump(state["pred"], label)
-    _bump(state["true"], y_true)
-    return state
+        change["ok"] = 1
+        change["tp"] = {true_key: 1}
+    change["pred"] = {pred_key: 1}
+    change["true"] = {true_key: 1}
+    return change
 
 
-def _bump(counts: dict, label) -> None:
-    key = json.dumps(label)
-    counts[key] = counts.get(key, 0) + 1
+def merge(state: Mapping, change: Mapping | None) -> dict:
+    """``state`` plus the counters of ``change`` (a :func:`delta` or another state); a new dict."""
+    merged = dict(state)
+    if not change:
+        return merged
+    for key, value in change.items():
+        if isinstance(value, Mapping):
+            counts = dict(merged.get(key) or {})
+            for label, count in value.items():
+                counts[label] = counts.get(label, 0) + count
+            merged[key] = counts
+        else:
+            merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+def update(state: Mapping, flavor: str, y_true, prediction, positive=True) -> dict:
+    """New counters after scoring ``prediction`` against ``y_true`` (the input is left alone)."""
+    return merge(state, delta(flavor, y_true, prediction, positive))
 
 
 def _ratio(a: float, b: float) -> float:

@@ -31,6 +31,7 @@ import time
 import uuid
 
 from ..errors import ConfigError
+from . import metrics
 from .errors import StoreError, UnknownIdError, UnknownModelError
 from .store import (
     LISTENER_TTL,
@@ -108,6 +109,18 @@ return out
 """
 )
 
+_DELTAS = (
+    _HMGET_RANGE
+    + """
+local P, name = ARGV[1], ARGV[2]
+local m = redis.call('HMGET', P .. 'model:' .. name, 'uid', 'version', 'snapshot_version', 'metrics')
+if not m[1] then return false end
+local out = {m[4]}
+if not hmget_range(P .. 'log:' .. m[1], tonumber(m[3]) + 1, tonumber(m[2]), out) then return {'lost-log'} end
+return out
+"""
+)
+
 _BEGIN = """
 local P, pending_id, name, token, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local pending = false
@@ -136,7 +149,7 @@ return result
 _COMMIT = """
 local P, name, token, uid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local expected, pending_id, learnt = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
-local metrics, snapshot, keep = ARGV[8], ARGV[9], tonumber(ARGV[10])
+local snapshot, metrics, keep = ARGV[8], ARGV[9], tonumber(ARGV[10])
 local lock, key, log = P .. 'lock:' .. name, P .. 'model:' .. name, P .. 'log:' .. uid
 if redis.call('GET', lock) ~= token then return 'lost-lock' end
 local m = redis.call('HMGET', key, 'uid', 'version')
@@ -151,11 +164,11 @@ for e = 1, n_entries do
   redis.call('HSET', log, expected + e, ARGV[i]); i = i + 1
 end
 local version = expected + learnt
-redis.call('HSET', key, 'version', version, 'metrics', metrics)
+redis.call('HSET', key, 'version', version)
 redis.call('HINCRBY', key, 'n_learnt', learnt)
 if snapshot ~= '' then
   redis.call('HSET', P .. 'snap:' .. uid, 'version', version, 'data', snapshot)
-  redis.call('HSET', key, 'snapshot_version', version)
+  redis.call('HSET', key, 'snapshot_version', version, 'metrics', metrics)
   for _, field in ipairs(redis.call('HKEYS', log)) do
     if tonumber(field) <= version - keep then redis.call('HDEL', log, field) end
   end
@@ -164,12 +177,6 @@ local n_events = tonumber(ARGV[i]); i = i + 1
 for e = 1, n_events do
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', ARGV[i + 2], '*', 'kind', ARGV[i], 'data', ARGV[i + 1])
   i = i + 3
-end
-if ARGV[i] ~= '' then
-  local field = ARGV[i] .. '|' .. ARGV[i + 1]
-  redis.call('HINCRBY', P .. 'stats', field .. '|n', 1)
-  redis.call('HINCRBYFLOAT', P .. 'stats', field .. '|total', ARGV[i + 2])
-  redis.call('HSET', P .. 'stats', field .. '|ewm', ARGV[i + 3], field .. '|at', ARGV[i + 4])
 end
 redis.call('DEL', lock)
 return 'ok'
@@ -224,9 +231,25 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _join_entry(features: str, y: str, delta: str | None) -> str:
+    """A log entry: ground truth, metrics delta and features (JSON texts, one line each)."""
+    return f"{y}\n{delta or 'null'}\n{features}"
+
+
 def _split_entry(entry: bytes) -> tuple[str, str]:
-    y, _, features = entry.partition(b"\n")
+    """(features, ground truth) of a log entry."""
+    y, _, rest = entry.partition(b"\n")
+    _delta, _, features = rest.partition(b"\n")
     return features.decode(), y.decode()
+
+
+def _fold(base: bytes, entries) -> dict:
+    state = json.loads(base)
+    for entry in entries:
+        delta = entry.split(b"\n", 2)[1]
+        if delta != b"null":
+            state = metrics.merge(state, json.loads(delta))
+    return state
 
 
 class RedisStore(OnlineStore):
@@ -286,6 +309,7 @@ class RedisStore(OnlineStore):
                 ("catch_up", _CATCH_UP),
                 ("begin", _BEGIN),
                 ("commit", _COMMIT),
+                ("deltas", _DELTAS),
                 ("release", _RELEASE),
                 ("put", _PUT),
                 ("seed", _SEED),
@@ -373,16 +397,21 @@ class RedisStore(OnlineStore):
     def models(self) -> list[ModelInfo]:
         with self._redis_errors() as r:
             names = [_text(n) for n in r.zrange(self.prefix + "names", 0, -1)]
-            pipe = r.pipeline(transaction=False)
-            for name in names:
-                pipe.hmget(self.prefix + "model:" + name, *_FIELDS)
-            rows = pipe.execute()
-        infos = [self._info(name, row) for name, row in zip(names, rows, strict=True)]
+        infos = [self.model(name) for name in names]
         return [info for info in infos if info is not None]
 
     def model(self, name: str) -> ModelInfo | None:
         with self._redis_errors() as r:
-            return self._info(name, r.hmget(self.prefix + "model:" + name, *_FIELDS))
+            info = self._info(name, r.hmget(self.prefix + "model:" + name, *_FIELDS), False)
+        if info is None:
+            return None
+        found = self._call("deltas", name)
+        if not found:
+            return None  # deleted meanwhile
+        if len(found) == 1 and found[0] == b"lost-log":
+            raise StoreError(f"the online store lost part of the log of model {name!r}")
+        info.metrics = _fold(found[0], found[1:])
+        return info
 
     def default(self) -> str | None:
         with self._redis_errors() as r:
@@ -437,15 +466,19 @@ class RedisStore(OnlineStore):
         entries = [(first + i, *_split_entry(e)) for i, e in enumerate(found[4:])]
         return CatchUp(_text(uid), int(version), snapshot or None, int(snapshot_version), entries)
 
-    def _stat_args(self, stat) -> list:
-        if stat is None:
-            return ["", "", 0, 0, 0]
-        endpoint, duration = stat
-        token, ewm, _first = self._process_stats().record(endpoint, duration)
-        return [token, endpoint, float(duration), ewm, now()]
+    def _write_stats(self, rows: list[tuple]) -> None:
+        with self._redis_errors() as r:
+            pipe = r.pipeline(transaction=True)
+            key = self.prefix + "stats"
+            for process, endpoint, n, total, ewm, at in rows:
+                field = f"{process}|{endpoint}"
+                pipe.hincrby(key, field + "|n", n)
+                pipe.hincrbyfloat(key, field + "|total", total)
+                pipe.hset(key, mapping={field + "|ewm": ewm, field + "|at": at})
+            pipe.execute()
 
-    def after_predict(self, pending, events, stat) -> None:
-        if pending is None and not events and stat is None:
+    def after_predict(self, pending, events) -> None:
+        if pending is None and not events:
             return
         with self._redis_errors() as r:
             pipe = r.pipeline(transaction=True)
@@ -466,12 +499,6 @@ class RedisStore(OnlineStore):
                     maxlen=_MAX_EVENTS,
                     approximate=True,
                 )
-            if stat is not None:
-                token, endpoint, duration, ewm, at = self._stat_args(stat)
-                field = f"{token}|{endpoint}"
-                pipe.hincrby(self.prefix + "stats", field + "|n", 1)
-                pipe.hincrbyfloat(self.prefix + "stats", field + "|total", duration)
-                pipe.hset(self.prefix + "stats", mapping={field + "|ewm": ewm, field + "|at": at})
             pipe.execute()
 
     @contextlib.contextmanager
@@ -500,7 +527,7 @@ class RedisStore(OnlineStore):
                 )
             time.sleep(random.uniform(0.0002, 0.002))
         model_name = _text(found[1])
-        info = self._info(model_name, found[3:11])
+        info = self._info(model_name, found[3:11], False)
         pending = None
         if pending_id is not None:
             pending = Pending(model_name, _text(found[11]), _text(found[12]))
@@ -516,6 +543,7 @@ class RedisStore(OnlineStore):
 
     # -- monitoring -----------------------------------------------------------------------------
     def stats(self) -> list[dict]:
+        self.flush_stats()
         with self._redis_errors() as r:
             raw = r.hgetall(self.prefix + "stats")
         rows: dict[tuple[str, str], dict] = {}
@@ -551,6 +579,7 @@ class RedisStore(OnlineStore):
         return cursor, out
 
     def close(self) -> None:
+        super().close()
         client = self.__dict__.pop("_redis", None)
         if client is not None:
             client.close()
@@ -583,7 +612,13 @@ class _RedisLearning(Learning):
     def catch_up(self, have_uid, have_version) -> CatchUp:
         return self.store.catch_up(self.name, have_uid, have_version)
 
-    def commit(self, *, entries, learnt, metrics, snapshot, keep_log, events, stat) -> int:
+    def metrics(self) -> dict:
+        found = self.store._call("deltas", self.name)
+        if not found or (len(found) == 1 and found[0] == b"lost-log"):
+            raise StoreError(f"the online store lost part of the log of model {self.name!r}")
+        return _fold(found[0], found[1:])
+
+    def commit(self, *, entries, learnt, snapshot=None, metrics=None, keep_log=0, events=()) -> int:
         args: list = [
             self.name,
             self.token,
@@ -591,16 +626,15 @@ class _RedisLearning(Learning):
             self.model.version,
             self.pending_id or "",
             learnt,
-            json.dumps(metrics),
             snapshot if snapshot is not None else "",
+            json.dumps(metrics) if snapshot is not None else "",
             keep_log,
             len(entries),
         ]
-        args.extend(f"{y}\n{features}" for features, y in entries)
+        args.extend(_join_entry(*entry) for entry in entries)
         args.append(len(events))
         for event in events:
             args.extend([event.kind, event.data, _MAX_EVENTS])
-        args.extend(self.store._stat_args(stat))
         result = _text(self.store._call("commit", *args))
         self.done = True
         if result == "gone":

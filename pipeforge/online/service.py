@@ -229,7 +229,8 @@ class OnlineService:
             if key is not None:
                 data["id"] = body["id"]
             events.append(Event("predict", json.dumps(data)))
-        self.store.after_predict(pending, events, ("predict", time.perf_counter_ns() - started_ns))
+        self.store.after_predict(pending, events)
+        self.store.record_stat("predict", time.perf_counter_ns() - started_ns)
         return {"model": info.name, "prediction": plain}, (201 if key is not None else 200)
 
     # -- learn ----------------------------------------------------------------------------------
@@ -254,46 +255,7 @@ class OnlineService:
                 replica = self.replicas.slot(info.name)
                 replica.lock.acquire()
                 self.replicas.sync(replica, info, txn.catch_up)
-                model = replica.model
-                y = fl.ground_truth(model, info.flavor, body["ground_truth"])
-                if txn.pending is not None:
-                    text, prediction = (
-                        txn.pending.features,
-                        _decode_prediction(txn.pending.prediction),
-                    )
-                else:
-                    text = json.dumps(features)
-                    prediction = body.get("prediction")
-                    if prediction is None:
-                        try:
-                            prediction = fl.predict(model, info.flavor, json.loads(text))
-                        except Exception as exc:
-                            raise _model_failed(info.name, "predict from", exc) from None
-                try:
-                    model.learn_one(json.loads(text), y)
-                except Exception as exc:
-                    replica.invalidate()
-                    raise _model_failed(info.name, "learn from", exc) from None
-                replica.version = (
-                    -1
-                )  # learnt, not stored yet: no one else may use this copy as current
-                state = mt.update(
-                    info.metrics, info.flavor, y, prediction, fl.positive_label(model)
-                )
-                version = info.version + 1
-                snapshot = None
-                if version - info.snapshot_version >= self.settings.snapshot_every:
-                    snapshot = pickle.dumps(model, protocol=5)
-                events = self._learn_events(info, json.loads(text), prediction, y, state, txn)
-                version = txn.commit(
-                    entries=[(text, json.dumps(y))],
-                    learnt=1,
-                    metrics=state,
-                    snapshot=snapshot,
-                    keep_log=self.settings.snapshot_every,
-                    events=events,
-                    stat=("learn", time.perf_counter_ns() - started_ns),
-                )
+                version = self._learn_locked(txn, info, replica, body, features)
             replica.version = version
         except BaseException:
             if replica is not None and replica.version == -1:
@@ -302,14 +264,50 @@ class OnlineService:
         finally:
             if replica is not None:
                 replica.lock.release()
+        self.store.record_stat("learn", time.perf_counter_ns() - started_ns)
         return {"model": info.name}
 
-    def _learn_events(self, info: ModelInfo, features, prediction, y, state, txn) -> list[Event]:
-        if not getattr(txn, "listening", True):
-            return []
+    def _learn_locked(self, txn, info: ModelInfo, replica, body: dict, features) -> int:
+        """Learn one sample on the (current) copy and store it in ``txn``; the new version."""
+        model = replica.model
+        y = fl.ground_truth(model, info.flavor, body["ground_truth"])
+        if txn.pending is not None:
+            text = txn.pending.features
+            prediction = _decode_prediction(txn.pending.prediction)
+        else:
+            text = json.dumps(features)
+            prediction = body.get("prediction")
+            if prediction is None:
+                try:
+                    prediction = fl.predict(model, info.flavor, json.loads(text))
+                except Exception as exc:
+                    raise _model_failed(info.name, "predict from", exc) from None
+        try:
+            model.learn_one(json.loads(text), y)
+        except Exception as exc:
+            replica.invalidate()
+            raise _model_failed(info.name, "learn from", exc) from None
+        replica.version = -1  # learnt but not stored: nobody may take this copy as current
+        change = mt.delta(info.flavor, y, prediction, fl.positive_label(model))
+        snapshot = state = None
+        if info.version + 1 - info.snapshot_version >= self.settings.snapshot_every:
+            snapshot = pickle.dumps(model, protocol=5)
+        if snapshot is not None or txn.listening:
+            state = mt.merge(txn.metrics(), change)
+        events = self._learn_events(info, text, prediction, y, state) if txn.listening else []
+        return txn.commit(
+            entries=[(text, json.dumps(y), None if change is None else json.dumps(change))],
+            learnt=1,
+            snapshot=snapshot,
+            metrics=state,
+            keep_log=self.settings.snapshot_every,
+            events=events,
+        )
+
+    def _learn_events(self, info: ModelInfo, text: str, prediction, y, state) -> list[Event]:
         learn = {
             "model": info.name,
-            "features": features,
+            "features": json.loads(text),
             "prediction": _plain(prediction),
             "ground_truth": _plain(y),
         }
@@ -321,14 +319,18 @@ class OnlineService:
         return [Event("learn", json.dumps(learn)), Event("metrics", json.dumps(metrics))]
 
     # -- models ---------------------------------------------------------------------------------
-    def upload(self, data: bytes, name: str | None = None, flavor: str | None = None) -> dict:
-        """Store a pickled model (``POST /api/model``); it becomes the default."""
+    def check_upload(self) -> None:
+        """Raise the 403 that says how to turn uploads on, unless they are on."""
         if not self.settings.allow_upload:
             raise UploadDisabledError(
                 "uploading models is off: it runs the uploaded code on the server. To turn it on, "
                 "set online: {allow_upload: true} in the config and guard it with "
                 "online_admin_decorators (e.g. a token check)"
             )
+
+    def upload(self, data: bytes, name: str | None = None, flavor: str | None = None) -> dict:
+        """Store a pickled model (``POST /api/model``); it becomes the default."""
+        self.check_upload()
         return self.add_model(data, name=name, flavor=flavor, source="upload")
 
     def add_model(self, data: bytes, *, name: str | None, flavor: str | None, source: str) -> dict:
@@ -481,7 +483,7 @@ class OnlineService:
                 replica.lock.acquire()
                 self.replicas.sync(replica, info, txn.catch_up)
                 model = replica.model
-                state = info.metrics
+                state = txn.metrics()
                 own = run_state[1] if run_state else mt.new_state(info.flavor)
                 positive = fl.positive_label(model)
                 replica.version = -1
@@ -494,8 +496,9 @@ class OnlineService:
                         raise RequestError(f"row {number + 1} of the chunk: {exc}") from None
                     except Exception as exc:
                         raise _model_failed(info.name, "learn from", exc) from None
-                    state = mt.update(state, info.flavor, y, prediction, positive)
-                    own = mt.update(own, info.flavor, y, prediction, positive)
+                    change = mt.delta(info.flavor, y, prediction, positive)
+                    state = mt.merge(state, change)
+                    own = mt.merge(own, change)
                 metrics_event = {
                     "model": info.name,
                     "metrics": mt.values(state, info.flavor),
@@ -504,11 +507,10 @@ class OnlineService:
                 version = txn.commit(
                     entries=[],
                     learnt=len(batch),
-                    metrics=state,
                     snapshot=pickle.dumps(model, protocol=5),
+                    metrics=state,
                     keep_log=0,
                     events=[Event("metrics", json.dumps(metrics_event))],
-                    stat=None,
                 )
             replica.version = version
         except BaseException:

@@ -20,7 +20,9 @@ log entries it has not seen.
 from __future__ import annotations
 
 import abc
+import atexit
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -40,8 +42,11 @@ __all__ = [
     "new_uid",
 ]
 
+logger = logging.getLogger(__name__)
+
 EWM_ALPHA = 0.3  # chantilly's weight of the newest duration
 LISTENER_TTL = 30.0  # seconds an SSE stream counts as listening after its last heartbeat
+STATS_SECONDS = 1.0  # how often a process writes its call statistics
 
 
 def new_uid() -> str:
@@ -53,7 +58,7 @@ def now() -> float:
     return time.time()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ModelInfo:
     """A stored model's record (without the model itself)."""
 
@@ -114,56 +119,76 @@ class CatchUp:
 class Learning(abc.ABC):
     """An open learn: the model is locked (and the ``id``'s features taken) until it ends.
 
-    Leaving the ``with`` block without :meth:`commit` (an error) leaves the
-    store as it was: the ``id`` is still there, nothing was learnt.
+    ``model`` is the model's record before this learn (its ``metrics`` are
+    not read: see :meth:`metrics`). Leaving the ``with`` block without
+    :meth:`commit` (an error) leaves the store as it was: the ``id`` is
+    still there, nothing was learnt.
     """
 
     pending: Pending | None
     model: ModelInfo
+    listening: bool
 
     @abc.abstractmethod
     def catch_up(self, have_uid: str | None, have_version: int) -> CatchUp:
         """What the caller's copy misses of the locked model."""
 
     @abc.abstractmethod
+    def metrics(self) -> dict:
+        """The model's metric counters before this learn (its snapshot's plus the log's deltas)."""
+
+    @abc.abstractmethod
     def commit(
         self,
         *,
-        entries: list[tuple[str, str]],
+        entries: list[tuple[str, str, str | None]],
         learnt: int,
-        metrics: dict,
-        snapshot: bytes | None,
-        keep_log: int,
-        events: list[Event],
-        stat: tuple[str, int] | None,
+        snapshot: bytes | None = None,
+        metrics: dict | None = None,
+        keep_log: int = 0,
+        events: list[Event] = (),
     ) -> int:
         """Store the learn atomically; returns the model's new version.
 
-        ``entries`` are appended to the log (``(features, ground truth)``
-        JSON); ``learnt`` samples are added to the model's count (more than
-        ``entries`` when a replay stores a snapshot only). With a
-        ``snapshot``, the log up to ``keep_log`` versions before it is dropped.
+        ``entries`` are appended to the log as ``(features, ground truth,
+        metrics delta)`` JSON; ``learnt`` samples are added to the model's
+        version and count (more than ``entries`` when a replay stores a
+        snapshot only). A ``snapshot`` comes with the full ``metrics`` at
+        the new version, and the log up to ``keep_log`` versions before it
+        is dropped.
         """
 
 
 class _ProcessStats:
-    """This process's call statistics: counts go to its own row, so processes never contend."""
+    """This process's call statistics, counted in memory and written by a thread once a second.
 
-    def __init__(self):
+    Each process writes its own row (so processes never contend for one),
+    and a request never waits for it. ``GET /api/stats`` sums the rows.
+    """
+
+    def __init__(self, write):
+        self._write = write
         self._lock = threading.Lock()
         self._pid = None
         self.token = ""
         self._ewm: dict[str, float] = {}
-        self.known: set[str] = set()
+        self._pending: dict[str, list] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def record(self, endpoint: str, duration_ns: int) -> tuple[str, float, bool]:
-        """(process token, new moving average, whether the row is new to this process)."""
+    def record(self, endpoint: str, duration_ns: int) -> None:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != os.getpid():  # a new process (fork): new row, new thread
                 self._pid = os.getpid()
                 self.token = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}"
                 self._ewm.clear()
-                self.known.clear()
+                self._pending.clear()
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, name="pipeforge-online-stats", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.flush)
             old = self._ewm.get(endpoint)
             ewm = (
                 float(duration_ns)
@@ -171,9 +196,39 @@ class _ProcessStats:
                 else EWM_ALPHA * duration_ns + (1 - EWM_ALPHA) * old
             )
             self._ewm[endpoint] = ewm
-            first = endpoint not in self.known
-            self.known.add(endpoint)
-            return self.token, ewm, first
+            entry = self._pending.setdefault(endpoint, [0, 0.0])
+            entry[0] += 1
+            entry[1] += duration_ns
+
+    def _run(self) -> None:
+        while not self._stop.wait(STATS_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what this process counted since the last flush (errors are logged, counts kept)."""
+        with self._lock:
+            if self._pid != os.getpid() or not self._pending:
+                return
+            rows = [
+                (self.token, e, n, total, self._ewm[e], now())
+                for e, (n, total) in self._pending.items()
+            ]
+            self._pending = {}
+        try:
+            self._write(rows)
+        except Exception:
+            logger.warning("writing call statistics failed; retrying later", exc_info=True)
+            with self._lock:
+                for _token, endpoint, n, total, _ewm, _at in rows:
+                    entry = self._pending.setdefault(endpoint, [0, 0.0])
+                    entry[0] += n
+                    entry[1] += total
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(5.0)
+        self.flush()
 
 
 class OnlineStore(abc.ABC):
@@ -186,7 +241,24 @@ class OnlineStore(abc.ABC):
         """Learn the config's folder and siblings before first use (no I/O here)."""
 
     def _process_stats(self) -> _ProcessStats:
-        return self.__dict__.setdefault("_proc_stats", _ProcessStats())
+        stats = self.__dict__.get("_proc_stats")
+        if stats is None:
+            stats = self.__dict__.setdefault("_proc_stats", _ProcessStats(self._write_stats))
+        return stats
+
+    def record_stat(self, endpoint: str, duration_ns: int) -> None:
+        """Count one answered call of ``endpoint`` (written within :data:`STATS_SECONDS`)."""
+        self._process_stats().record(endpoint, duration_ns)
+
+    def flush_stats(self) -> None:
+        """Write this process's counts now (before reading them back)."""
+        stats = self.__dict__.get("_proc_stats")
+        if stats is not None:
+            stats.flush()
+
+    @abc.abstractmethod
+    def _write_stats(self, rows: list[tuple]) -> None:
+        """Add ``(process, endpoint, n, total ns, ewm ns, at)`` rows to the stored counts."""
 
     # -- setup and flavor --------------------------------------------------------------
     @abc.abstractmethod
@@ -240,16 +312,14 @@ class OnlineStore(abc.ABC):
         """What a copy at ``(have_uid, have_version)`` misses of the stored model (consistent read)."""
 
     @abc.abstractmethod
-    def after_predict(
-        self, pending: tuple[str, Pending] | None, events: list[Event], stat: tuple[str, int] | None
-    ) -> None:
-        """Keep an ``id``'s features, announce the prediction and count the call, atomically."""
+    def after_predict(self, pending: tuple[str, Pending] | None, events: list[Event]) -> None:
+        """Keep an ``id``'s features and announce the prediction, atomically."""
 
     @abc.abstractmethod
     def learning(
         self, pending_id: str | None, name: str | None
     ) -> contextlib.AbstractContextManager[Learning]:
-        """Lock the model (the ``id``'s model wins over ``name``) for one learn.
+        """Lock the model (the ``id``'s model wins over ``name``) to learn.
 
         Raises :class:`~pipeforge.online.errors.UnknownIdError` for an ``id``
         with nothing stored and ``UnknownModelError`` for a missing model.
@@ -272,8 +342,11 @@ class OnlineStore(abc.ABC):
     def listen(self) -> None:
         """Say an SSE stream is listening (for :data:`LISTENER_TTL` seconds)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections (tests, shutdown)."""
+    def close(self) -> None:
+        """Write the pending call counts and release connections (tests, shutdown)."""
+        stats = self.__dict__.get("_proc_stats")
+        if stats is not None:
+            stats.stop()
 
 
 def iter_chunks(items: list, size: int) -> Iterator[list]:
