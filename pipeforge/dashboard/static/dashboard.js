@@ -544,9 +544,21 @@
   }
 
   function soon() {
-    // Many events in a burst: one refresh for all of them.
-    clearTimeout(state.online.timer);
-    state.online.timer = setTimeout(refreshOnline, 250);
+    // Events may arrive hundreds a second: refresh at most once a second, and soon after one.
+    if (state.online.timer) return;
+    state.online.timer = setTimeout(() => {
+      state.online.timer = null;
+      refreshOnline();
+    }, 1000);
+  }
+
+  function brief(value) {
+    // A prediction or ground truth in a few characters: numbers rounded, probabilities too.
+    if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(3);
+    if (value && typeof value === "object") {
+      return `{${Object.entries(value).map(([k, v]) => `${k}: ${brief(v)}`).join(", ")}}`;
+    }
+    return JSON.stringify(value);
   }
 
   function startStreams(routes) {
@@ -578,7 +590,7 @@
         } catch (error) {
           message = {};
         }
-        const text = event === "learn" ? `truth ${JSON.stringify(message.ground_truth)}, predicted ${JSON.stringify(message.prediction)}` : `predicted ${JSON.stringify(message.prediction)}`;
+        const text = event === "learn" ? `truth ${brief(message.ground_truth)}, predicted ${brief(message.prediction)}` : `predicted ${brief(message.prediction)}`;
         state.online.events.unshift({ time: new Date().toLocaleTimeString("en-GB"), kind: event, model: message.model, text });
         state.online.events.length = Math.min(state.online.events.length, 25);
         soon();
