@@ -279,7 +279,8 @@
 
   function scoreChart(models, key, active) {
     const points = models.map((m, i) => ({ i, version: m.version, value: m[key] })).filter((p) => typeof p.value === "number");
-    const width = 640;
+    // As wide as the panel (up to 640), so that its labels stay readable on a phone.
+    const width = Math.round(Math.max(300, Math.min(640, document.getElementById("models-body").clientWidth || 640)));
     const height = 220;
     const pad = { left: 52, right: 16, top: 14, bottom: 34 };
     if (!points.length) return el("p", { class: "muted" }, `No version has a ${key} yet.`);
