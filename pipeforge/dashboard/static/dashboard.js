@@ -304,7 +304,11 @@
       chart.append(svg("text", { x: pad.left - 6, y: y(value) + 4, "text-anchor": "end" }, value.toFixed(3)));
     }
     chart.append(svg("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: height - pad.bottom, y2: height - pad.bottom }));
-    models.forEach((m, i) => chart.append(svg("text", { x: x(i), y: height - pad.bottom + 16, "text-anchor": "middle" }, `v${m.version}`)));
+    const step = Math.ceil(models.length / Math.max(2, Math.floor(width / 48)));  // labels never overlap
+    models.forEach((m, i) => {
+      const last = i === models.length - 1 && i % step >= step / 2;
+      if (i % step === 0 || last) chart.append(svg("text", { x: x(i), y: height - pad.bottom + 16, "text-anchor": "middle" }, `v${m.version}`));
+    });
     chart.append(svg("path", { class: "line", d: points.map((p, k) => `${k ? "L" : "M"}${x(p.i).toFixed(1)},${y(p.value).toFixed(1)}`).join(" ") }));
     for (const p of points) {
       const isActive = String(p.version) === active;
@@ -325,7 +329,7 @@
     }
     const routes = state.config.routes;
     const scores = scoreKeys(models);
-    const params = differingParams(models);
+    const params = differingParams(models).slice(0, 8);  // the rest: under "parameters" and Compare
     if (!state.chartScore || !scores.includes(state.chartScore)) state.chartScore = scores.includes("score_test") ? "score_test" : scores[0];
     const rows = [...models].reverse().map((m) => {
       const version = m.version;
