@@ -70,8 +70,52 @@ def store(tmp_path, monkeypatch, capsys):
     return tmp_path
 
 
+def online_models(tmp_path) -> dict:
+    """Two online models: a River pipeline (regression) and a River classifier (binary)."""
+    river = {
+        "__factory__": "pipeforge.online.pipeline",
+        "steps": [
+            {"__factory__": "river.preprocessing.StandardScaler"},
+            {"__factory__": "river.linear_model.LinearRegression"},
+        ],
+    }
+    return {
+        "online_models": {
+            "petal-length": {"model": river, "flavor": "regression", "default": True},
+            "is-setosa": {
+                "model": {"__factory__": "river.linear_model.LogisticRegression"},
+                "flavor": "binary",
+            },
+        },
+        "online": {
+            "store": {
+                "__factory__": "pipeforge.online.SQLStore",
+                "url": f"sqlite:///{tmp_path / 'online.db'}",
+            }
+        },
+    }
+
+
+def learn(base: str, rows: list[list[str]], batch: str) -> None:
+    """Predict (with an id) then learn each iris row, for both online models."""
+    with requests.Session() as session:
+        for index, row in enumerate(rows):
+            features = dict(zip(IRIS_FEATURES, map(float, row[:4]), strict=True))
+            del features["petal length"]
+            for model, truth in (
+                ("petal-length", float(row[2])),
+                ("is-setosa", row[4] == "Iris-setosa"),
+            ):
+                key = f"{batch}-{model}-{index}"
+                body = {"id": key, "features": features, "model": model}
+                assert session.post(f"{base}/api/predict", json=body, timeout=10).ok
+                body = {"id": key, "ground_truth": truth}
+                assert session.post(f"{base}/api/learn", json=body, timeout=10).ok
+
+
 def serve(gunicorn_server, tmp_path, **entries) -> str:
-    config = iris_config(tmp_path, flask_add_url_rules=lifecycle_routes(), **entries)
+    entries.setdefault("flask_add_url_rules", lifecycle_routes())
+    config = iris_config(tmp_path, **entries)
     env = {"PIPEFORGE_OP_STORE": f"sqlite:///{tmp_path / 'ops.db'}"}
     return gunicorn_server(f"{config},{PIPELINES}", args=["--threads", "4"], env=env)
 
@@ -123,7 +167,9 @@ def assert_only_local_requests(driver, base: str) -> None:
 
 
 def test_each_panel_shows_the_store(store, gunicorn_server, chromium, screenshots):
-    base = serve(gunicorn_server, store)
+    base = serve(gunicorn_server, store, **online_models(store))
+    iris_rows = [line.split(",") for line in IRIS_DATA.read_text().split() if line]
+    learn(base, iris_rows[::15][:4], "first")
     listed = requests.get(f"{base}/list", timeout=10).json()["models"]
     open_dashboard(chromium, f"{base}/dashboard")
 
@@ -181,22 +227,44 @@ def test_each_panel_shows_the_store(store, gunicorn_server, chromium, screenshot
     cells = WebDriverWait(chromium, WAIT).until(predict_row)
     assert float(cells[2]) >= 0 and cells[4] == "0"
 
+    # Online models: the numbers follow the learn calls, live.
+    def figures(driver, model):
+        card = f'article[data-model="{model}"]'
+        return (
+            texts(driver, f'{card} [data-figure="n_learnt"]'),
+            table_rows(driver, f"{card} tbody tr"),
+            texts(driver, '#online-stats [data-endpoint="learn"] [data-stat="n_calls"]'),
+        )
+
+    WebDriverWait(chromium, WAIT).until(
+        lambda d: texts(d, "#online .badge.ok") == ["metrics: live", "events: live"]
+    )
+    learnt, metrics_before, calls = figures(chromium, "petal-length")
+    assert learnt == ["4"] and calls == ["8"]
+    assert [row[0] for row in metrics_before] == ["MAE", "RMSE", "R2", "SMAPE"]
+    learn(base, iris_rows[1::3][:12], "then")
+    WebDriverWait(chromium, WAIT).until(lambda d: figures(d, "petal-length")[0] == ["16"])
+    WebDriverWait(chromium, WAIT).until(lambda d: figures(d, "is-setosa")[2] == ["32"])
+    _, metrics_after, _ = figures(chromium, "petal-length")
+    assert [row[1] for row in metrics_after] != [row[1] for row in metrics_before]
+    assert texts(chromium, "#online .events li")[0].split(" ")[1] == "learn"
+
     assert_only_local_requests(chromium, base)
 
     full_height(chromium)
-    for panel in ("models", "pipelines", "service"):
+    for panel in ("models", "pipelines", "online", "service"):
         screenshots(chromium.find_element(By.ID, panel), f"dashboard-{panel}")
 
     # A narrow phone screen: the page itself never scrolls sideways.
     chromium.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
-        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+        {"width": 360, "height": 780, "deviceScaleFactor": 2, "mobile": True},
     )
     open_dashboard(chromium, f"{base}/dashboard")
     widths = chromium.execute_script(
         "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
-    assert widths[0] <= widths[1] == 390
+    assert widths[0] <= widths[1] == 360
     assert chromium.find_element(By.CSS_SELECTOR, "nav a[href='#service']").is_displayed()
     screenshots(chromium, "dashboard-narrow")
 
@@ -241,6 +309,7 @@ def test_a_token_protected_service_stays_protected(store, gunicorn_server, chrom
     base = serve(
         gunicorn_server,
         store,
+        flask_add_url_rules=lifecycle_routes()[:1],  # /activate, no /delete
         dashboard={"auth_header": "X-Token"},
         list_decorators=guard,
         alive_decorators=guard,
@@ -264,6 +333,8 @@ def test_a_token_protected_service_stays_protected(store, gunicorn_server, chrom
         )
     )
     assert chromium.find_elements(By.CSS_SELECTOR, 'article[data-pipeline="predict_iris"] svg')
+    assert len(chromium.find_elements(By.CSS_SELECTOR, '[data-action="activate"]')) == 2
+    assert not chromium.find_elements(By.CSS_SELECTOR, '[data-action="delete"]')
     stored = chromium.execute_script(
         "return [sessionStorage.getItem('pipeforge-dashboard-auth'), localStorage.length]"
     )

@@ -279,7 +279,8 @@
 
   function scoreChart(models, key, active) {
     const points = models.map((m, i) => ({ i, version: m.version, value: m[key] })).filter((p) => typeof p.value === "number");
-    const width = 640;
+    // As wide as the panel (up to 640), so that its labels stay readable on a phone.
+    const width = Math.round(Math.max(300, Math.min(640, document.getElementById("models-body").clientWidth || 640)));
     const height = 220;
     const pad = { left: 52, right: 16, top: 14, bottom: 34 };
     if (!points.length) return el("p", { class: "muted" }, `No version has a ${key} yet.`);
@@ -303,7 +304,11 @@
       chart.append(svg("text", { x: pad.left - 6, y: y(value) + 4, "text-anchor": "end" }, value.toFixed(3)));
     }
     chart.append(svg("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: height - pad.bottom, y2: height - pad.bottom }));
-    models.forEach((m, i) => chart.append(svg("text", { x: x(i), y: height - pad.bottom + 16, "text-anchor": "middle" }, `v${m.version}`)));
+    const step = Math.ceil(models.length / Math.max(2, Math.floor(width / 48)));  // labels never overlap
+    models.forEach((m, i) => {
+      const last = i === models.length - 1 && i % step >= step / 2;
+      if (i % step === 0 || last) chart.append(svg("text", { x: x(i), y: height - pad.bottom + 16, "text-anchor": "middle" }, `v${m.version}`));
+    });
     chart.append(svg("path", { class: "line", d: points.map((p, k) => `${k ? "L" : "M"}${x(p.i).toFixed(1)},${y(p.value).toFixed(1)}`).join(" ") }));
     for (const p of points) {
       const isActive = String(p.version) === active;
@@ -324,7 +329,7 @@
     }
     const routes = state.config.routes;
     const scores = scoreKeys(models);
-    const params = differingParams(models);
+    const params = differingParams(models).slice(0, 8);  // the rest: under "parameters" and Compare
     if (!state.chartScore || !scores.includes(state.chartScore)) state.chartScore = scores.includes("score_test") ? "score_test" : scores[0];
     const rows = [...models].reverse().map((m) => {
       const version = m.version;
@@ -544,9 +549,21 @@
   }
 
   function soon() {
-    // Many events in a burst: one refresh for all of them.
-    clearTimeout(state.online.timer);
-    state.online.timer = setTimeout(refreshOnline, 250);
+    // Events may arrive hundreds a second: refresh at most once a second, and soon after one.
+    if (state.online.timer) return;
+    state.online.timer = setTimeout(() => {
+      state.online.timer = null;
+      refreshOnline();
+    }, 1000);
+  }
+
+  function brief(value) {
+    // A prediction or ground truth in a few characters: numbers rounded, probabilities too.
+    if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(3);
+    if (value && typeof value === "object") {
+      return `{${Object.entries(value).map(([k, v]) => `${k}: ${brief(v)}`).join(", ")}}`;
+    }
+    return JSON.stringify(value);
   }
 
   function startStreams(routes) {
@@ -578,7 +595,7 @@
         } catch (error) {
           message = {};
         }
-        const text = event === "learn" ? `truth ${JSON.stringify(message.ground_truth)}, predicted ${JSON.stringify(message.prediction)}` : `predicted ${JSON.stringify(message.prediction)}`;
+        const text = event === "learn" ? `truth ${brief(message.ground_truth)}, predicted ${brief(message.prediction)}` : `predicted ${brief(message.prediction)}`;
         state.online.events.unshift({ time: new Date().toLocaleTimeString("en-GB"), kind: event, model: message.model, text });
         state.online.events.length = Math.min(state.online.events.length, 25);
         soon();
