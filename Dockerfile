@@ -20,8 +20,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # distribution's own Python packages.
 RUN python3 -m venv /opt/pipeforge/venv
 WORKDIR /opt/pipeforge
-COPY requirements.txt setup.cfg pyproject.toml README.md ./
+# The dependencies first, in a layer that only a change to requirements.txt rebuilds.
+COPY requirements.txt ./
 RUN pip install -r requirements.txt "psycopg[binary]>=3.1"
+COPY setup.cfg pyproject.toml README.md ./
 COPY pipeforge ./pipeforge
 RUN pip install --no-deps . \
  && useradd --create-home --uid 10001 pipeforge \
