@@ -20,12 +20,13 @@ from typing import Any, NamedTuple
 from . import __version__, web
 from .errors import ConfigError, PersistenceError, RequestError
 from .factory import decorate, resolve_dotted_name
+from .fields import _to_bool, _to_float, _to_int
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
 from .jobs import JobRunner, fit_job, model_caches, refresh_model_caches, require, unique
 from .metrics import register_metrics
 from .openapi import register_openapi
-from .predict_service import PredictService, _to_bool, _to_float, _to_int
+from .predict_service import PredictService
 from .web import error_body, json_response
 
 __all__ = [
