@@ -49,23 +49,17 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
-import shutil
-import signal
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
+
+from .metrics_dir import prepare_multiprocess
 
 __all__ = ["Metrics", "register_metrics", "prepare_multiprocess", "settings"]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULTS = {"enabled": True, "path": "/metrics", "decorator_list_name": "metrics_decorators"}
-_DIR_PREFIX = "pipeforge-metrics-"
-_DIR_NAME = re.compile(re.escape(_DIR_PREFIX) + r"(\d+)-(\d+)$")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _FLUSH_SECONDS = 0.25
 
@@ -75,81 +69,6 @@ def settings(config: Mapping) -> dict | None:
     from .openapi import settings as merge
 
     return merge(config, "metrics", _DEFAULTS)
-
-
-# -- the multiprocess directory ---------------------------------------------------
-
-
-def _gunicorn_master() -> int | None:
-    """The pid of the gunicorn master this process belongs to, or ``None``."""
-    if "gunicorn" not in sys.modules:
-        return None
-    owner = getattr(signal.getsignal(signal.SIGQUIT), "__self__", None)
-    ppid = getattr(owner, "ppid", None)
-    if type(owner).__module__.startswith("gunicorn.workers") and isinstance(ppid, int):
-        return ppid  # a worker: its master is the parent
-    if os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
-        return os.getpid()  # --preload: the app is loaded in the master itself
-    return None
-
-
-def _started(pid: int) -> int | None:
-    import psutil
-
-    try:
-        return int(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def _prune(base: Path) -> None:
-    """Remove the directories of gunicorn masters that are gone."""
-    for path in base.glob(_DIR_PREFIX + "*"):
-        match = _DIR_NAME.match(path.name)
-        if match and _started(int(match.group(1))) != int(match.group(2)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def prepare_multiprocess() -> str | None:
-    """Point prometheus_client at the directory shared by this gunicorn's workers.
-
-    Must run before prometheus_client is imported. Returns the directory, or
-    ``None`` when this process keeps its metrics in memory (not under
-    gunicorn, or prometheus_client was imported too early).
-    """
-    own = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
-    if own:
-        return own
-    master = _gunicorn_master()
-    if master is None:
-        return None
-    if "prometheus_client" in sys.modules:
-        logger.warning(
-            "prometheus_client was imported before pipeforge could set up its multiprocess "
-            "directory: /metrics counts only the worker that answers; export "
-            "PROMETHEUS_MULTIPROC_DIR to fix it"
-        )
-        return None
-    started = _started(master)
-    base = Path(tempfile.gettempdir())
-    path = base / f"{_DIR_PREFIX}{master}-{started}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    _prune(base)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    atexit.register(_process_exit, str(path), master)
-    return str(path)
-
-
-def _process_exit(path: str, master: int) -> None:
-    if os.getpid() == master:  # --preload: the master leaves last
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    try:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(os.getpid(), path)
-    except Exception:  # the directory may be gone already
-        logger.debug("could not drop this worker's live gauges", exc_info=True)
 
 
 def _multiprocess() -> bool:

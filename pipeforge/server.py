@@ -26,6 +26,7 @@ from .errors import (
     RequestError,
 )
 from .factory import decorate, resolve_dotted_name
+from .fields import _to_bool, _to_float, _to_int
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
 from .jobs import (
@@ -41,7 +42,7 @@ from .jobs import (
 )
 from .metrics import register_metrics
 from .openapi import register_openapi
-from .predict_service import PredictService, _to_bool, _to_float, _to_int
+from .predict_service import PredictService
 from .web import error_body, json_response
 
 __all__ = [
