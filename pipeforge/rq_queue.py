@@ -214,19 +214,16 @@ class RQJobQueue(JobQueue):
             connection = self.connection()
             connection.zremrangebyscore(self._index, "-inf", time.time() - self.max_age)
             ids = [i.decode() for i in connection.zrevrange(self._index, 0, self.keep + 200)]
-            return ids, Job.fetch_many(ids, connection=connection)
+            jobs = Job.fetch_many(ids, connection=connection)
+            return [self._record(job) for job in jobs if job is not None]
 
-        ids, jobs = self._redis_call("list jobs", fetch)
         records, finished = {}, 0
-        for job_id, job in zip(ids, jobs, strict=True):
-            if job is None:
-                continue
-            record = self._record(job)
+        for record in self._redis_call("list jobs", fetch):
             if record["status"] in ("finished", "error"):
                 finished += 1
                 if finished > self.keep:
                     continue
-            records[job_id] = record
+            records[record["job_id"]] = record
         return dict(reversed(list(records.items())))  # oldest first, like JobRunner
 
     # -- records ----------------------------------------------------------------
