@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,12 +42,129 @@ def _prog(doc: str) -> str:
 
 
 def _wants_debug(argv: Sequence[str]) -> bool:
-    return "--debug" in argv or os.environ.get("PIPEFORGE_DEBUG", "") not in ("", "0")
+    # --debug, or --debug=1 of the scripts whose option takes a value (pf-devserver)
+    flags = {"--debug", "--debug=1", "--debug=true", "--debug=yes"}
+    return bool(flags.intersection(argv)) or os.environ.get("PIPEFORGE_DEBUG", "") not in ("", "0")
 
 
 def _error(prog: str, message: str) -> None:
     message = " ".join(str(message).split("\n")).strip() or "unknown error"
     print(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def _known_options(doc: str) -> dict[str, bool]:
+    """Every option the usage text names, mapped to whether it takes a value."""
+    known: dict[str, bool] = {}
+    in_usage = False
+    for line in doc.splitlines():
+        text = line.strip()
+        if text.lower().startswith("usage:"):
+            in_usage, text = True, text[len("usage:") :]
+        elif not text:
+            in_usage = False
+        if text.startswith("-"):  # an option line: "-n --no-save   Fit the model ..."
+            spec = re.split(r"\s{2,}", text)[0]
+            names = re.findall(r"(?<![\w<-])--?[A-Za-z0-9][\w-]*", spec)
+            takes_value = "<" in spec or re.search(r"[= ][A-Z][A-Z_]+\b", spec) is not None
+            for name in names:
+                known[name] = takes_value
+        elif in_usage:
+            for match in re.finditer(r"(?<![\w<-])(--?[A-Za-z0-9][\w-]*)(=<[^>]+>)?", text):
+                known.setdefault(match.group(1), bool(match.group(2)))
+    return known
+
+
+def _usage_lines(doc: str) -> list[str]:
+    lines = doc.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip().lower().startswith("usage:"):
+            found = [line.strip()[len("usage:") :].strip()]
+            for following in lines[index + 1 :]:
+                if not following.strip():
+                    break
+                found.append(following.strip())
+            return [" ".join(usage.split()) for usage in found if usage]
+    return []
+
+
+def _usage_problem(doc: str, argv: Sequence[str]) -> str:
+    """Say in a few words why docopt rejected ``argv``: the first unknown option, a
+    missing value, an unexpected or a missing argument."""
+    known = _known_options(doc)
+    longs = [name for name in known if name.startswith("--")]
+    options: list[str] = []  # the option tokens with their values
+    positionals: list[str] = []
+    tokens = list(argv)
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if token == "--":
+            positionals.extend(tokens[index:])
+            break
+        if token.startswith("--"):
+            name, equals, _ = token.partition("=")
+            matches = [name] if name in known else [n for n in longs if n.startswith(name)]
+            if not matches:
+                return f"unknown option {name}"
+            if len(matches) > 1:
+                return f"ambiguous option {name} (could be {', '.join(matches)})"
+            option = matches[0]
+            options.append(token)
+            if known[option] and not equals:
+                if index >= len(tokens):
+                    return f"option {option} needs a value"
+                options.append(tokens[index])
+                index += 1
+            elif equals and not known[option]:
+                return f"option {option} takes no value"
+        elif token.startswith("-") and token != "-":
+            options.append(token)
+            letters = token[1:]
+            while letters:
+                option, letters = "-" + letters[0], letters[1:]
+                if option not in known:
+                    return f"unknown option {option}"
+                if known[option]:
+                    if not letters:
+                        if index >= len(tokens):
+                            return f"option {option} needs a value"
+                        options.append(tokens[index])
+                        index += 1
+                    break
+        else:
+            positionals.append(token)
+    return _argument_problem(doc, options, positionals)
+
+
+def _argument_problem(doc: str, options: list[str], positionals: list[str]) -> str:
+    from docopt import DocoptExit, docopt
+
+    def parse(args):
+        try:
+            return docopt(doc, argv=args, default_help=False)
+        except DocoptExit:
+            return None
+
+    for keep in range(len(positionals) - 1, -1, -1):
+        if parse(options + positionals[:keep]) is not None:
+            return f"unexpected argument {positionals[keep]!r}"
+    placeholder = "\0missing"
+    for count in range(1, 4):
+        parsed = parse(options + positionals + [placeholder] * count)
+        if parsed is not None:
+            missing = [
+                name
+                for name, value in parsed.items()
+                if value == placeholder or (isinstance(value, list) and placeholder in value)
+            ]
+            return f"missing argument{'s' if len(missing) > 1 else ''} {' '.join(missing)}"
+    what = (
+        f"the arguments {' '.join(positionals)!r} do not fit"
+        if positionals
+        else "arguments are missing"
+    )
+    return f"{what}; usage: {' | '.join(_usage_lines(doc))}"
 
 
 def _default_logging(config) -> Callable[[], None] | None:
@@ -113,12 +231,16 @@ def run_script(
     *,
     needs_config: bool = True,
     mode: str = "fit",
+    entries: Sequence[str] | None = None,
 ) -> int:
     """Run ``body(args, config)`` as a script and return its exit status.
 
     ``doc`` is the docopt usage text; ``config`` is ``None`` when
-    ``needs_config`` is false. ``body`` returns an exit status or ``None``
-    for success. Background components the script needs are started before
+    ``needs_config`` is false. ``entries`` names the config entries the
+    script uses: only those are built (before ``body`` runs, so their
+    errors come first), the others only if ``body`` reads them; ``None``
+    builds them all. ``body`` returns an exit status or ``None`` for
+    success. Background components the script needs are started before
     ``body`` runs and stopped afterwards.
     """
     from docopt import DocoptExit, docopt
@@ -131,8 +253,8 @@ def run_script(
         return EXIT_OK
     try:
         args = docopt(doc, argv=argv, default_help=False)
-    except DocoptExit as exc:
-        print(str(exc.code).strip(), file=sys.stderr)
+    except DocoptExit:
+        _error(prog, f"{_usage_problem(doc, argv)}; see {prog} -h")
         return EXIT_USAGE
 
     config = None
@@ -142,7 +264,9 @@ def run_script(
         if needs_config:
             from .config import initialize_config
 
-            config = initialize_config(__mode__=mode)
+            config = initialize_config(__mode__=mode, lazy=entries is not None)
+            if entries is not None:
+                config.build(key for key in entries if key in config)
         undo_logging = _default_logging(config)
         started = _start_background(config, mode)
         status = body(args, config)

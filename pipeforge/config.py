@@ -10,6 +10,11 @@ in a fixed order, each phase over the whole tree:
    arguments first; ``__mode__`` on a component keeps it only in that mode;
 4. ``initialize_component(config)`` on every component that has it.
 
+Phases 1 and 2 always run over the whole config; by default phases 3 and 4
+do too. With ``lazy=True`` an entry is built (and its components
+initialized) on first access instead, so a script that only lists the
+stored models never imports scikit-learn to build the ``model`` entry.
+
 Every problem is raised as a :class:`~pipeforge.errors.ConfigError` that
 names the file, the key path and what is wrong.
 """
@@ -21,10 +26,11 @@ import logging
 import logging.config
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any
 
-from .config_files import config_paths_from_env, read_config_file
+from .config_files import config_paths_from_env, read_config_file, relative_to_folder
 from .config_files import format_path as _format_path
 from .errors import ConfigError, MissingKeyError
 from .process_store import ProcessStore
@@ -52,8 +58,13 @@ class Config(dict):
         self.mode = mode
         self.process_store = ProcessStore()
         self.components: list[tuple[str, Any]] = []
+        self._unbuilt: set[str] = set()  # entries whose components are not built yet
+        self._builder: _Builder | None = None
+        self._build_lock = threading.RLock()
 
     def __getitem__(self, key):
+        if key in self._unbuilt:
+            self._build_entry(key)
         try:
             return super().__getitem__(key)
         except KeyError:
@@ -65,6 +76,77 @@ class Config(dict):
     def require(self, key: str):
         """Return the entry ``key`` or raise a ConfigError that names the files."""
         return self[key]
+
+    # Reading an entry builds it; so do the methods that hand out every value.
+    def get(self, key, default=None):
+        if key in self._unbuilt:
+            self._build_entry(key)
+        return super().get(key, default)
+
+    def __iter__(self):  # also makes dict(config) and {**config} go through __getitem__
+        return super().__iter__()
+
+    def values(self):
+        self.build()
+        return super().values()
+
+    def items(self):
+        self.build()
+        return super().items()
+
+    def copy(self) -> dict:
+        self.build()
+        return dict(super().items())
+
+    def pop(self, key, *default):
+        if key in self._unbuilt:
+            self._build_entry(key)
+        return super().pop(key, *default)
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __setitem__(self, key, value) -> None:
+        self._unbuilt.discard(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        self._unbuilt.discard(key)
+        super().__delitem__(key)
+
+    def update(self, *args, **kw) -> None:
+        for key, value in dict(*args, **kw).items():
+            self[key] = value
+
+    def build(self, keys: Iterable[str] | None = None) -> None:
+        """Build the entries ``keys`` (all entries when ``None``) not built yet.
+
+        Each entry's components are created and then initialized; the first
+        problem raises a :class:`ConfigError` naming file and key. Keys the
+        config does not have are skipped: reading them raises later.
+        """
+        for key in list(self) if keys is None else list(keys):
+            if key in self._unbuilt:
+                self._build_entry(key)
+
+    def _build_entry(self, key: str) -> None:
+        with self._build_lock:
+            if key not in self._unbuilt or self._builder is None:
+                return
+            first = len(self.components)
+            try:
+                value = self._builder.build(super().__getitem__(key), (key,))
+            except BaseException:
+                del self.components[first:]
+                raise
+            self._unbuilt.discard(key)
+            if value is _DROPPED:
+                super().__delitem__(key)
+            else:
+                super().__setitem__(key, value)
+            self._builder.initialize(self.components[first:])
 
     def background(self) -> list:
         """The components that run periodic work in a thread (see ``interfaces.Background``)."""
@@ -197,11 +279,29 @@ class _CopyResolver:
 
 
 class _Builder:
-    """Runs the ``__python__`` and ``__factory__`` phases over a merged config."""
+    """Runs the ``__python__``, ``__factory__`` and initialization phases over a merged config."""
 
     def __init__(self, config: Config, origin: dict[str, str]):
         self.config = config
         self.origin = origin
+
+    def initialize(self, components: list[tuple[str, Any]]) -> None:
+        """Call ``initialize_component(config)`` on the freshly built ``components``."""
+        for key, component in components:
+            init = getattr(component, "initialize_component", None)
+            if not callable(init):
+                continue
+            source = self.source_of((key.split(".")[0].split("[")[0],))
+            try:
+                init(self.config)
+            except ConfigError as exc:
+                raise exc.located(source=source, key=key)  # noqa: B904 (re-raise, now located)
+            except Exception as exc:
+                raise ConfigError(
+                    f"initializing the component failed: {type(exc).__name__}: {exc}",
+                    source=source,
+                    key=key,
+                ) from exc
 
     def source_of(self, path: tuple) -> str | None:
         return self.origin.get(str(path[0])) if path else None
@@ -303,15 +403,18 @@ class _Builder:
         return component
 
 
-def load_config(paths: str | Iterable[str], **extra) -> Config:
+def load_config(paths: str | Iterable[str], *, lazy: bool = False, **extra) -> Config:
     """Read, merge and process config files into a :class:`Config`.
 
     ``extra`` entries (such as ``__mode__='fit'``) are set before processing
-    and win over the files.
+    and win over the files. With ``lazy`` the components of an entry are
+    built when the entry is first read (or by ``config.build(keys)``);
+    otherwise every entry is built before this returns.
     """
     if isinstance(paths, str):
         paths = [p.strip() for p in paths.split(",") if p.strip()]
-    paths = list(paths)
+    elif not isinstance(paths, list):
+        paths = list(paths)
     if not paths:
         raise ConfigError("no config file given", source="environment")
 
@@ -326,6 +429,12 @@ def load_config(paths: str | Iterable[str], **extra) -> Config:
                 layers.setdefault(key, []).append((path, value))
     for key, value in extra.items():
         layers.setdefault(key, []).append(("arguments", value))
+    # Relative paths follow the files' __relative_to__ marker, else the rule the paths came with
+    # (config_files.ConfigPaths: "cwd" for PALLADIUM_CONFIG, as in Palladium).
+    marker = layers.pop("__relative_to__", None)
+    rule = marker[-1][1] if marker else getattr(paths, "relative_to", None)
+    config_folder = os.path.dirname(os.path.abspath(paths[0]))
+    path_base = relative_to_folder(rule, config_folder, marker[-1][0] if marker else None)
     origin = {key: entries[-1][0] for key, entries in layers.items()}
 
     # User modules next to the first config file are importable, as in Palladium.
@@ -335,6 +444,7 @@ def load_config(paths: str | Iterable[str], **extra) -> Config:
 
     resolver = _CopyResolver(layers)
     config = Config(sources=paths, mode=extra.get("__mode__"))
+    config.path_base = path_base
     for key in layers:
         config[key] = resolver.entry(key)
     if config.mode is None and isinstance(config.get("__mode__"), str):
@@ -349,27 +459,23 @@ def load_config(paths: str | Iterable[str], **extra) -> Config:
     for key in list(config):
         builder.python_phase(config[key], (key,))
     for key in list(config):
-        value = builder.build(config[key], (key,))
-        if value is _DROPPED:
+        if _dropped_by_mode(config[key], config.mode):
             del config[key]
-        else:
-            config[key] = value
-
-    for key, component in config.components:
-        init = getattr(component, "initialize_component", None)
-        if callable(init):
-            try:
-                init(config)
-            except ConfigError as exc:
-                top = key.split(".")[0].split("[")[0]
-                raise exc.located(source=builder.source_of((top,)), key=key)  # noqa: B904
-            except Exception as exc:
-                raise ConfigError(
-                    f"initializing the component failed: {type(exc).__name__}: {exc}",
-                    source=builder.source_of((key.split(".")[0].split("[")[0],)),
-                    key=key,
-                ) from exc
+    config._builder = builder
+    config._unbuilt.update(config)
+    if not lazy:
+        config.build()
     return config
+
+
+def _dropped_by_mode(node, mode: str | None) -> bool:
+    """Whether a top-level entry is a component kept only in another ``__mode__``."""
+    if mode is None or not isinstance(node, dict) or not any(k in node for k in FACTORY_KEYS):
+        return False
+    wanted = node.get("__mode__")
+    if wanted is None:
+        return False
+    return mode not in ([wanted] if isinstance(wanted, str) else list(wanted))
 
 
 # -- the program's configuration --------------------------------------------
@@ -377,18 +483,21 @@ def load_config(paths: str | Iterable[str], **extra) -> Config:
 _current: Config | None = None
 
 
-def get_config(**extra) -> Config:
+def get_config(*, lazy: bool = False, **extra) -> Config:
     """The program's configuration, built once from ``PIPEFORGE_CONFIG``."""
     global _current
     if _current is None:
-        _current = load_config(config_paths_from_env(), **extra)
+        _current = load_config(config_paths_from_env(), lazy=lazy, **extra)
     return _current
 
 
-def initialize_config(**extra) -> Config:
-    """(Re)build the program's configuration and apply its ``logging`` entry."""
+def initialize_config(*, lazy: bool = False, **extra) -> Config:
+    """(Re)build the program's configuration and apply its ``logging`` entry.
+
+    ``lazy`` builds each entry on first use (see :func:`load_config`).
+    """
     global _current
-    config = load_config(config_paths_from_env(), **extra)
+    config = load_config(config_paths_from_env(), lazy=lazy, **extra)
     if "logging" in config:
         try:
             logging.config.dictConfig(config["logging"])

@@ -9,6 +9,7 @@ JSON reach the environment and their own folder through ``${...}``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -16,25 +17,93 @@ from collections.abc import Iterable, Mapping
 from .errors import ConfigError
 
 __all__ = [
+    "ConfigPaths",
     "config_paths_from_env",
+    "path_base",
+    "relative_to_folder",
     "read_config_file",
     "format_path",
     "resolve_path",
     "resolve_sqlite_url",
 ]
 
+logger = logging.getLogger(__name__)
 
-def config_paths_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The config files named by ``PIPEFORGE_CONFIG`` (or ``PALLADIUM_CONFIG``)."""
+
+# Where a config is looked for when no variable names one, in this order (relative to the
+# current directory): pipeforge's own names, then Palladium's.
+PIPEFORGE_DEFAULT_LOCATIONS = tuple(
+    os.path.join(folder, f"pipeforge-config{ext}")
+    for folder in ("", "etc")
+    for ext in (".py", ".yaml", ".yml", ".json")
+)
+PALLADIUM_DEFAULT_LOCATIONS = ("palladium-config.py", os.path.join("etc", "palladium-config.py"))
+
+# The values of the ``__relative_to__`` marker: the folder relative paths resolve against.
+RELATIVE_TO_CONFIG = "config"  # pipeforge's rule: the first config file's folder
+RELATIVE_TO_CWD = "cwd"  # Palladium's rule: the current directory
+
+
+class ConfigPaths(list):
+    """The config files to load, and which rule their relative paths follow by default.
+
+    ``relative_to`` is ``"cwd"`` for files named by ``PALLADIUM_CONFIG`` or
+    found at Palladium's default places, ``"config"`` otherwise; a
+    ``__relative_to__`` entry in the files overrides it.
+    """
+
+    def __init__(self, paths: Iterable[str], relative_to: str = RELATIVE_TO_CONFIG):
+        super().__init__(paths)
+        self.relative_to = relative_to
+
+
+def config_paths_from_env(environ: Mapping[str, str] | None = None) -> ConfigPaths:
+    """The config files named by ``PIPEFORGE_CONFIG`` (or ``PALLADIUM_CONFIG``).
+
+    With neither variable set, the first file that exists at the default places
+    (``pipeforge-config.py`` ... ``etc/palladium-config.py``) is used.
+    """
     environ = os.environ if environ is None else environ
-    value = environ.get("PIPEFORGE_CONFIG") or environ.get("PALLADIUM_CONFIG")
-    if not value or not value.strip():
-        raise ConfigError(
-            "PIPEFORGE_CONFIG is not set; point it at your config file, "
-            "e.g. export PIPEFORGE_CONFIG=config.py",
-            source="environment",
-        )
-    return [part.strip() for part in value.split(",") if part.strip()]
+    for name, rule in (
+        ("PIPEFORGE_CONFIG", RELATIVE_TO_CONFIG),
+        ("PALLADIUM_CONFIG", RELATIVE_TO_CWD),
+    ):
+        value = environ.get(name)
+        if value and value.strip():
+            return ConfigPaths([p.strip() for p in value.split(",") if p.strip()], rule)
+    for path in PIPEFORGE_DEFAULT_LOCATIONS + PALLADIUM_DEFAULT_LOCATIONS:
+        if os.path.isfile(path):
+            rule = RELATIVE_TO_CWD if path in PALLADIUM_DEFAULT_LOCATIONS else RELATIVE_TO_CONFIG
+            logger.info("Using the configuration at %s (no PIPEFORGE_CONFIG set)", path)
+            return ConfigPaths([path], rule)
+    raise ConfigError(
+        "PIPEFORGE_CONFIG is not set and there is no pipeforge-config.py or palladium-config.py "
+        "here or in etc/; point it at your config file, e.g. export PIPEFORGE_CONFIG=config.py",
+        source="environment",
+    )
+
+
+def relative_to_folder(rule, config_folder: str | None, source: str | None = None) -> str | None:
+    """The folder relative paths resolve against under ``rule`` (``"config"`` or ``"cwd"``).
+
+    The current directory is taken now, when the config is loaded, so a later
+    ``chdir`` does not move the files a config names.
+    """
+    if rule in (None, RELATIVE_TO_CONFIG):
+        return config_folder
+    if rule == RELATIVE_TO_CWD:
+        return os.getcwd()
+    raise ConfigError(
+        f"must be {RELATIVE_TO_CONFIG!r} (paths relative to the config file's folder) or "
+        f"{RELATIVE_TO_CWD!r} (relative to the current directory, as in Palladium); got {rule!r}",
+        source=source,
+        key="__relative_to__",
+    )
+
+
+def path_base(config) -> str | None:
+    """The folder a component resolves ``config``'s relative paths against (see :func:`relative_to_folder`)."""
+    return getattr(config, "path_base", getattr(config, "here", None))
 
 
 def read_config_file(path: str) -> dict:

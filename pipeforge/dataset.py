@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from .config_files import resolve_path, resolve_sqlite_url
+from .config_files import path_base, resolve_path, resolve_sqlite_url
 from .errors import ConfigError, DataError
 from .interfaces import Background, DatasetLoader
 
@@ -57,8 +57,8 @@ class _FileLoader(DatasetLoader):
         self._here: str | None = None
 
     def initialize_component(self, config) -> None:
-        """Remember the config's folder so a relative ``path`` is read from there."""
-        self._here = getattr(config, "here", None)
+        """Remember where relative paths resolve (the config's folder, or the cwd for Palladium configs)."""
+        self._here = path_base(config)
 
     def resolved_path(self) -> str:
         """The path that will be read: relative paths are taken from the config's folder."""
@@ -121,8 +121,8 @@ class SQL(DatasetLoader):
         self._here: str | None = None
 
     def initialize_component(self, config) -> None:
-        """Remember the config's folder so relative SQLite files are found there."""
-        self._here = getattr(config, "here", None)
+        """Remember where relative SQLite files resolve (see ``config_files.path_base``)."""
+        self._here = path_base(config)
 
     def _url(self):
         from sqlalchemy.exc import ArgumentError

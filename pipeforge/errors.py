@@ -10,6 +10,7 @@ and also from the builtin a caller would naturally catch::
     ├── PersistenceError                 reading or writing models failed
     │   ├── UnknownVersionError (LookupError)   no model with that version
     │   ├── NoModelError (LookupError)          nothing stored / activated yet
+    │   │   └── UnmigratedStoreError            the store holds Palladium's models, not imported
     │   └── ModelWriteError                     a model could not be stored
     ├── DataError                        a dataset could not be loaded
     ├── PredictError                     a model refused to predict
@@ -31,6 +32,7 @@ __all__ = [
     "PersistenceError",
     "UnknownVersionError",
     "NoModelError",
+    "UnmigratedStoreError",
     "ModelWriteError",
     "DataError",
     "PredictError",
@@ -108,6 +110,15 @@ class NoModelError(PersistenceError, LookupError):
 
     def __str__(self) -> str:
         return self.args[0] if self.args else "no model has been stored yet"
+
+
+class UnmigratedStoreError(NoModelError):
+    """The store holds models another program (Palladium) wrote that pf-upgrade has not imported.
+
+    Every read, write, activation and listing fails with it, so pipeforge
+    never reports an empty store or hands out a version number already
+    taken by one of those models.
+    """
 
 
 class ModelWriteError(PersistenceError):

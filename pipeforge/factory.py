@@ -1,18 +1,18 @@
 """Turning dotted names from config files into Python objects.
 
-Palladium configs name ``palladium.x.y``; those names resolve to
-``pipeforge.x.y`` so an unmodified Palladium config runs.
+Palladium configs name ``palladium.x.y``; those names resolve to the
+pipeforge objects that stand in for them (:mod:`pipeforge.palladium_names`),
+so an unmodified Palladium config runs.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from .errors import ConfigError
 
-__all__ = ["resolve_dotted_name", "decorate"]
-
-_ALIASES = {"palladium": "pipeforge"}
+__all__ = ["resolve_dotted_name", "decorate", "Partial"]
 
 
 def resolve_dotted_name(name: str):
@@ -24,8 +24,13 @@ def resolve_dotted_name(name: str):
         raise ConfigError(f"expected a dotted name like 'package.module.attr'; got {name!r}")
     name = name.strip()
     head = name.split(".", 1)[0].split(":", 1)[0]
-    if head in _ALIASES:
-        name = _ALIASES[head] + name[len(head) :]
+    if head == "palladium" and name != head:
+        from .palladium_names import resolve_dotted
+
+        try:
+            return resolve_dotted(name)
+        except (ImportError, AttributeError) as exc:  # the message names ``name``
+            raise ConfigError(str(exc)) from exc
     if ":" in name:
         module_name, _, attr_path = name.partition(":")
         module = _import(module_name, name)
@@ -82,3 +87,17 @@ def decorate(func, config, list_name: str):
             raise ConfigError(f"{entry!r} is not a decorator (not callable)", key=list_name)
         wrapped = decorator(wrapped)
     return wrapped
+
+
+def Partial(func, **kwargs):  # noqa: N802 (Palladium's name, used as a __factory__)
+    """``func`` with ``kwargs`` bound: a function a config can pass where one is expected.
+
+    ``func`` may be a dotted name. Palladium's ``palladium.util.Partial``.
+    """
+    if isinstance(func, str):
+        func = resolve_dotted_name(func)
+    if not callable(func):
+        raise ConfigError(f"Partial needs a function or its dotted name; got {func!r}")
+    bound = functools.partial(func, **kwargs)
+    functools.update_wrapper(bound, func)
+    return bound

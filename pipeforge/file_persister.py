@@ -14,10 +14,17 @@ import json
 import logging
 import os
 
-from .config_files import resolve_path
-from .errors import ConfigError, ModelWriteError, NoModelError, PersistenceError
+from .config_files import path_base, resolve_path
+from .errors import (
+    ConfigError,
+    ModelWriteError,
+    NoModelError,
+    PersistenceError,
+    UnmigratedStoreError,
+)
 from .model_storage import (
     BLOCK,
+    COMPRESSIONS,
     DEFAULT_COMPRESS,
     NO_ACTIVE,
     PersisterBase,
@@ -25,6 +32,12 @@ from .model_storage import (
     json_default,
     temp_name,
     warn_library_mismatch,
+)
+from .palladium_stores import (
+    PalladiumFiles,
+    import_into_files,
+    is_palladium_metadata,
+    unmigrated_message,
 )
 from .upgrade import UpgradeSteps
 
@@ -40,6 +53,13 @@ class File(PersisterBase):
     ``<name>-properties.json`` and a lock file; versions are claimed under
     an exclusive ``fcntl`` lock, and every file is written to a temporary
     name first and moved into place, so a failed write leaves nothing.
+
+    Models Palladium's ``File`` wrote with the same ``path``
+    (``<path>.pkl.gz`` and ``<path for 'metadata'>.json``) are imported by
+    :meth:`upgrade`; until then every other operation fails with
+    :class:`~pipeforge.errors.UnmigratedStoreError`. Where Palladium's
+    metadata file has the name pipeforge's would have (a ``path`` without
+    an extension), pipeforge keeps its own in ``<name>.pipeforge.json``.
     """
 
     upgrade_steps = UpgradeSteps()
@@ -57,8 +77,8 @@ class File(PersisterBase):
         self._here: str | None = None
 
     def initialize_component(self, config) -> None:
-        """A relative ``path`` is taken from the config file's folder, like every path."""
-        self._here = getattr(config, "here", None)
+        """A relative ``path`` resolves like every path (see ``config_files.path_base``)."""
+        self._here = path_base(config)
 
     def __repr__(self) -> str:
         return f"File(path={self.path!r})"
@@ -79,7 +99,42 @@ class File(PersisterBase):
         return path.replace("{version}", str(version))
 
     def _sidecar(self, name: str, ext: str = ".json") -> str:
-        return os.path.splitext(self._file(name))[0] + ext
+        path = os.path.splitext(self._file(name))[0] + ext
+        if name == "metadata" and ext == ".json":
+            own = os.path.splitext(path)[0] + ".pipeforge.json"
+            if os.path.exists(own) or self._is_palladiums(path):
+                return own
+        return path
+
+    def _palladium_files(self) -> PalladiumFiles:
+        return PalladiumFiles(resolve_path(os.fspath(self.path), self._here))
+
+    def _is_palladiums(self, path: str) -> bool:
+        """Whether ``path`` is Palladium's metadata file (never to be overwritten)."""
+        if not os.path.exists(path) or path != self._palladium_files().metadata_file:
+            return False
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return is_palladium_metadata(json.load(handle))
+        except (OSError, ValueError):
+            return False
+
+    def _last_version(self, props: dict, models: list) -> int:
+        return max([int(props.get("_last-version", 0)), *(m["version"] for m in models)])
+
+    def _guard(self, props: dict | None = None, models: list | None = None) -> None:
+        """Refuse to work on a store whose Palladium models pf-upgrade has not imported."""
+        palladium = self._palladium_files()
+        data = palladium.read()
+        if data is None:
+            return
+        props = self._props() if props is None else props
+        models = self._load_json("metadata", []) if models is None else models
+        last = self._last_version(props, models)
+        pending = [v for v in palladium.versions(data) if v > last]
+        if pending:
+            store = f"model store {palladium.template}"
+            raise UnmigratedStoreError(unmigrated_message(store, pending, data["properties"]))
 
     @contextlib.contextmanager
     def _locked(self):
@@ -132,8 +187,8 @@ class File(PersisterBase):
         with self._locked():
             props = self._props()
             models = self._load_json("metadata", [])
-            known = [m["version"] for m in models]
-            version = max([props.get("_last-version", 0), *known]) + 1
+            self._guard(props, models)
+            version = self._last_version(props, models) + 1
             props["_last-version"] = version
             self._save_json("properties", props)
             target = self._file(version)
@@ -162,6 +217,8 @@ class File(PersisterBase):
         return version
 
     def read(self, version=None):
+        self._check()
+        self._guard()
         if version is None:
             version = self._props().get("active-model")
             if version is None:
@@ -177,14 +234,19 @@ class File(PersisterBase):
             ) from exc
         with handle:
             header = handle.readline().decode("ascii", "replace").split()
-            if header[:2] != ["pipeforge-model", "1"] or len(header) != 4:
+            if (
+                header[:2] != ["pipeforge-model", "1"]
+                or len(header) != 4
+                or header[3] not in COMPRESSIONS
+            ):
                 raise PersistenceError(f"{self._file(number)} is not a pipeforge model file")
             chunks = iter(lambda: handle.read(BLOCK), b"")
-            return self._load(chunks, header[3] == "zlib", header[2])
+            return self._load(chunks, header[3], header[2])
 
     def activate(self, version) -> None:
         with self._locked():
             models = self._load_json("metadata", [])
+            self._guard(models=models)
             number = self._resolve(version, [m["version"] for m in models])
             props = self._props()
             props["active-model"] = str(number)
@@ -193,6 +255,7 @@ class File(PersisterBase):
     def delete(self, version) -> None:
         with self._locked():
             models = self._load_json("metadata", [])
+            self._guard(models=models)
             number = self._resolve(version, [m["version"] for m in models])
             self._save_json("metadata", [m for m in models if m["version"] != number])
             props = self._props()
@@ -203,7 +266,25 @@ class File(PersisterBase):
                 os.unlink(self._file(number))
 
     def list_models(self) -> list[dict]:
-        return sorted(self._load_json("metadata", []), key=lambda m: m["version"])
+        models = self._load_json("metadata", [])
+        self._guard(models=models)
+        return sorted(models, key=lambda m: m["version"])
 
     def list_properties(self) -> dict[str, str]:
         return {k: str(v) for k, v in self._props().items() if not k.startswith("_")}
+
+    def update_metadata(self, version, changes: dict) -> dict:
+        """Merge ``changes`` into the stored metadata of ``version`` (e.g. test scores)."""
+        with self._locked():
+            models = self._load_json("metadata", [])
+            number = self._resolve(version, [m["version"] for m in models])
+            index = next(i for i, m in enumerate(models) if m["version"] == number)
+            models[index] = self._merged(models[index], changes)
+            self._save_json("metadata", models)
+            return models[index]
+
+    # -- Palladium's stores --------------------------------------------------
+    def _import_foreign(self) -> list[str]:
+        """Import the models Palladium's ``File`` wrote with this path (pf-upgrade's first step)."""
+        self._check()
+        return import_into_files(self, self._palladium_files())

@@ -95,6 +95,14 @@ class ModelPersister(abc.ABC):
         """Bring the storage format up to date; return the steps that ran."""
         return []
 
+    def update_metadata(self, version: int, changes: dict) -> dict:
+        """Merge ``changes`` into the stored metadata of ``version``; return the result.
+
+        Optional: used to record scores measured after the model was stored
+        (``pf-test``). ``version`` itself cannot be changed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot update stored metadata")
+
 
 class PredictService(abc.ABC):
     """Turns a web request into predictions and a response (``/predict``)."""

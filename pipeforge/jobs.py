@@ -86,6 +86,13 @@ class JobQueue(abc.ABC):
     def shutdown(self, wait: bool = True) -> None:  # noqa: B027 (optional hook)
         """Stop taking jobs; with ``wait``, let the ones running here finish."""
 
+    def observe(self, callback: Callable[[str, str], None]) -> None:  # noqa: B027
+        """Hear ``callback(job_name, state)`` for the jobs that run in this process.
+
+        Queues whose jobs run in worker processes elsewhere tell nothing here:
+        their state is read from the queue itself.
+        """
+
 
 class JobRunner(JobQueue):
     """Runs callables in a thread pool and records their state for ``/alive``.
@@ -110,6 +117,21 @@ class JobRunner(JobQueue):
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._job_records: dict[str, dict] | None = None
+        self._observers: list[Callable[[str, str], None]] = []
+
+    def observe(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(job_name, state)`` on ``"running"``, ``"finished"`` and ``"error"``.
+
+        For instrumentation (``/metrics``); a callback must be quick and must not raise.
+        """
+        self._observers.append(callback)
+
+    def _tell(self, name: str, state: str) -> None:
+        for callback in self._observers:
+            try:
+                callback(name, state)
+            except Exception:
+                logger.exception("a job observer failed")
 
     # -- internals -------------------------------------------------------------
 
@@ -131,11 +153,13 @@ class JobRunner(JobQueue):
         return self._executor
 
     def _run(self, job_id: str, func: Callable, args, kwargs) -> None:
+        name = getattr(func, "__name__", repr(func))
         with self._lock:
             record = self._records.get(job_id)
             if record is not None:
                 record["started"] = _now().isoformat()
                 record["thread"] = threading.get_ident()
+                name = record["func"]
         try:
             result = func(*args, **kwargs)
         except Exception as exc:
@@ -143,8 +167,10 @@ class JobRunner(JobQueue):
                 "job %s (%s) failed", job_id, getattr(func, "__name__", func), exc_info=exc
             )
             self._finish(job_id, status="error", error=error_message(exc))
+            self._tell(name, "error")
         else:
             self._finish(job_id, status="finished", info=_info(result))
+            self._tell(name, "finished")
 
     def _finish(self, job_id: str, **fields) -> None:
         with self._lock:
@@ -180,12 +206,14 @@ class JobRunner(JobQueue):
             "started": None,
             "finished": None,
         }
+        self._tell(record["func"], "running")  # before the job can finish
         with self._lock:
             self._records[job_id] = record
             try:
                 self._pool().submit(self._run, job_id, func, args, kwargs)
             except RuntimeError:  # the pool is shut down (process exiting)
                 del self._records[job_id]
+                self._tell(record["func"], "error")
                 raise
         return job_id
 

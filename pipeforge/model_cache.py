@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any
 
-from .errors import NoModelError
-from .interfaces import Background, ModelPersister
+from .errors import NoModelError, UnmigratedStoreError
+from .interfaces import Background, ModelPersister, annotate
 from .model_storage import as_version
 from .process_store import ProcessStore
 
@@ -49,6 +49,23 @@ class CachedUpdatePersister(ModelPersister, Background):
         self._store_lock = threading.Lock()
         self._thread = None
         self._last_attempt = float("-inf")
+        self._unmigrated: UnmigratedStoreError | None = None  # said again by read()
+        self._observers: list = []
+
+    def observe(self, callback) -> None:
+        """Call ``callback(outcome)`` after each refresh: ``"loaded"``, ``"unchanged"`` or ``"failed"``.
+
+        For instrumentation (the web service's ``/metrics``); a callback must
+        be quick and must not raise.
+        """
+        self._observers.append(callback)
+
+    def _tell(self, outcome: str) -> None:
+        for callback in self._observers:
+            try:
+                callback(outcome)
+            except Exception:
+                logger.exception("a model cache observer failed")
 
     def __repr__(self) -> str:
         return f"CachedUpdatePersister(impl={self.impl!r})"
@@ -83,6 +100,15 @@ class CachedUpdatePersister(ModelPersister, Background):
         Raises :class:`NoModelError` when the store has no active model
         (the cached model, if any, stays in place).
         """
+        try:
+            changed = self._refresh()
+        except Exception:
+            self._tell("failed")
+            raise
+        self._tell("loaded" if changed else "unchanged")
+        return changed
+
+    def _refresh(self) -> bool:
         with self._lock:
             self._last_attempt = time.monotonic()
             store = self.cache
@@ -106,8 +132,14 @@ class CachedUpdatePersister(ModelPersister, Background):
     def _refresh_quietly(self) -> None:
         try:
             self.refresh()
+        except UnmigratedStoreError as exc:
+            self._unmigrated = exc
+            logger.warning("model cache not filled: %s", exc)
         except NoModelError as exc:
+            self._unmigrated = None
             logger.info("model cache not filled: %s", exc)
+        else:
+            self._unmigrated = None
 
     # -- Background --------------------------------------------------------
     def start(self) -> None:
@@ -154,6 +186,8 @@ class CachedUpdatePersister(ModelPersister, Background):
                 self._refresh_quietly()
                 model = self.cache.get("model")
         if model is None:
+            if self._unmigrated is not None:
+                raise UnmigratedStoreError(str(self._unmigrated))
             raise NoModelError(
                 "no model loaded yet; fit one with pf-fit or activate one with pf-admin activate"
             )
@@ -189,3 +223,11 @@ class CachedUpdatePersister(ModelPersister, Background):
 
     def upgrade(self, from_version: str | None = None, to_version: str | None = None) -> list[str]:
         return self.impl.upgrade(from_version, to_version)
+
+    def update_metadata(self, version, changes: dict) -> dict:
+        """Update the store, and the cached model's metadata when it is that version."""
+        metadata = self.impl.update_metadata(version, changes)
+        cached = self.cache.get("model")
+        if cached is not None and self._version_of(cached) == str(as_version(version)):
+            annotate(cached, dict(metadata))
+        return metadata

@@ -23,11 +23,11 @@ import uuid
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from .errors import ConfigError, UnknownVersionError
 from .interfaces import ModelPersister, annotate
-from .upgrade import UpgradeSteps
+from .upgrade import UpgradeSteps, check_target, new_stamp
 
 __all__ = ["PersisterBase", "library_versions", "dump_chunks", "load_chunks", "DEFAULT_COMPRESS"]
 
@@ -167,12 +167,29 @@ class ChunkSink(io.RawIOBase):
         super().close()
 
 
-class ChunkSource(io.RawIOBase):
-    """A read-only stream over an iterator of chunks, inflating (possibly several zlib members) lazily."""
+# How stored bytes are compressed: zlib members (pipeforge), gzip (Palladium's stores), or not.
+_WBITS = {"zlib": zlib.MAX_WBITS, "gzip": 16 + zlib.MAX_WBITS}
+COMPRESSIONS = ("zlib", "gzip", "none")
 
-    def __init__(self, chunks, compressed: bool):
+
+def _wbits(compression: bool | str) -> int | None:
+    if compression is True:
+        return _WBITS["zlib"]
+    if compression in (False, None, "none"):
+        return None
+    return _WBITS[compression]
+
+
+class ChunkSource(io.RawIOBase):
+    """A read-only stream over an iterator of chunks, inflating (possibly several members) lazily.
+
+    ``compression`` is ``"zlib"`` (or ``True``), ``"gzip"`` or ``"none"`` (or ``False``).
+    """
+
+    def __init__(self, chunks, compression: bool | str):
         self._chunks = iter(chunks)
-        self._z = zlib.decompressobj() if compressed else None
+        self._wbits = _wbits(compression)
+        self._z = None if self._wbits is None else zlib.decompressobj(self._wbits)
         self._chunk = memoryview(b"")
         self._carry = b""
         self._out = memoryview(b"")
@@ -218,7 +235,7 @@ class ChunkSource(io.RawIOBase):
             data = z.decompress(piece, BLOCK)
         if z.eof:  # one member ends; another may follow
             self._carry = z.unused_data
-            self._z = zlib.decompressobj()
+            self._z = zlib.decompressobj(self._wbits)
         self._out = memoryview(data)
         return True
 
@@ -239,9 +256,13 @@ def dump_chunks(obj, emit, chunk_size: int, level: int, pickler: str = "pickle")
     return sink
 
 
-def load_chunks(chunks, compressed: bool, pickler: str = "pickle"):
-    """Unpickle from an iterable of stored chunks, inflating them lazily."""
-    reader = io.BufferedReader(ChunkSource(chunks, compressed), buffer_size=BLOCK)
+def load_chunks(chunks, compression: bool | str, pickler: str = "pickle"):
+    """Unpickle from an iterable of stored chunks, inflating them lazily.
+
+    ``compression`` is ``"zlib"``, ``"gzip"`` or ``"none"`` (``True``/``False``
+    for zlib or nothing).
+    """
+    reader = io.BufferedReader(ChunkSource(chunks, compression), buffer_size=BLOCK)
     if pickler == "joblib":
         import joblib
 
@@ -280,7 +301,7 @@ class PersisterBase(ModelPersister):
         info = {
             "version": version,
             "train_timestamp": current.get("train_timestamp")
-            or datetime.now(UTC).isoformat(timespec="seconds"),
+            or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "library_versions": library_versions(),
         }
         return dict(annotate(model, info))
@@ -302,8 +323,8 @@ class PersisterBase(ModelPersister):
         return dump_chunks(model, emit, chunk_size, self._level, self.pickler)
 
     @staticmethod
-    def _load(chunks, compressed: bool, pickler: str):
-        return load_chunks(chunks, compressed, pickler)
+    def _load(chunks, compression: str, pickler: str):
+        return load_chunks(chunks, compression, pickler)
 
     @staticmethod
     def _resolve(version, available) -> int:
@@ -313,12 +334,37 @@ class PersisterBase(ModelPersister):
         return number
 
     def upgrade(self, from_version: str | None = None, to_version: str | None = None) -> list[str]:
-        """Run the registered upgrade steps and record the new ``db-version``."""
-        from_version = from_version or self.list_properties().get("db-version", "0")
-        to_version = to_version or db_version()
-        ran = self.upgrade_steps.run(self, from_version, to_version)
-        self._set_property("db-version", str(to_version))
+        """Import models Palladium wrote here, run the upgrade steps, record the new ``db-version``.
+
+        Returns what was done (the versions of the steps that ran, a line on
+        each import). ``to_version`` may not be newer than the installed
+        pipeforge, and the recorded version never goes down.
+        """
+        target = check_target(to_version, db_version())
+        recorded = self.list_properties().get("db-version")
+        ran = self._import_foreign()
+        ran += self.upgrade_steps.run(self, from_version or recorded or "0", target)
+        stamp = new_stamp(recorded, target)
+        if stamp is not None:
+            self._set_property("db-version", stamp)
         return ran
+
+    def _import_foreign(self) -> list[str]:
+        """Bring in models another program (Palladium) wrote into this store; see the persisters."""
+        return []
 
     def _set_property(self, name: str, value: str) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _merged(current: dict, changes: dict) -> dict:
+        """``current`` updated with ``changes`` (not the version), checked to be JSON."""
+        import json
+
+        if not isinstance(changes, dict):
+            raise TypeError(f"metadata changes must be a dict; got {type(changes).__name__}")
+        if "version" in changes and changes["version"] != current.get("version"):
+            raise ValueError("a stored model's version cannot be changed")
+        merged = {**current, **changes}
+        json.dumps(merged, default=json_default)
+        return merged

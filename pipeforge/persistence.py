@@ -19,13 +19,14 @@ import re
 import threading
 import weakref
 
-from .config_files import resolve_sqlite_url
+from .config_files import path_base, resolve_sqlite_url
 from .errors import (
     ConfigError,
     ModelWriteError,
     NoModelError,
     PersistenceError,
     UnknownVersionError,
+    UnmigratedStoreError,
 )
 from .file_persister import File
 from .model_cache import CachedUpdatePersister
@@ -38,6 +39,7 @@ from .model_storage import (
     json_default,
     warn_library_mismatch,
 )
+from .palladium_stores import PalladiumTables, import_into_database, unmigrated_message
 from .upgrade import UpgradeSteps
 
 __all__ = ["Database", "File", "CachedUpdatePersister"]
@@ -54,6 +56,11 @@ class Database(PersisterBase):
     (version, metadata), ``pipeforge_model_chunks`` (version, index, bytes),
     ``pipeforge_properties`` and ``pipeforge_counters`` (the version
     counter, bumped in the same transaction that stores the model).
+
+    Models Palladium wrote into the same database (its tables ``models``,
+    ``model_chunks``, ``properties``) are imported by :meth:`upgrade`;
+    until then every other operation fails with
+    :class:`~pipeforge.errors.UnmigratedStoreError`.
     """
 
     upgrade_steps = UpgradeSteps()
@@ -79,10 +86,11 @@ class Database(PersisterBase):
         self._engine = None
         self._pid = None
         self._here: str | None = None
+        self._palladium: PalladiumTables | None = None
 
     def initialize_component(self, config) -> None:
-        """A relative SQLite file is taken from the config file's folder, like every path."""
-        self._here = getattr(config, "here", None)
+        """A relative SQLite file resolves like every path (see ``config_files.path_base``)."""
+        self._here = path_base(config)
 
     def __repr__(self) -> str:
         return f"Database(url={self.url!r}, table_postfix={self.table_postfix!r})"
@@ -128,7 +136,8 @@ class Database(PersisterBase):
             if self.url.startswith("sqlite"):
                 options.setdefault("connect_args", {}).setdefault("timeout", 60)
             try:
-                engine = sa.create_engine(resolve_sqlite_url(self.url, self._here), **options)
+                url = _usable_driver(resolve_sqlite_url(self.url, self._here))
+                engine = sa.create_engine(url, **options)
             except (sa.exc.ArgumentError, ImportError) as exc:
                 raise ConfigError(
                     f"parameter 'url' of Database must be a usable SQLAlchemy URL; "
@@ -136,10 +145,15 @@ class Database(PersisterBase):
                 ) from exc
             self._tables = self._define_tables(sa)
             self._create(engine, sa)
+            self._palladium = PalladiumTables.find(engine, self.table_postfix)
             self._engine, self._pid = engine, os.getpid()
             # Close pooled connections when this persister goes away, not at interpreter exit.
             self._finalizer = weakref.finalize(self, engine.dispose)
             return engine
+
+    def engine(self):
+        """The SQLAlchemy engine (created with the tables at first use), for stores sharing this database."""
+        return self._connect()
 
     def close(self) -> None:
         """Close the database connections; the next use opens new ones."""
@@ -206,6 +220,25 @@ class Database(PersisterBase):
                     raise
 
     # -- helpers ---------------------------------------------------------
+    def _counter(self, conn) -> int:
+        import sqlalchemy as sa
+
+        counters = self._tables["counters"]
+        query = sa.select(counters.c.value).where(counters.c.name == "model-version")
+        return int(conn.execute(query).scalar() or 0)
+
+    def _guard(self, conn) -> None:
+        """Refuse to work on a store whose Palladium models pf-upgrade has not imported."""
+        palladium = self._palladium
+        if palladium is None:
+            return
+        counter = self._counter(conn)
+        pending = [v for v in palladium.versions(conn) if v > counter]
+        if pending:
+            raise UnmigratedStoreError(
+                unmigrated_message(self._describe(), pending, palladium.properties(conn))
+            )
+
     def _available(self, conn) -> list[int]:
         import sqlalchemy as sa
 
@@ -251,6 +284,7 @@ class Database(PersisterBase):
         saved = self._saved_metadata(model)
         try:
             with engine.begin() as conn:
+                self._guard(conn)
                 counters = t["counters"]
                 version = conn.execute(
                     sa.update(counters)
@@ -292,6 +326,7 @@ class Database(PersisterBase):
         engine = self._connect()
         t = self._tables
         with engine.connect() as conn:
+            self._guard(conn)
             if version is None:
                 version = self._get_property(conn, "active-model")
                 if version is None:
@@ -320,11 +355,12 @@ class Database(PersisterBase):
                         raise PersistenceError(f"model version {number} lost chunk {idx}")
                     yield data
 
-            return self._load(pieces(), row.compression == "zlib", row.pickler)
+            return self._load(pieces(), row.compression, row.pickler)
 
     def activate(self, version) -> None:
         with self._connect().begin() as conn:
             self._lock(conn)
+            self._guard(conn)
             number = self._resolve(version, self._available(conn))
             self._put_property(conn, "active-model", str(number))
 
@@ -335,6 +371,7 @@ class Database(PersisterBase):
         t = self._tables
         with engine.begin() as conn:
             self._lock(conn)
+            self._guard(conn)
             number = self._resolve(version, self._available(conn))
             conn.execute(sa.delete(t["chunks"]).where(t["chunks"].c.version == number))
             conn.execute(sa.delete(t["models"]).where(t["models"].c.version == number))
@@ -348,6 +385,7 @@ class Database(PersisterBase):
         models = self._tables["models"]
         query = sa.select(models.c.version, models.c.metadata).order_by(models.c.version)
         with engine.connect() as conn:
+            self._guard(conn)
             return [dict(json.loads(m), version=v) for v, m in conn.execute(query)]
 
     def list_properties(self) -> dict[str, str]:
@@ -357,3 +395,53 @@ class Database(PersisterBase):
         props = self._tables["properties"]
         with engine.connect() as conn:
             return {n: v for n, v in conn.execute(sa.select(props.c.name, props.c.value))}
+
+    def update_metadata(self, version, changes: dict) -> dict:
+        """Merge ``changes`` into the stored metadata of ``version`` (e.g. test scores)."""
+        import sqlalchemy as sa
+
+        with self._connect().begin() as conn:
+            models = self._tables["models"]
+            self._lock(conn)
+            number = self._resolve(version, self._available(conn))
+            text = conn.execute(
+                sa.select(models.c.metadata).where(models.c.version == number)
+            ).scalar_one()
+            metadata = self._merged(dict(json.loads(text), version=number), changes)
+            conn.execute(
+                sa.update(models)
+                .where(models.c.version == number)
+                .values(metadata=json.dumps(metadata, default=json_default))
+            )
+        return metadata
+
+    # -- Palladium's stores --------------------------------------------------
+    def _describe(self) -> str:
+        """The store's URL for messages, without its password."""
+        from sqlalchemy.engine import make_url
+
+        return f"model store {make_url(self.url).render_as_string(hide_password=True)}"
+
+    def _import_foreign(self) -> list[str]:
+        """Import the models Palladium wrote into this database (pf-upgrade's first step)."""
+        engine = self._connect()
+        if self._palladium is None:
+            return []
+        return import_into_database(self, engine, self._palladium)
+
+
+def _usable_driver(url):
+    """``postgresql://`` means psycopg2; use psycopg 3 when only that one is installed.
+
+    Palladium's configs name PostgreSQL that way, and pipeforge installs psycopg 3.
+    """
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.drivername != "postgresql" or importlib.util.find_spec("psycopg2"):
+        return url
+    if not importlib.util.find_spec("psycopg"):
+        return url
+    return parsed.set(drivername="postgresql+psycopg")

@@ -10,15 +10,20 @@ internals. Subclasses override the ``*_from_*`` hooks to change the formats.
 
 from __future__ import annotations
 
-import json
+import functools
+import itertools
 import logging
 import math
+import operator
 import sys
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import ConfigError, NoModelError, PredictError, RequestError
+from . import web
+from .errors import ConfigError, RequestError
 from .interfaces import PredictService as PredictServiceInterface
+from .web import error_body, json_response
 
 __all__ = ["PredictService", "error_body", "json_response", "to_json"]
 
@@ -73,17 +78,20 @@ def _to_str(name: str, value):
 
 
 def _to_bool(name: str, value):
-    # A bool field takes its text form, in a query string and in JSON alike;
-    # SPEC section 8 asks for a JSON true/false to be answered with 400.
+    # SPEC section 8: JSON true/false in a POST, true/false/1/0 in a query
+    # string (and, leniently, the same strings in a POST). A JSON number is
+    # not a boolean.
+    if isinstance(value, bool):
+        return value
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in _TRUE:
             return True
         if lowered in _FALSE:
             return False
-    hint = f' (send the string "{str(value).lower()}")' if isinstance(value, bool) else ""
     raise RequestError(
-        f"value of {name!r} must be one of the strings true/false/1/0{hint}; got {_describe(value)}"
+        f"value of {name!r} must be a boolean (JSON true/false, or true/false/1/0 in a "
+        f"query string); got {_describe(value)}"
     )
 
 
@@ -93,36 +101,8 @@ _PLAIN_NUMBERS = frozenset({float, int})
 
 
 def to_json(value) -> Any:
-    """``json.dumps`` fallback: numpy scalars/arrays, dates and the rest as plain types."""
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    isoformat = getattr(value, "isoformat", None)
-    if callable(isoformat):
-        return isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
-
-
-def json_response(body, status: int = 200, headers=None):
-    """A Flask response with ``body`` as JSON (plain :func:`json.dumps`, no jsonify overhead)."""
-    from flask import Response
-
-    return Response(
-        json.dumps(body, default=to_json),
-        status=status,
-        headers=headers,
-        mimetype="application/json",
-    )
-
-
-def error_body(service_metadata: Mapping | None, message: str, error_code: int = -1) -> dict:
-    """The one error body shape every endpoint answers with."""
-    metadata = {"service_name": None, "service_version": None}
-    metadata.update(service_metadata or {})
-    metadata.update(status="ERROR", error_code=error_code, error_message=message)
-    return {"metadata": metadata}
+    """``json.dumps`` fallback for one value (kept for callers of the old name)."""
+    return web.to_jsonable(value)
 
 
 def _pairs(value, what: str) -> list[tuple[str, str]]:
@@ -161,7 +141,9 @@ class PredictService(PredictServiceInterface):
     probabilities as ``{label: p}`` per sample. ``unwrap_sample``: a mapping
     with one field passes that value itself as the sample (e.g. a text for a
     text pipeline) instead of a one-column row. GET answers one result,
-    POST (a JSON list of samples) a list of results.
+    POST (a JSON list of samples) a list of results. ``batching``: merge
+    concurrent requests into one model call (see :mod:`pipeforge.batching`;
+    ``None`` takes the config's top-level ``batching`` entry, ``False`` is off).
     """
 
     def __init__(
@@ -172,6 +154,7 @@ class PredictService(PredictServiceInterface):
         decorator_list_name: str = "predict_decorators",
         predict_proba: bool = False,
         unwrap_sample: bool = False,
+        batching=None,
     ):
         self.mapping = mapping
         self.params = params
@@ -179,13 +162,37 @@ class PredictService(PredictServiceInterface):
         self.decorator_list_name = decorator_list_name
         self.predict_proba = predict_proba
         self.unwrap_sample = unwrap_sample
+        self.batching = batching
 
     # -- setup (first use) -------------------------------------------------
 
     def initialize_component(self, config) -> None:
-        """Remember the config's ``service_metadata`` for the response bodies."""
+        """Remember the config's ``service_metadata``; set up batching if configured."""
+        from .batching import batcher_from_settings
+
         self.service_metadata = dict(config.get("service_metadata") or {})
         self.validate()
+        own = self.batching is not None
+        self._batcher = batcher_from_settings(
+            self.batching if own else config.get("batching"),
+            key=f"{self.entry_point} batching" if own else "batching",
+        )
+
+    @property
+    def batcher(self):
+        """The :class:`~pipeforge.batching.Batcher` merging this service's calls, or ``None``."""
+        return getattr(self, "_batcher", None)
+
+    def observe(self, callback) -> None:
+        """Call ``callback(service, model, rows)`` after each model call (for ``/metrics``).
+
+        With batching, one call may serve several requests. A callback must be
+        quick and must not raise.
+        """
+        observers = getattr(self, "_observers", None)
+        if observers is None:
+            observers = self._observers = []
+        observers.append(callback)
 
     def validate(self) -> None:
         """Check the parameters once; raises :class:`ConfigError` naming the bad one."""
@@ -221,14 +228,73 @@ class PredictService(PredictServiceInterface):
     def _metadata(self) -> dict:
         return getattr(self, "service_metadata", None) or {}
 
+    # -- does the model fit the mapping? -------------------------------------
+
+    def check_model(self, model) -> None:
+        """Raise a :class:`ConfigError` (answered 503) if ``model`` cannot take this mapping.
+
+        Checked once per model object: the first request after a model is
+        loaded pays for it and a misfit is logged once, then every request
+        gets the same clear answer instead of a 500 from inside the model.
+        """
+        checked = getattr(self, "_checked", None)
+        if checked is None or checked[0]() is not model:
+            self.validate()
+            problem = self._misfit(model)
+            try:
+                ref = weakref.ref(model)
+            except TypeError:
+                ref = functools.partial(_same, model)
+            self._checked = checked = (ref, problem)
+            if problem:
+                logger.error("%s", problem)
+        if checked[1]:
+            raise _ModelMisfit(checked[1])
+
+    def _misfit(self, model) -> str | None:
+        """What makes ``model`` unusable with this service, or ``None``."""
+        where = f"predict service {self.entry_point}"
+        metadata = getattr(model, "__metadata__", None) or {}
+        which = f"model version {metadata['version']}" if "version" in metadata else "the model"
+        if self.predict_proba and not callable(getattr(model, "predict_proba", None)):
+            return f"{where} has predict_proba on, but {which} has no predict_proba method"
+        plain = all(
+            getattr(type(self), hook) is getattr(PredictService, hook)
+            for hook in ("do", "sample_from_data", "_matrix")
+        )
+        if self.unwrap_sample or not plain:
+            return None  # the samples are shaped by code we cannot see through
+        expected = getattr(model, "n_features_in_", None)
+        if isinstance(expected, int) and expected != len(self._names):
+            return (
+                f"{where}: its mapping has {len(self._names)} fields ({', '.join(self._names)}) "
+                f"but {which} expects {expected} features; fix 'mapping' in the config or "
+                "activate a model that fits it"
+            )
+        names = getattr(model, "feature_names_in_", None)
+        if names is not None and [str(n) for n in names] != self._names:
+            return (
+                f"{where}: its mapping names the fields {self._names} but {which} was fitted on "
+                f"the columns {[str(n) for n in names]} (same names, same order needed); "
+                "fix 'mapping' in the config or activate a model that fits it"
+            )
+        return None
+
     # -- the request cycle -------------------------------------------------
 
     def __call__(self, model, request):
         """Answer ``request`` with ``model``; never raises."""
+        batcher = getattr(self, "_batcher", None)
+        announced = batcher is not None and batcher.arrive(
+            bool(request.environ.get("wsgi.multithread"))
+        )
         try:
             return self.do(model, request)
         except Exception as exc:
             return self.response_from_exception(exc)
+        finally:
+            if announced:
+                batcher.leave()
 
     def do(self, model, request):
         """Parse the request, predict and build the response."""
@@ -244,7 +310,7 @@ class PredictService(PredictServiceInterface):
             X = self._matrix(model, [self.sample_from_data(model, request.args)])
             single = True
         params = self.params_from_data(model, request.args)
-        y_pred = self.predict(model, X, **params)
+        y_pred = self._call_model(model, X, params)
         if self.predict_proba:
             y_pred = _label_rows(model, y_pred)
         return self.response_from_prediction(y_pred, single=single)
@@ -258,11 +324,14 @@ class PredictService(PredictServiceInterface):
         import numpy as np
 
         names = self._names
+        pick = operator.itemgetter(*names)
         try:
-            rows = [[sample[name] for name in names] for sample in payload]
+            rows = list(map(pick, payload))  # C loops: this runs for every POST
         except (KeyError, TypeError, IndexError):
             return None
-        if not {type(value) for row in rows for value in row} <= _PLAIN_NUMBERS:
+        if len(names) == 1:
+            rows = [(value,) for value in rows]
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PLAIN_NUMBERS:
             return None
         try:
             X = np.array(rows, dtype=float)
@@ -277,20 +346,11 @@ class PredictService(PredictServiceInterface):
         return X
 
     def _posted(self, request) -> list:
-        if not request.is_json:
-            from werkzeug.exceptions import UnsupportedMediaType
-
-            raise UnsupportedMediaType(
-                "POST /predict expects a JSON list of samples with Content-Type: application/json; "
-                f"got {request.mimetype or 'no content type'!r}"
-            )
-        try:
-            payload = json.loads(request.get_data(cache=False))
-        except (ValueError, RecursionError):
-            raise RequestError("the request body is not valid JSON") from None
+        payload = web.read_json(request)
         if not isinstance(payload, list):
             raise RequestError(
-                f"the request body must be a JSON list of samples; got a JSON {_json_kind(payload)}"
+                "the request body must be a JSON list of samples; "
+                f"got a JSON {web.json_kind(payload)}"
             )
         if not payload:
             raise RequestError("the request body is an empty list; send at least one sample")
@@ -299,7 +359,8 @@ class PredictService(PredictServiceInterface):
     def _sample(self, model, data, index: int):
         if not isinstance(data, dict):
             raise RequestError(
-                f"sample {index} must be a JSON object of field values; got a JSON {_json_kind(data)}"
+                f"sample {index} must be a JSON object of field values; "
+                f"got a JSON {web.json_kind(data)}"
             )
         try:
             return self.sample_from_data(model, data)
@@ -339,6 +400,26 @@ class PredictService(PredictServiceInterface):
             return pd.DataFrame(samples, columns=self._names)
         return np.array(samples, dtype=float if self._numeric else object)
 
+    def _call_model(self, model, X, params: dict):
+        """:meth:`predict`, merged with concurrent requests when batching is on."""
+        batcher = getattr(self, "_batcher", None)
+        if batcher is None or params:
+            return self._predict_observed(model, X, **params)
+        if hasattr(X, "columns"):
+            key = (id(model), "frame", tuple(X.columns))
+        else:
+            key = (id(model), "array", getattr(X, "ndim", 0), getattr(X, "dtype", None))
+        return batcher.run(key, X, functools.partial(self._predict_observed, model))
+
+    def _predict_observed(self, model, X, **params):
+        y_pred = self.predict(model, X, **params)
+        for callback in getattr(self, "_observers", None) or ():
+            try:
+                callback(self, model, len(X))
+            except Exception:
+                logger.exception("a predict service observer failed")
+        return y_pred
+
     def predict(self, model, X, **params):
         """Call ``model.predict`` (or ``predict_proba``).
 
@@ -362,27 +443,21 @@ class PredictService(PredictServiceInterface):
         result = y_pred.tolist() if hasattr(y_pred, "tolist") else list(y_pred)
         if single:
             result = result[0]
-        metadata = dict(self._metadata())
-        metadata.setdefault("service_name", None)
-        metadata.setdefault("service_version", None)
-        metadata.update(status="OK", error_code=0)
-        return json_response({"result": result, "metadata": metadata})
+        return json_response({"result": result, "metadata": web.ok_metadata(self._metadata())})
 
     def response_from_exception(self, exc: BaseException):
-        """The error response: 400 for bad input, 503 without a model, 500 otherwise."""
-        from werkzeug.exceptions import HTTPException
+        """The error response, by :func:`pipeforge.web.error_response`'s table."""
+        return web.error_response(exc, self._metadata())
 
-        meta = self._metadata()
-        if isinstance(exc, RequestError):
-            return json_response(error_body(meta, str(exc), exc.error_code), 400)
-        if isinstance(exc, HTTPException):
-            return json_response(error_body(meta, exc.description or exc.name), exc.code or 500)
-        if isinstance(exc, NoModelError):
-            return json_response(error_body(meta, f"no model available yet: {exc}"), 503)
-        if isinstance(exc, PredictError):
-            return json_response(error_body(meta, exc.error_message, exc.error_code), 500)
-        logger.error("prediction failed", exc_info=exc)
-        return json_response(error_body(meta, "internal server error; see the server log"), 500)
+
+class _ModelMisfit(ConfigError):
+    """The served model does not fit a predict service's mapping: 503 until fixed."""
+
+    http_status = 503
+
+
+def _same(model):
+    return model
 
 
 def _label_rows(model, proba):
@@ -393,17 +468,3 @@ def _label_rows(model, proba):
         return rows
     labels = classes.tolist() if hasattr(classes, "tolist") else list(classes)
     return [dict(zip(labels, row, strict=False)) for row in rows]
-
-
-def _json_kind(value) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import UserDict
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 __all__ = ["ProcessStore"]
 
@@ -26,7 +26,7 @@ class ProcessStore(UserDict):
     def __setitem__(self, key, value):
         with self._lock:
             self.data[key] = value
-            self.mtime[key] = datetime.now(UTC)
+            self.mtime[key] = datetime.now(timezone.utc)
 
     def __delitem__(self, key):
         with self._lock:

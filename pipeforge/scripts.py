@@ -9,6 +9,7 @@ is imported inside the script bodies.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -51,6 +52,14 @@ def _loader(config, key: str):
     from .factory import decorate
 
     return decorate(config[key], config, "load_data_decorators")
+
+
+# The config entries each script uses; only these are built (see run_script).
+_STORE_ENTRIES = ("model_persister",)
+_TRAINING = ("dataset_loader_train", "model", "scoring", "load_data_decorators")
+_FIT_ENTRIES = (*_TRAINING, "dataset_loader_test", "model_persister", "fit_decorators")
+_TEST_ENTRIES = ("dataset_loader_test", "model_persister", "scoring", "load_data_decorators")
+_GRID_SEARCH_ENTRIES = (*_TRAINING, "grid_search", "model_persister")
 
 
 def _progress():
@@ -122,7 +131,7 @@ def _fit(args, config) -> int:
 
 
 def fit_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(FIT_DOC, argv, _fit, mode="fit")
+    return run_script(FIT_DOC, argv, _fit, mode="fit", entries=_FIT_ENTRIES)
 
 
 TEST_DOC = """Test a stored model on the test data.
@@ -157,21 +166,30 @@ def _test(args, config) -> int:
 
 
 def test_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(TEST_DOC, argv, _test, mode="fit")
+    return run_script(TEST_DOC, argv, _test, mode="fit", entries=_TEST_ENTRIES)
 
 
 LIST_DOC = """List the stored models and the properties of the model store.
 
-Uses 'model_persister' from the configuration.
+Each version shows when it was trained, on how much data, how long fitting
+took, its scores (pf-fit -e, pf-test, pf-grid-search) and its estimator's
+parameters. Uses 'model_persister' from the configuration.
 
 Usage:
   pf-list [options]
+  pf-list --compare <version> <version>... [options]
 
 Options:
-  --json      Print {"models": [...], "properties": {...}} as JSON.
+  --compare   Show the given versions side by side; rows whose values
+              differ are marked with '*'.
+  --json      Print {"models": [...], "properties": {...}} as JSON (with
+              --compare: {"versions": [...], "rows": [{"key", "values",
+              "differs"}, ...]}).
   --debug     Show tracebacks of errors.
   -h --help   Show this screen.
 """
+
+_LIST_WIDTH = 100
 
 
 def _value(value) -> str:
@@ -182,8 +200,106 @@ def _value(value) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
+def _param(value) -> str:
+    """A parameter as written in Python (``C=0.3``, ``class_weight=None``)."""
+    return value if isinstance(value, str) else repr(value)
+
+
+def _wrapped(label: str, items: list[str]) -> list[str]:
+    """``label`` then the items, several a line, never splitting an item."""
+    lines, line = [], f"    {label:<12}"
+    indent, empty = " " * 16, True
+    for item in items:
+        if not empty and len(line) + 2 + len(item) > _LIST_WIDTH:
+            lines.append(line)
+            line, empty = indent, True
+        line += item if empty else "  " + item
+        empty = False
+    lines.append(line.rstrip())
+    return lines
+
+
+def _model_lines(model: dict, active: str) -> list[str]:
+    version = model.get("version", "?")
+    mark = " (active)" if str(version) == active else ""
+    lines = [f"  version {version}{mark}"]
+    trained = model.get("train_timestamp")
+    if trained:
+        facts = []
+        if "fit_seconds" in model:
+            facts.append(f"fit in {_value(model['fit_seconds'])} s")
+        if "train_rows" in model:
+            size = f"{model['train_rows']} rows"
+            if "train_features" in model:
+                size += f" x {model['train_features']} features"
+            facts.append(size)
+        lines.append(
+            f"    {'trained at':<12}{trained}" + (f" ({', '.join(facts)})" if facts else "")
+        )
+    if "estimator" in model:
+        lines.append(f"    {'estimator':<12}{model['estimator']}")
+    scores = [f"{k}={_value(v)}" for k, v in model.items() if k.startswith("score_")]
+    if scores:
+        lines.extend(_wrapped("scores", scores))
+    params = model.get("params")
+    if isinstance(params, dict) and params:
+        lines.extend(_wrapped("params", [f"{k}={_param(v)}" for k, v in params.items()]))
+    shown = {"version", "train_timestamp", "fit_seconds", "train_rows", "train_features"}
+    shown |= {"estimator", "params"}
+    rest = [
+        f"{k}={_value(v)}"
+        for k, v in model.items()
+        if k not in shown and not k.startswith("score_")
+    ]
+    if rest:
+        lines.extend(_wrapped("other", rest))
+    return lines
+
+
+def _compare(persister, versions: list[str], as_json: bool) -> int:
+    from .model_info import compare
+
+    wanted = [_int_option(v, "<version>") for v in versions]
+    models = {m.get("version"): m for m in persister.list_models()}
+    missing = [v for v in wanted if v not in models]
+    if missing:
+        from .errors import UnknownVersionError
+
+        raise UnknownVersionError(missing[0], sorted(models))
+    active = persister.list_properties().get("active-model")
+    rows = compare([models[v] for v in wanted], active=active)
+    if as_json:
+        body = {"versions": wanted, "rows": [row.as_dict() for row in rows]}
+        print(json.dumps(body, default=str, indent=2))
+        return 0
+    header = ["", "", *[f"version {v}" for v in wanted]]
+    table = [header]
+    for row in rows:
+        values = [_cell(v, row.key) for v in row.values]
+        table.append(["*" if row.differs else "", row.key, *values])
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    differ = sum(row.differs for row in rows)
+    print(f"{differ} of {len(rows)} rows differ (marked *)")
+    return 0
+
+
+def _cell(value, key: str) -> str:
+    if key == "active":
+        return "yes" if value else "no"
+    if value is None:
+        return "-"
+    text = _param(value) if key.startswith("params.") else _value(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _list(args, config) -> int:
     persister = config["model_persister"]
+    if args["--compare"]:
+        return _compare(persister, args["<version>"], args["--json"])
     models = persister.list_models()
     properties = persister.list_properties()
     if args["--json"]:
@@ -195,12 +311,8 @@ def _list(args, config) -> int:
     else:
         print("Models:")
         for model in models:
-            version = model.get("version", "?")
-            mark = " (active)" if str(version) == active else ""
-            rest = "  ".join(
-                f"{key}={_value(value)}" for key, value in model.items() if key != "version"
-            )
-            print(f"  version {version}{mark}  {rest}".rstrip())
+            for line in _model_lines(model, active):
+                print(line)
     print("Properties:")
     for key, value in properties.items():
         print(f"  {key}: {_value(value)}")
@@ -208,7 +320,7 @@ def _list(args, config) -> int:
 
 
 def list_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(LIST_DOC, argv, _list, mode="fit")
+    return run_script(LIST_DOC, argv, _list, mode="fit", entries=_STORE_ENTRIES)
 
 
 ADMIN_DOC = """Activate or delete a stored model.
@@ -238,7 +350,7 @@ def _admin(args, config) -> int:
 
 
 def admin_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(ADMIN_DOC, argv, _admin, mode="fit")
+    return run_script(ADMIN_DOC, argv, _admin, mode="fit", entries=_STORE_ENTRIES)
 
 
 GRID_SEARCH_DOC = """Search the model's hyperparameters by cross-validation.
@@ -304,7 +416,7 @@ def _grid_search(args, config) -> int:
 
 
 def grid_search_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(GRID_SEARCH_DOC, argv, _grid_search, mode="fit")
+    return run_script(GRID_SEARCH_DOC, argv, _grid_search, mode="fit", entries=_GRID_SEARCH_ENTRIES)
 
 
 STREAM_DOC = """Predict samples read from stdin, one JSON list of samples per line.
@@ -312,7 +424,9 @@ STREAM_DOC = """Predict samples read from stdin, one JSON list of samples per li
 Each input line is a JSON list of samples (objects with the fields of the
 'predict_service' mapping, or lists of feature values); each output line is
 the JSON list of their predictions. The line 'exit' (or end of input) ends
-the stream. A bad line is reported on stderr and the stream goes on.
+the stream. A bad line gets an error object as its output line
+({"metadata": {"status": "ERROR", "error_message": ...}}), also reported
+on stderr, and the stream goes on: output line N always answers input line N.
 Uses 'model_persister' and 'predict_service' from the configuration.
 
 Usage:
@@ -393,21 +507,21 @@ def _predictions(service, model, X):
     return y
 
 
-def _stream(args, config) -> int:
+def _stream(args, config, prog: str = "pf-stream") -> int:
     from .errors import PipeforgeError, PredictError, RequestError
+    from .predict_service import error_body
 
     persister = config["model_persister"]
     service = _service_for_stream(config.get("predict_service"))
     version = _int_option(args["--model-version"], "--model-version")
     model = persister.read(version=version)
-    failures = 0
     for number, line in enumerate(sys.stdin, start=1):
         line = line.strip()
-        if line == "exit":
+        if line.lower() == "exit":
             break
-        if not line:
-            continue
         try:
+            if not line:
+                raise RequestError("empty line; expected a JSON list of samples")
             try:
                 samples = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -416,15 +530,28 @@ def _stream(args, config) -> int:
                 model = persister.read()
             X = _rows_from_samples(samples, service, model)
             print(json.dumps(_predictions(service, model, X)), flush=True)
-        except PipeforgeError as exc:
-            failures += 1
-            message = exc.error_message if isinstance(exc, PredictError) else str(exc)
-            print(f"pf-stream: error: line {number}: {message}", file=sys.stderr, flush=True)
-    return 1 if failures else 0
+        except Exception as exc:  # one bad line must not end the stream
+            if isinstance(exc, PredictError):
+                message = exc.error_message
+            elif isinstance(exc, PipeforgeError):
+                message = str(exc)
+            else:
+                logging.getLogger(__name__).exception("line %d failed", number)
+                message = f"{type(exc).__name__}: {exc}"
+            print(f"{prog}: error: line {number}: {message}", file=sys.stderr, flush=True)
+            metadata = config.get("service_metadata")
+            code = getattr(exc, "error_code", -1)
+            body = error_body(
+                metadata, f"line {number}: {message}", code if isinstance(code, int) else -1
+            )
+            print(json.dumps(body, default=str), flush=True)
+    return 0
 
 
 def stream_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(STREAM_DOC, argv, _stream, mode="predict")
+    return run_script(
+        STREAM_DOC, argv, _stream, mode="predict", entries=("model_persister", "predict_service")
+    )
 
 
 EXPORT_DOC = """Copy a model from 'model_persister' to 'model_persister_export'.
@@ -455,36 +582,52 @@ def _export(args, config) -> int:
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(EXPORT_DOC, argv, _export, mode="fit")
+    return run_script(
+        EXPORT_DOC,
+        argv,
+        _export,
+        mode="fit",
+        entries=("model_persister", "model_persister_export"),
+    )
 
 
 UPGRADE_DOC = """Upgrade the model store to the current storage format.
 
-Uses 'model_persister' from the configuration.
+Uses 'model_persister' from the configuration. Models that Palladium 1.2
+wrote into the same database or with the same file path are imported
+first, keeping their versions, metadata and active version; Palladium's
+own tables and files are left as they are. Running it again is harmless.
 
 Usage:
   pf-upgrade [options]
 
 Options:
   --from=<v>   Upgrade from this version instead of the one the store records.
-  --to=<v>     Upgrade to this version instead of the newest.
+  --to=<v>     Upgrade to this version instead of the installed one
+               (never to a newer one).
   --debug      Show tracebacks of errors.
   -h --help    Show this screen.
 """
 
 
 def _upgrade(args, config) -> int:
+    from . import __version__
+    from .upgrade import check_target
+
+    check_target(args["--to"], __version__)  # before any persister (ours or the user's) runs
     persister = config["model_persister"]
     steps = persister.upgrade(from_version=args["--from"], to_version=args["--to"]) or []
     if steps:
-        print("Ran upgrade steps: " + ", ".join(str(s) for s in steps))
+        print("Ran upgrade steps:")
+        for step in steps:
+            print(f"  {step}")
     else:
         print("Nothing to upgrade")
     return 0
 
 
 def upgrade_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(UPGRADE_DOC, argv, _upgrade, mode="fit")
+    return run_script(UPGRADE_DOC, argv, _upgrade, mode="fit", entries=_STORE_ENTRIES)
 
 
 VERSION_DOC = """Print the version of pipeforge.

@@ -1,8 +1,9 @@
 """The web service: a Flask app built from a config by :func:`create_app`.
 
 Routes: every predict service (``/predict`` by default), ``/alive``,
-``/list``, and whatever the ``flask_add_url_rules`` entry adds (``/fit``,
-``/update-model-cache``, ``/activate``). Views find their components on
+``/list``, whatever the ``flask_add_url_rules`` entry adds (``/fit``,
+``/update-model-cache``, ``/activate``, ``/delete``), the pipelines routes and
+the dashboard (``/dashboard``, and ``/`` unless another route has it). Views find their components on
 ``app.extensions["pipeforge"]``; there is no module-level app or config.
 Every error, from a view or from routing, is answered with the same JSON
 body; unexpected faults are logged with their traceback and answered
@@ -17,15 +18,12 @@ import os
 import weakref
 from typing import Any, NamedTuple
 
-from . import __version__
+from . import __version__, web
 from .errors import (
     ConfigError,
     JobQueueError,
-    NoModelError,
     PersistenceError,
-    PredictError,
     RequestError,
-    UnknownVersionError,
 )
 from .factory import decorate, resolve_dotted_name
 from .interfaces import Background
@@ -41,7 +39,10 @@ from .jobs import (
     require,
     unique,
 )
-from .predict_service import PredictService, _to_bool, _to_float, _to_int, error_body, json_response
+from .metrics import register_metrics
+from .openapi import register_openapi
+from .predict_service import PredictService, _to_bool, _to_float, _to_int
+from .web import error_body, json_response
 
 __all__ = [
     "create_app",
@@ -53,6 +54,7 @@ __all__ = [
     "fit",
     "update_model_cache",
     "activate",
+    "delete",
 ]
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,9 @@ class _State:
         self.jobs = jobs
         self.service_metadata = dict(config.get("service_metadata") or {})
         self.model_persister = config.get("model_persister")
+        self.services: list[tuple[str, Any]] = []
+        self.views: dict[str, Any] = {}  # endpoint -> undecorated view of flask_add_url_rules
+        self.stoppers: list = []  # called by stop(): the app's own threads (metrics)
         self.background_pid: int | None = None
         self.extra_background: list = []  # e.g. the pipelines' op-store follower
         self._process = None
@@ -113,6 +118,8 @@ class _State:
     def stop(self) -> None:
         """Stop the background components and the job pool (for tests and shutdown)."""
         self.jobs.shutdown(wait=False)
+        for stop in self.stoppers:
+            stop()
         if self.background_pid is None:
             return
         for component in self.extra_background:
@@ -143,51 +150,26 @@ def _state():
 
 
 def _ok_metadata(state) -> dict:
-    metadata = {"service_name": None, "service_version": None}
-    metadata.update(state.service_metadata)
-    metadata.update(status="OK", error_code=0)
-    return metadata
-
-
-def _error_response(exc: BaseException, service_metadata):
-    """Map an exception to the JSON error response (logging the unexpected ones)."""
-    from werkzeug.exceptions import HTTPException
-
-    if isinstance(exc, HTTPException):
-        headers = [
-            (k, v)
-            for k, v in exc.get_headers()
-            if k.lower() not in ("content-type", "content-length")
-        ]
-        message = f"{exc.name}: {exc.description}" if exc.description else exc.name
-        return json_response(error_body(service_metadata, message), exc.code or 500, headers)
-    if isinstance(exc, RequestError):
-        return json_response(error_body(service_metadata, str(exc), exc.error_code), 400)
-    if isinstance(exc, UnknownVersionError):
-        return json_response(error_body(service_metadata, str(exc)), 404)
-    if isinstance(exc, NoModelError):
-        return json_response(error_body(service_metadata, f"no model available yet: {exc}"), 503)
-    if isinstance(exc, PredictError):
-        return json_response(error_body(service_metadata, exc.error_message, exc.error_code), 500)
-    logger.error("unexpected error while answering a request", exc_info=exc)
-    return json_response(
-        error_body(service_metadata, "internal server error; see the server log"), 500
-    )
+    return web.ok_metadata(state.service_metadata)
 
 
 # -- the views -----------------------------------------------------------------
 
 
 def _predict_view(service, state):
-    def predict():
-        from flask import request
+    from flask import request
 
+    check = getattr(service, "check_model", None)
+
+    def predict():
         persister = state.model_persister
         try:
             model = persister.read()
+            if check is not None:
+                check(model)
         except Exception as exc:
             return service.response_from_exception(exc)
-        return service(model, request)
+        return service(model, request._get_current_object())
 
     return predict
 
@@ -224,6 +206,7 @@ def alive():
                 "updated": _model_updated(store, model),
                 "metadata": dict(getattr(model, "__metadata__", None) or {}),
             }
+            problems.extend(_misfits(state.services, model))
     required = (state.config.get("alive") or {}).get("process_store_required") or []
     missing = (
         store.missing(required)
@@ -236,6 +219,20 @@ def alive():
         body.update(error_body(state.service_metadata, "; ".join(problems)))
         return json_response(body, 503)
     return json_response(body)
+
+
+def _misfits(services, model) -> list[str]:
+    """Why predict services cannot use ``model`` (their ``check_model``), for ``/alive``."""
+    problems = []
+    for _, service in services:
+        check = getattr(service, "check_model", None)
+        if check is None:
+            continue
+        try:
+            check(model)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _model_updated(store, model) -> str | None:
@@ -295,21 +292,33 @@ def update_model_cache():
     return json_response({"job_id": job_id})
 
 
-def activate():
-    """``/activate``: make ``model_version`` the active model and refresh the cache."""
+def _model_version_param() -> int:
+    """``model_version`` from the query, a form or a JSON object body."""
     from flask import request
 
-    state = _state()
     raw = request.values.get("model_version")
     if raw is None and request.is_json:
-        payload = request.get_json(silent=True)
-        if isinstance(payload, dict):
-            raw = payload.get("model_version")
+        payload = web.read_json(request, expect=dict, default={})
+        raw = payload.get("model_version")
     if raw is None:
         raise RequestError("missing request parameter 'model_version'")
-    version = _to_int("model_version", raw)
+    return _to_int("model_version", raw)
+
+
+def activate():
+    """``/activate``: make ``model_version`` the active model and refresh the cache."""
+    state = _state()
+    version = _model_version_param()
     require(state.config, "model_persister").activate(version)
     refresh_model_caches(state.config)
+    return json_response({"model_version": version, "metadata": _ok_metadata(state)})
+
+
+def delete():
+    """``/delete``: delete the stored model ``model_version`` (as ``pf-admin delete``)."""
+    state = _state()
+    version = _model_version_param()
+    require(state.config, "model_persister").delete(version)
     return json_response({"model_version": version, "metadata": _ok_metadata(state)})
 
 
@@ -317,6 +326,7 @@ _VIEW_DECORATORS = {
     fit: "fit_decorators",
     update_model_cache: "update_model_cache_decorators",
     activate: "activate_decorators",
+    delete: "delete_decorators",
 }
 
 
@@ -340,7 +350,7 @@ def _predict_services(config) -> list[tuple[str, Any]]:
     return services
 
 
-def _add_rules(app, config) -> None:
+def _add_rules(app, config, views: dict) -> None:
     entries = config.get("flask_add_url_rules") or []
     for index, entry in enumerate(entries):
         where = f"flask_add_url_rules[{index}]"
@@ -367,6 +377,31 @@ def _add_rules(app, config) -> None:
             endpoint = f"{endpoint}:{entry.rule}"
         wrapped = decorate(view, config, list_name) if list_name else view
         app.add_url_rule(entry.rule, endpoint=endpoint, view_func=wrapped, **options)
+        views[endpoint] = view
+
+
+def _announce_to_batchers(app, services) -> None:
+    """Tell batching services of each request as it enters the app.
+
+    A leader of a batch waits for requests that are announced but not queued
+    yet; announcing them at the door (not at the predict view) lets it see
+    every request this worker's threads are working on.
+    """
+    batchers = [b for _, s in services if (b := getattr(s, "batcher", None)) is not None]
+    if not batchers:
+        return
+    inner = app.wsgi_app
+
+    def announcing(environ, start_response):
+        threaded = bool(environ.get("wsgi.multithread"))
+        announced = [b for b in batchers if b.arrive(threaded)]
+        try:
+            return inner(environ, start_response)
+        finally:
+            for batcher in announced:
+                batcher.leave()
+
+    app.wsgi_app = announcing
 
 
 def _add_pipelines(app, config):
@@ -382,15 +417,31 @@ def _add_pipelines(app, config):
     return http.register_routes(app, config)
 
 
-def create_app(config, *, start_background: bool = False):
+def _add_online(app, config) -> None:
+    if "online_models" in config or "online" in config:
+        from .online import http as online_http
+
+        online_http.register_routes(app, config)
+
+
+def _add_dashboard(app, config) -> None:
+    """The dashboard comes last, so that it takes ``/`` only when no other route has."""
+    from .dashboard import register_dashboard
+
+    register_dashboard(app, config)
+
+
+def create_app(config, *, start_background: bool = False, flask_app=None):
     """Build the Flask app serving ``config``.
 
     With ``start_background`` (the WSGI entry point and ``pf-devserver``),
     background components such as the model cache's refresh thread start now,
     and again in each process forked from this one (``gunicorn --preload``).
+    ``flask_app`` is a fresh ``Flask`` object to set up instead of a new one
+    (Palladium's ``palladium.server.app``, which user modules may have
+    decorated already).
     """
     from flask import Flask
-    from werkzeug.exceptions import HTTPException
 
     from .process_store import ProcessStore
 
@@ -398,12 +449,12 @@ def create_app(config, *, start_background: bool = False):
     if store is None:
         store = ProcessStore()
     state = _State(config, store, job_queue(config) or JobRunner(store))
-    app = Flask("pipeforge")
+    app = Flask("pipeforge") if flask_app is None else flask_app
     app.config["PIPEFORGE"] = config
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
     app.extensions["pipeforge"] = state
 
-    services = _predict_services(config)
+    services = state.services = _predict_services(config)
     if services and state.model_persister is None:
         require(config, "model_persister")
     seen = {}
@@ -425,21 +476,20 @@ def create_app(config, *, start_background: bool = False):
     app.add_url_rule(
         "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
     )
-    app.add_url_rule("/jobs/<job_id>", view_func=decorate(job_view, config, "alive_decorators"))
-    _add_rules(app, config)
+    app.add_url_rule(
+        "/jobs/<job_id>", endpoint="job", view_func=decorate(job_view, config, "alive_decorators")
+    )
+    _add_rules(app, config, state.views)
     pipelines = _add_pipelines(app, config)
     if pipelines is not None:
         state.extra_background.append(pipelines.sync)
+    _add_online(app, config)
+    register_openapi(app, config)
+    register_metrics(app, config, state)
+    _add_dashboard(app, config)
+    _announce_to_batchers(app, services)
 
-    meta = state.service_metadata
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc):
-        return _error_response(exc, meta)
-
-    @app.errorhandler(Exception)
-    def _any_error(exc):
-        return _error_response(exc, meta)
+    web.install_error_handlers(app, state.service_metadata)
 
     if start_background:
         state.start_background()

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from .errors import ConfigError, PipeforgeError, PredictError
 from .interfaces import annotate
+from .model_info import training_info
 from .progress import Progress
 
 __all__ = ["FitResult", "fit", "test", "grid_search"]
@@ -133,12 +134,18 @@ def fit(
             "persist_if_better_than needs a test dataset loader", key="dataset_loader_test"
         )
 
+    if persist:
+        # A store that cannot take the model (unreachable, or holding Palladium's models not
+        # yet imported by pf-upgrade) fails now rather than after a long training.
+        model_persister.list_models()
     progress.stage("loading training data")
     X, y = dataset_loader_train()
     progress.stage("fitting")
     started = time.monotonic()
     model.fit(X, y)
-    logger.info("Fitted %s in %.2f s", type(model).__name__, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    logger.info("Fitted %s in %.2f s", type(model).__name__, seconds)
+    annotate(model, training_info(model, X, seconds))
 
     scores: dict[str, float] = {}
     if evaluate or persist_if_better_than is not None:
@@ -180,10 +187,14 @@ def test(
     scoring=None,
     model_version: int | None = None,
     progress: Progress | None = None,
+    record: bool = True,
 ) -> dict[str, float]:
     """Score the stored model ``model_version`` (default: the active one) on the test data.
 
     Returns ``{scorer name: score}``; ``"score"`` names the model's own score method.
+    With ``record`` the scores are also stored in the tested version's
+    metadata (``score_test`` or ``score_test_<name>``, and ``test_timestamp``),
+    where ``pf-list`` and the dashboard show them.
     """
     progress = progress or Progress(enabled=False)
     progress.stage("reading model")
@@ -191,11 +202,36 @@ def test(
     progress.stage("loading test data")
     X, y = dataset_loader_test()
     progress.stage("scoring")
-    scorers, _ = _scorers(scoring, model)
+    scorers, multi = _scorers(scoring, model)
     scores = _score(scorers, model, X, y, "test")
     for name, value in scores.items():
         logger.info("Test %s: %.4f", name, value)
+    if record:
+        version = (getattr(model, "__metadata__", None) or {}).get("version")
+        _record_test_scores(model_persister, version, _named("score_test", scores, multi))
     return scores
+
+
+def _record_test_scores(model_persister, version, scores: dict[str, float]) -> None:
+    """Store test scores on the tested version; a store that cannot is only logged."""
+    from datetime import datetime, timezone
+
+    from .errors import UnknownVersionError
+
+    if version is None:
+        logger.warning("the tested model has no version; its scores are not recorded")
+        return
+    now = datetime.now(timezone.utc)  # noqa: UP017  (datetime.UTC needs Python 3.11)
+    changes = {**scores, "test_timestamp": now.isoformat(timespec="seconds")}
+    try:
+        model_persister.update_metadata(version, changes)
+    except (NotImplementedError, AttributeError):
+        logger.warning(
+            "%s cannot update metadata; the test scores are not recorded",
+            type(model_persister).__name__,
+        )
+    except UnknownVersionError:
+        logger.warning("model version %s is no longer stored; scores not recorded", version)
 
 
 test.__test__ = False  # a library function, not something for pytest to collect
@@ -326,7 +362,8 @@ def grid_search(
     if persist_best:
         progress.stage("saving")
         best = search.best_estimator_
-        annotate(best, {"score_grid_search": float(search.best_score_)})
+        info = training_info(best, X, getattr(search, "refit_time_", None))
+        annotate(best, {**info, "score_grid_search": float(search.best_score_)})
         version = model_persister.write(best)
         model_persister.activate(version)
         logger.info("Wrote model with version %s", version)

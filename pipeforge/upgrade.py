@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
-__all__ = ["UpgradeSteps", "parse_version"]
+__all__ = ["UpgradeSteps", "parse_version", "check_target", "new_stamp"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,33 @@ def parse_version(version: str | int) -> tuple[int, ...]:
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+def check_target(to_version: str | None, installed: str) -> str:
+    """The version to upgrade to; refuses one newer than the installed pipeforge.
+
+    A store stamped with a version pipeforge does not know yet would skip
+    that version's real upgrade step later.
+    """
+    if to_version is None:
+        return installed
+    if parse_version(to_version) > parse_version(installed):
+        raise UsageError(
+            f"cannot upgrade the model store to {to_version}: the installed pipeforge is "
+            f"{installed}; install pipeforge {to_version} or newer first, or leave out --to"
+        )
+    return str(to_version)
+
+
+def new_stamp(recorded: str | None, target: str) -> str | None:
+    """The store version to record after upgrading to ``target``; ``None`` keeps ``recorded``.
+
+    A store is never stamped lower than it is (``--to`` below its version
+    only runs those steps again).
+    """
+    if recorded is not None and parse_version(target) <= parse_version(recorded):
+        return None
+    return target
 
 
 class UpgradeSteps:

@@ -5,6 +5,8 @@ named by ``PIPEFORGE_CONFIG`` (in ``predict`` mode) and the app, and starts
 the background components (the model cache refresh) in this process. Under
 gunicorn each worker imports it after forking, so each worker gets its own
 threads; with ``--preload`` the app restarts them in every forked worker.
+Under gunicorn it also gives ``/metrics`` a directory shared by the workers
+(:func:`pipeforge.metrics.prepare_multiprocess`).
 
 A broken config is logged as one line and stops the server: under gunicorn
 the error becomes an ``AppImportError`` so the master halts instead of
@@ -22,11 +24,15 @@ logger = logging.getLogger(__name__)
 
 
 def _load():
+    from . import metrics
     from .config import initialize_config
     from .server import create_app
 
     try:
-        return create_app(initialize_config(__mode__="predict"), start_background=True)
+        config = initialize_config(__mode__="predict")
+        if metrics.settings(config) is not None:
+            metrics.prepare_multiprocess()  # before prometheus_client is imported
+        return create_app(config, start_background=True)
     except (PipeforgeError, ImportError, OSError) as exc:
         message = f"pipeforge cannot start the web service: {exc}"
         if "gunicorn" in sys.modules:

@@ -4,5 +4,9 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.gunicorn",
     "tests.fixtures.redis",
+    "tests.fixtures.chromium",
     "tests.fixtures.workers",
+    "tests.fixtures.palladium",
+    "tests.fixtures.podman",
+    "tests.fixtures.online",
 ]

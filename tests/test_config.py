@@ -370,3 +370,91 @@ class TestEnvironment:
         monkeypatch.setenv("PIPEFORGE_CONFIG", path)
         with pytest.raises(ConfigError, match=r"c.py: logging: invalid logging configuration"):
             initialize_config()
+
+
+class Counted(Recorder):
+    """A Recorder that counts how many were built, to see when an entry is built."""
+
+    built = 0
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        type(self).built += 1
+
+
+class Sibling(Recorder):
+    """Looks up another entry when initialized, as the predict service does."""
+
+    def initialize_component(self, config):
+        super().initialize_component(config)
+        self.sibling = config["first"]
+
+
+class TestLazy:
+    @pytest.fixture(autouse=True)
+    def _reset(self):
+        Counted.built = 0
+
+    def config_file(self, tmp_path, extra=""):
+        return write(
+            tmp_path,
+            "lazy.py",
+            f"""
+            {{
+                'first': {{'__factory__': 'tests.test_config.Counted', 'n': 1}},
+                'second': {{'__factory__': 'tests.test_config.Counted', 'n': 2}},
+                'copy': {{'__copy__': 'first', 'n': 3}},
+                'fit_only': {{'__factory__': 'tests.test_config.Counted', '__mode__': 'fit'}},
+                'plain': {{'a': [1, 2]}},
+                {extra}
+            }}
+            """,
+        )
+
+    def test_an_entry_is_built_and_initialized_when_first_read(self, tmp_path):
+        config = load_config([self.config_file(tmp_path)], lazy=True, __mode__="predict")
+        assert Counted.built == 0
+        assert "first" in config and "fit_only" not in config  # dropped for its mode
+        first = config["first"]
+        assert Counted.built == 1 and first.kwargs == {"n": 1}
+        assert first.initialized_with is config
+        assert config["first"] is first and Counted.built == 1
+        assert config.get("copy").kwargs == {"n": 3} and Counted.built == 2
+        assert config["plain"] == {"a": [1, 2]}
+        assert [key for key, _ in config.components] == ["first", "copy"]
+
+    def test_build_all_or_some(self, tmp_path):
+        config = load_config([self.config_file(tmp_path)], lazy=True)
+        config.build(["second", "not-there"])
+        assert Counted.built == 1 and config.components[0][0] == "second"
+        assert isinstance(dict(config)["first"], Counted)  # copying reads every entry
+        assert Counted.built == 4
+
+    def test_eager_by_default(self, tmp_path):
+        config = load_config([self.config_file(tmp_path)], __mode__="fit")
+        assert Counted.built == 4
+        assert sorted(key for key, _ in config.components) == [
+            "copy",
+            "first",
+            "fit_only",
+            "second",
+        ]
+
+    def test_initializing_reads_a_sibling_lazily(self, tmp_path):
+        extra = "'uses': {'__factory__': 'tests.test_config.Sibling'},"
+        config = load_config([self.config_file(tmp_path, extra)], lazy=True)
+        uses = config["uses"]
+        assert uses.sibling is config["first"] and Counted.built == 1
+
+    def test_an_error_names_file_and_key_when_the_entry_is_read(self, tmp_path):
+        extra = "'broken': {'__factory__': 'tests.test_config.NoSuchThing'},"
+        path = self.config_file(tmp_path, extra)
+        config = load_config([path], lazy=True)  # building nothing, finding nothing wrong
+        assert config["first"].kwargs == {"n": 1}
+        with pytest.raises(ConfigError) as info:
+            config["broken"]
+        assert str(info.value).startswith(f"{path}: broken.__factory__: cannot import")
+        with pytest.raises(ConfigError, match="broken.__factory__"):
+            config.get("broken")  # still unbuilt: reading it again fails again
+        with pytest.raises(ConfigError, match="broken.__factory__"):
+            load_config([path])

@@ -140,9 +140,21 @@ def test_empty_dataset_loader():
 
 
 def test_constructors_do_no_io(tmp_path):
-    Table(str(tmp_path / "missing.tsv"))
-    SQL("postgresql://nobody:secret@127.0.0.1:1/nowhere", "select 1")
-    ScheduledDatasetLoader(Table(str(tmp_path / "missing.tsv")), {"freq": "HOURLY"})
+    """Building a loader reads nothing and connects nowhere; the first call does."""
+    import threading
+
+    threads = threading.active_count()
+    table = Table(str(tmp_path / "missing.tsv"))
+    sql = SQL(f"sqlite:///{tmp_path / 'data.db'}", "select 1")
+    impl = _CountingLoader()
+    scheduled = ScheduledDatasetLoader(impl, {"freq": "HOURLY"})
+    assert list(tmp_path.iterdir()) == []  # SQLite creates its file on connecting
+    assert impl.calls == 0 and threading.active_count() == threads
+    with pytest.raises(DataError, match="missing.tsv"):
+        table()
+    assert sql() is not None and (tmp_path / "data.db").exists()
+    with pytest.raises(DataError, match="no data yet"):
+        scheduled()
 
 
 class _CountingLoader(DatasetLoader):
@@ -174,13 +186,13 @@ def test_scheduled_loader_loads_on_start_and_refreshes():
             time.sleep(0.05)
         assert impl.calls >= 2
         assert loader()[1][0] >= 2
-        calls = impl.calls
-        assert impl.calls == calls  # calling the loader never reads the source
-        loader()
-        assert impl.calls == calls
     finally:
         loader.stop()
     assert loader._thread is None
+    # Stopped, nothing refreshes any more: calling the loader never reads the source.
+    calls = impl.calls
+    assert [loader()[1][0] for _ in range(3)] == [calls] * 3
+    assert impl.calls == calls
 
 
 def test_scheduled_loader_bad_rrule_is_a_config_error():

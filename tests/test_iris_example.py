@@ -158,3 +158,28 @@ def test_pf_version_is_fast_and_light():
     assert loaded == "[] 0"
     installed = subprocess.run(["pf-version"], capture_output=True, text=True, env=_env())
     assert installed.returncode == 0 and installed.stdout.strip() == version
+
+
+@pytest.mark.slow
+def test_store_scripts_build_only_the_model_persister(iris):
+    """pf-list, pf-admin and pf-upgrade never import what the model and the loaders need."""
+    assert sh("pf-fit", iris, PIPEFORGE_CONFIG="config.py").returncode == 0
+    probe = (
+        "import sys\n"
+        "from pipeforge.scripts import admin_main, list_main, upgrade_main\n"
+        "codes = [list_main([]), admin_main(['activate', '1']), upgrade_main([])]\n"
+        "print(sorted(m for m in ('pandas', 'sklearn', 'scipy', 'numpy', 'flask')"
+        " if m in sys.modules), codes)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=iris,
+        capture_output=True,
+        text=True,
+        env=_env(PIPEFORGE_CONFIG="config.py"),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "  version 1 (active)" in "\n".join(lines)
+    assert "Activated model version 1" in lines
+    assert lines[-1] == "[] [0, 0, 0]"

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+import pipeforge
 from pipeforge.errors import (
     ConfigError,
     ModelWriteError,
@@ -96,6 +97,29 @@ class Store:
                 conn.execute(
                     sa.text(f"UPDATE {table} SET metadata = :m WHERE version = :v"),
                     {"m": json.dumps(entry), "v": version},
+                )
+        finally:
+            engine.dispose()
+
+    def record_db_version(self, version: str) -> None:
+        """Record another store format version behind the persister's back (an older store)."""
+        if self.kind == "file":
+            path = self.location.replace("{version}", "properties").rsplit(".", 1)[0] + ".json"
+            props = {}
+            if os.path.exists(path):
+                with open(path) as handle:
+                    props = json.load(handle)
+            props["db-version"] = version
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as handle:
+                json.dump(props, handle)
+            return
+        engine = sa.create_engine(self.location)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text("UPDATE pipeforge_properties SET value = :v WHERE name = 'db-version'"),
+                    {"v": version},
                 )
         finally:
             engine.dispose()
@@ -302,20 +326,35 @@ def test_upgrade_runs_registered_steps_in_order(store):
     class Upgradable(base):
         upgrade_steps = UpgradeSteps()
 
-    @Upgradable.upgrade_steps.add("0.3")
-    def to_0_3(persister):
-        ran.append(("0.3", persister.list_properties()["db-version"]))
+    @Upgradable.upgrade_steps.add("0.0.3")
+    def to_0_0_3(persister):
+        ran.append(("0.0.3", persister.list_properties()["db-version"]))
 
-    @Upgradable.upgrade_steps.add("0.2")
-    def to_0_2(persister):
-        ran.append(("0.2", persister.list_properties()["db-version"]))
+    @Upgradable.upgrade_steps.add("0.0.2")
+    def to_0_0_2(persister):
+        ran.append(("0.0.2", persister.list_properties()["db-version"]))
 
     persister = Upgradable(store.location)
-    assert persister.upgrade(from_version="0.1", to_version="0.3") == ["0.2", "0.3"]
-    assert ran == [("0.2", "0.1.0"), ("0.3", "0.1.0")]
-    assert persister.list_properties()["db-version"] == "0.3"
-    assert persister.upgrade(to_version="0.3") == []
-    assert persister.upgrade(from_version="0.2", to_version="0.3") == ["0.3"]
+    persister.list_properties()  # a store that an older pipeforge wrote
+    store.record_db_version("0.0.1")
+    assert persister.upgrade(to_version="0.0.3") == ["0.0.2", "0.0.3"]
+    assert ran == [("0.0.2", "0.0.1"), ("0.0.3", "0.0.1")]
+    assert persister.list_properties()["db-version"] == "0.0.3"
+    assert persister.upgrade(to_version="0.0.3") == []
+    assert persister.upgrade(from_version="0.0.2", to_version="0.0.3") == ["0.0.3"]
+    assert persister.upgrade() == []
+    assert persister.list_properties()["db-version"] == pipeforge.__version__
+
+
+def test_upgrade_never_stamps_a_version_it_did_not_reach(store, persister):
+    """``--to`` above the installed pipeforge is refused; below the store's version, no stamp."""
+    from pipeforge.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"the installed pipeforge is 0\.1\.0"):
+        persister.upgrade(from_version="0.1", to_version="0.2")
+    assert persister.list_properties()["db-version"] == pipeforge.__version__
+    assert persister.upgrade(from_version="0.0.1", to_version="0.0.5") == []
+    assert persister.list_properties()["db-version"] == pipeforge.__version__
 
 
 def _write_concurrently(store, count, barrier, results):
@@ -475,28 +514,42 @@ def test_cached_persister_recovers_when_a_model_appears(tmp_path, iris):
 # ---------------------------------------------------------------- scheduling and upgrades
 @pytest.mark.slow
 def test_rrule_thread_runs_on_schedule_and_survives_errors(caplog):
+    from datetime import datetime, timedelta
+
+    from dateutil import rrule
+
     from pipeforge.scheduling import RruleThread
 
     calls = []
 
     def tick():
-        calls.append(time.monotonic())
+        calls.append(datetime.now())
         if len(calls) == 1:
             raise RuntimeError("first run fails")
 
-    thread = RruleThread(tick, {"freq": "secondly", "interval": 1})
+    start = datetime.now().replace(microsecond=0) + timedelta(seconds=2)
+    rule = rrule.rrule(rrule.SECONDLY, interval=2, dtstart=start, count=3)
+    thread = RruleThread(tick, rule)
     assert thread.daemon and not thread.is_alive()  # nothing runs before start()
     thread.start()
-    deadline = time.monotonic() + 6
-    while len(calls) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stopping = time.monotonic()
-    thread.stop(timeout=5)
-    assert time.monotonic() - stopping < 1
+    thread.join(timeout=60)  # the rule has three occurrences; then the thread ends by itself
     assert not thread.is_alive()
-    assert len(calls) >= 3
-    assert all(0.5 < b - a < 1.5 for a, b in zip(calls, calls[1:], strict=False))
+    # The failing first run did not end the schedule. A run is never early (a
+    # thread that falls more than an interval behind skips an occurrence instead).
+    assert 2 <= len(calls) <= 3
+    assert calls == sorted(calls) and calls[0] >= start - timedelta(milliseconds=50)
     assert "first run fails" in caplog.text
+
+
+def test_rrule_thread_stops_while_it_waits():
+    from pipeforge.scheduling import RruleThread
+
+    calls = []
+    thread = RruleThread(lambda: calls.append(1), {"freq": "HOURLY"})
+    thread.start()
+    thread.stop(timeout=30)  # a thread that slept through stop() would still wait an hour
+    assert not thread.is_alive() and thread.stopped
+    assert calls == []
 
 
 def test_make_rrule_accepts_names_and_objects():
@@ -545,27 +598,42 @@ def test_cached_persister_checks_its_rrule_at_start(tmp_path):
     assert not cached.started
 
 
-class _SlowFile(File):
-    """A File persister whose reads take a while, like unpickling a big model."""
+class _GatedFile(File):
+    """A File persister whose reads wait for a gate, like unpickling a big model."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.reading = threading.Event()
+        self.gate = threading.Event()
 
     def read(self, version=None):
-        time.sleep(1.5)
+        self.reading.set()
+        assert self.gate.wait(60), "the test never opened the gate"
         return super().read(version)
 
 
 def test_cached_persister_serves_old_model_while_refreshing(tmp_path, iris):
-    impl = _SlowFile(str(tmp_path / "model-{version}.pickle"))
+    impl = _GatedFile(str(tmp_path / "model-{version}.pickle"))
     impl.activate(impl.write(fitted(iris)))
     cached = CachedUpdatePersister(impl)
+    impl.gate.set()
     cached.refresh()
+    impl.gate.clear()
+    impl.reading.clear()
     impl.activate(impl.write(fitted(iris)))
     refresher = threading.Thread(target=cached.refresh)
     refresher.start()
-    time.sleep(0.2)
-    started = time.monotonic()
-    assert cached.read().__metadata__["version"] == 1  # the old model, at once
-    assert time.monotonic() - started < 0.5
-    refresher.join(10)
+    try:
+        assert impl.reading.wait(30)  # the refresh is now stuck reading version 2
+        served = []
+        reader = threading.Thread(target=lambda: served.append(cached.read()))
+        reader.start()
+        reader.join(30)  # a read that waited for the refresh would still be waiting
+        assert not reader.is_alive()
+        assert served[0].__metadata__["version"] == 1  # the old model, while refreshing
+    finally:
+        impl.gate.set()
+        refresher.join(30)
     assert cached.read().__metadata__["version"] == 2
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeforge.config import load_config
-from pipeforge.errors import VersionError
+from pipeforge.errors import ConfigError, VersionError
 from pipeforge.pipelines import (
     NodeError,
     OpCallback,
@@ -63,7 +62,7 @@ def test_versions_follow_the_declared_levels(tmp_path):
     a = _version(_iris(tmp_path, classifier={**c_minor, "C": 1.0}), "predict_iris", "classifier")
     b = _version(_iris(tmp_path, classifier={**c_minor, "C": 2.0}), "predict_iris", "classifier")
     assert a.major == b.major and a.minor != b.minor
-    with pytest.raises(Exception, match="names unknown parameters"):
+    with pytest.raises(ConfigError, match="names unknown parameters"):
         _version(_iris(tmp_path, pca={"versioning": {"nope": "major"}}), "predict_iris", "pca")
 
 
@@ -132,8 +131,13 @@ class Events(PipelineCallback, OpCallback):
         self._add("after_op", op.op_name)
 
 
-def slow_identity(value, delay=0.4):
-    time.sleep(delay)
+# Both branches of the "both" pipeline wait here for each other: run one after the
+# other, the first would wait alone until the barrier breaks and its node fails.
+_BRANCHES = threading.Barrier(2, timeout=30)
+
+
+def meet_the_other_branch(value):
+    _BRANCHES.wait()
     return value
 
 
@@ -153,8 +157,8 @@ def test_nested_pipeline_concurrent_runner_and_callbacks(tmp_path):
                 "neg": _fn(
                     "operator.neg", callbacks=[{"__factory__": "tests.test_pipelines_ops.Events"}]
                 ),
-                "slow_a": _fn("tests.test_pipelines_ops.slow_identity", name="slow_a"),
-                "slow_b": _fn("tests.test_pipelines_ops.slow_identity", name="slow_b"),
+                "branch_a": _fn("tests.test_pipelines_ops.meet_the_other_branch", name="branch_a"),
+                "branch_b": _fn("tests.test_pipelines_ops.meet_the_other_branch", name="branch_b"),
                 "add": _fn("tests.test_pipelines_ops.add"),
             },
             "pipelines": {
@@ -174,8 +178,8 @@ def test_nested_pipeline_concurrent_runner_and_callbacks(tmp_path):
                         "pipeforge.pipelines.TimingCallback",
                     ],
                     "nodes": [
-                        {"op": "slow_a", "inputs": "__pipeline_input__", "outputs": "a"},
-                        {"op": "slow_b", "inputs": "__pipeline_input__", "outputs": "b"},
+                        {"op": "branch_a", "inputs": "__pipeline_input__", "outputs": "a"},
+                        {"op": "branch_b", "inputs": "__pipeline_input__", "outputs": "b"},
                         {"pipeline": "negate", "inputs": "a", "outputs": "minus_a"},
                         {"op": "add", "inputs": ["minus_a", "b"], "outputs": "__pipeline_output__"},
                     ],
@@ -185,17 +189,15 @@ def test_nested_pipeline_concurrent_runner_and_callbacks(tmp_path):
     )
     pipelines = build_pipelines(config)
     both = pipelines["both"]
-    started = time.perf_counter()
-    assert both.run(5) == 0
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.75, f"independent branches ran one after the other ({elapsed:.2f} s)"
+    _BRANCHES.reset()
+    assert both.run(5) == 0  # the independent branches ran at the same time
     events, timing = both.__dict__["_pipeline_callbacks"]
     assert isinstance(timing, TimingCallback)
-    assert {"both", "both/slow_a", "both/negate", "both/add"} <= set(timing.last)
+    assert {"both", "both/branch_a", "both/negate", "both/add"} <= set(timing.last)
     names = events.events
     assert names[0] == ("before_pipeline", "both") and names[-1] == ("after_pipeline", "both", 0)
     assert names.index(("after_node", "negate")) < names.index(("before_node", "add"))
-    assert set(both.versions()) == {"slow_a", "slow_b", "negate/neg", "add"}
+    assert set(both.versions()) == {"branch_a", "branch_b", "negate/neg", "add"}
     # The op callback of 'neg' ran inside the nested pipeline.
     inner = both.__dict__["_current"].subs["negate"]
     op_events = inner.__dict__["_op_callbacks"]["neg"][0].events
@@ -293,7 +295,7 @@ def test_op_store_defaults_to_the_model_database(tmp_path):
     del config["op_store"]
     assert build_op_store(config).url == url
     del config["model_persister"]
-    with pytest.raises(Exception, match="no 'op_store' entry"):
+    with pytest.raises(ConfigError, match="no 'op_store' entry"):
         build_op_store(config)
 
 

@@ -76,21 +76,22 @@ def test_module_all_lists_only_real_names():
 
 
 def test_persister_methods_match_the_interface():
+    """Each persister implements every method itself, with the interface's parameter names."""
+    import inspect
+
     from pipeforge.interfaces import ModelPersister
     from pipeforge.persistence import CachedUpdatePersister, Database, File
 
+    methods = ("read", "write", "activate", "delete", "list_models", "list_properties", "upgrade")
     for cls in (Database, File, CachedUpdatePersister):
-        assert issubclass(cls, ModelPersister)
-        for method in (
-            "read",
-            "write",
-            "activate",
-            "delete",
-            "list_models",
-            "list_properties",
-            "upgrade",
-        ):
-            assert callable(getattr(cls, method)), f"{cls.__name__}.{method}"
+        assert issubclass(cls, ModelPersister) and not inspect.isabstract(cls), cls
+        for method in methods:
+            implementation, declared = getattr(cls, method), getattr(ModelPersister, method)
+            # upgrade() has a do-nothing default; a real store must bring its own.
+            assert implementation is not declared, f"{cls.__name__}.{method} is the interface's"
+            assert list(inspect.signature(implementation).parameters) == list(
+                inspect.signature(declared).parameters
+            ), f"{cls.__name__}.{method}"
 
 
 def test_errors_are_also_the_builtins_callers_expect():
@@ -141,6 +142,44 @@ def test_every_script_is_installed_and_has_help(script):
     assert "Usage:" in result.stdout or "usage:" in result.stdout
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_says_a_usage_error_in_one_line(script):
+    result = subprocess.run(
+        [f"{pipeforge_bin()}/{script}", "--bogus"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"{script}: error: unknown option --bogus; see {script} -h\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["pf-fit", "--save-if-better-than"], "option --save-if-better-than needs a value"),
+        (["pf-fit", "--evaluate=yes"], "option --evaluate takes no value"),
+        (["pf-fit", "--no"], "ambiguous option --no (could be --no-save, --no-activate)"),
+        (["pf-fit", "-nx"], "unknown option -x"),
+        (["pf-list", "models"], "unexpected argument 'models'"),
+        (["pf-admin", "activate"], "missing argument <version>"),
+        (["pf-admin", "activate", "1", "2"], "unexpected argument '2'"),
+        (
+            ["pf-admin"],
+            "arguments are missing; usage: pf-admin activate <version> [options]"
+            " | pf-admin delete <version> [options]",
+        ),
+        (["pf-dockerize", "app", "base"], "missing argument IMAGE"),
+        (["pf-pipeline", "run"], "missing argument <name>"),
+    ],
+)
+def test_usage_errors_say_what_is_wrong(argv, problem):
+    script, *args = argv
+    result = subprocess.run(
+        [f"{pipeforge_bin()}/{script}", *args], capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"{script}: error: {problem}; see {script} -h\n"
+
+
 def pipeforge_bin():
     return os.path.dirname(sys.executable)
 
@@ -152,3 +191,22 @@ def test_version_is_a_string():
     )
     assert result.returncode == 0
     assert pipeforge.__version__ in result.stdout
+
+
+def test_lint_target_is_the_oldest_supported_python():
+    """ruff checks syntax and upgrades against the oldest Python setup.cfg allows.
+
+    With a newer target ruff would rewrite ``timezone.utc`` into
+    ``datetime.UTC`` (3.11+) and let other 3.11-only syntax through.
+    """
+    import configparser
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    setup = configparser.ConfigParser()
+    setup.read(os.path.join(root, "setup.cfg"))
+    oldest = re.fullmatch(r">=\s*3\.(\d+)", setup["options"]["python_requires"].strip())
+    assert oldest, setup["options"]["python_requires"]
+    with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
+        target = re.search(r'^target-version = "py3(\d+)"$', f.read(), re.MULTILINE)
+    assert target and target.group(1) == oldest.group(1)

@@ -115,7 +115,7 @@ def test_every_endpoint(tmp_path, gunicorn_server):
         ("POST", "/predict", {"data": "{", "headers": {"Content-Type": "application/json"}}, 400),
         ("POST", "/predict", {"json": SETOSA}, 400),
         ("POST", "/predict", {"json": []}, 400),
-        ("POST", "/predict", {"data": "[]", "headers": {"Content-Type": "text/plain"}}, 415),
+        ("POST", "/predict", {"data": "[]", "headers": {"Content-Type": "text/plain"}}, 400),
         ("GET", "/nowhere", {}, 404),
         ("DELETE", "/predict", {}, 405),
         ("POST", "/activate", {"data": {"model_version": "99"}}, 404),

@@ -20,6 +20,7 @@ Usage:
   pf-pipeline run <name> [--input=<json>] [--save] [--debug]
   pf-pipeline load <name> [--debug]
   pf-pipeline versions <name> [--debug]
+  pf-pipeline show <name> [--svg=<file>] [--json] [--debug]
   pf-pipeline -h | --help
 
 Commands:
@@ -32,10 +33,16 @@ Commands:
               with the op to retrain when it cannot be loaded.
   versions    Print every stored version of each op of the pipeline, newest
               first, with the upstream versions it was trained on.
+  show        Describe the pipeline as a server loading it would run it: each
+              node's op, mode, inputs and outputs, the op version loaded and
+              the current one in the op store, what it was trained on;
+              with --svg also the DAG as a picture (a standalone SVG file).
 
 Options:
   --input=<json>   The pipeline input, as JSON (default: null).
   --save           Save what the run trained (op states, versions, links).
+  --svg=<file>     Write the pipeline's DAG to this SVG file.
+  --json           Print the description as JSON.
   --debug          Show tracebacks of errors.
   -h --help        Show this screen.
 """
@@ -73,6 +80,8 @@ def _body(args, config) -> int:
 
 
 def _command(args, pipeline, store) -> int:
+    if args["show"]:
+        return _show(args, pipeline, store)
     if args["versions"]:
         print(_dumps({op: store.list_versions(op) for op in pipeline.op_names()}))
         return 0
@@ -96,6 +105,45 @@ def _command(args, pipeline, store) -> int:
     if args["--save"]:
         result["saved"] = pipeline.save(store)
     print(_dumps(result))
+    return 0
+
+
+def _show(args, pipeline, store) -> int:
+    from ..errors import VersionError
+    from .describe import describe, short_version
+
+    load_error = None
+    try:
+        pipeline.load(store)
+    except VersionError as exc:
+        load_error = str(exc)
+    description = describe(pipeline, store, load_error=load_error)
+    if args["--svg"]:
+        from .svg import render_svg
+
+        with open(args["--svg"], "w", encoding="utf-8") as handle:
+            handle.write(render_svg(description))
+    if args["--json"]:
+        print(_dumps(description))
+    else:
+        state = "loaded" if description["is_loaded"] else f"not loaded: {load_error}"
+        print(f"pipeline {pipeline.name} ({state})")
+        for node in description["nodes"]:
+            mode = f", mode {node['mode']}" if node["trainable"] else ""
+            print(f"  {node['name']}: {node['kind']} {node['runs']}{mode}")
+            inputs = ", ".join(node["inputs"]) or "-"
+            print(f"    inputs {inputs} -> outputs {', '.join(node['outputs']) or '-'}")
+            if node["version"]:
+                note = ""
+                if node["trainable"]:
+                    note = {True: " (current)", None: " (not trained and saved yet)"}.get(
+                        node["is_current"], f" (current: {short_version(node['current'])})"
+                    )
+                print(f"    version {short_version(node['version'])}{note}")
+            for up, version in sorted(node["trained_on"].items()):
+                print(f"    trained on {up} {short_version(version)}")
+    if args["--svg"]:
+        print(f"Wrote the picture of {pipeline.name} to {args['--svg']}")
     return 0
 
 

@@ -10,10 +10,15 @@ route                                      method  answer
 ``/pipelines/<name>/save``                 POST    ``{"pipeline", "saved", "versions"}``
 ``/pipelines/<name>/versions``             POST    ``{node name: version}``
 ``/pipelines/<name>/health_check``         GET     ``{"is_loaded"}``, 503 when not loaded
+``/pipelines/<name>/graph``                GET     the DAG, op versions loaded and current,
+                                                   "trained on" links, and ``"svg"`` (its
+                                                   picture); ``?svg=false`` leaves it out
 ``/pipelines/jobs/<job_id>``               GET     the job, from the op store's job table
 ``/health_check``                          GET     ``{name: is_loaded}``
 ``/available_pipelines``                   GET     ``[name, ...]``
 =========================================  ======  ===========================================
+
+Every route is wrapped in the ``pipelines_decorators`` list of the config.
 
 Errors answer ``{"metadata": {..., "status": "ERROR", "error_code", "error_message"}}``:
 404 unknown pipeline or job, 400 bad request body or input an op rejects,
@@ -22,14 +27,14 @@ Errors answer ``{"metadata": {..., "status": "ERROR", "error_code", "error_messa
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .. import web
 from ..errors import PipeforgeError, RequestError, VersionError
+from ..web import to_jsonable
 from .build import build_op_store, build_pipelines
 from .pipeline import NodeError, Pipeline
 from .store import OpStore
@@ -42,31 +47,9 @@ logger = logging.getLogger(__name__)
 EXTENSION = "pipeforge_pipelines"
 
 
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON types for numpy arrays and scalars, pandas objects, tuples and NaN."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    if hasattr(value, "columns") and callable(getattr(value, "to_dict", None)):  # DataFrame
-        return to_jsonable(value.to_dict(orient="records"))
-    tolist = getattr(value, "tolist", None)  # numpy arrays/scalars, pandas Series
-    if callable(tolist):
-        return to_jsonable(tolist())
-    isoformat = getattr(value, "isoformat", None)
-    if callable(isoformat):
-        return isoformat()
-    return str(value)
-
-
 class _HTTPError(Exception):
     def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
+        self.http_status = status  # answered with this status by pipeforge.web
         super().__init__(message)
 
 
@@ -144,59 +127,37 @@ def _service() -> PipelinesService:
 
 
 def _respond(body: Any, status: int = 200):
-    from flask import Response
-
-    return Response(json.dumps(to_jsonable(body)), status=status, mimetype="application/json")
-
-
-def _error(service: PipelinesService, status: int, message: str, code: int = -1):
-    metadata = {"service_name": None, "service_version": None, **service.service_metadata}
-    metadata.update(status="ERROR", error_code=code, error_message=message)
-    return _respond({"metadata": metadata}, status)
+    return web.json_response(body, status)
 
 
 def _request_json() -> dict:
-    from flask import request
-
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the request body must be JSON: {exc}") from exc
+    body = web.read_json(default={})
     if not isinstance(body, dict):
         raise RequestError(
-            f'the request body must be a JSON object like {{"pipeline_input": ...}}; got {type(body).__name__}'
+            'the request body must be a JSON object like {"pipeline_input": ...}; '
+            f"got a JSON {web.json_kind(body)}"
         )
     return body
 
 
 def _view(func):
-    """Answer known errors with the JSON error body; log and hide the unexpected."""
+    """Answer errors through :mod:`pipeforge.web`; input an op rejects is a 400."""
 
     def view(**kwargs):
         service = _service()
         try:
             return func(service, **kwargs)
-        except _HTTPError as exc:
-            return _error(service, exc.status, exc.message)
-        except RequestError as exc:
-            return _error(service, 400, str(exc), exc.error_code)
-        except VersionError as exc:
-            return _error(service, 409, str(exc))
         except NodeError as exc:
             if isinstance(exc.original, ValueError | TypeError | KeyError | IndexError):
-                return _error(service, 400, str(exc))
-            logger.error("pipeline run failed", exc_info=exc)
-            return _error(
-                service,
-                500,
-                f"pipeline {exc.pipeline!r}, node {exc.node!r} failed; see the server log",
-            )
+                error = RequestError(str(exc))
+            else:
+                logger.error("pipeline run failed", exc_info=exc)
+                error = _HTTPError(
+                    500, f"pipeline {exc.pipeline!r}, node {exc.node!r} failed; see the server log"
+                )
+            return web.error_response(error, service.service_metadata)
         except Exception as exc:
-            logger.error("unexpected error in a pipelines route", exc_info=exc)
-            return _error(service, 500, "internal server error; see the server log")
+            return web.error_response(exc, service.service_metadata)
 
     view.__name__ = func.__name__
     return view
@@ -262,6 +223,26 @@ def _pipeline_health(service: PipelinesService, name: str):
     return _respond({"is_loaded": pipeline.is_loaded}, 200 if pipeline.is_loaded else 503)
 
 
+def _graph(service: PipelinesService, name: str):
+    from flask import request
+
+    from ..predict_service import _to_bool
+    from .describe import describe
+
+    pipeline = service.pipeline(name)
+    load_error = None
+    try:
+        service.ensure_loaded(pipeline)
+    except VersionError as exc:
+        load_error = str(exc)
+    description = describe(pipeline, service.store, load_error=load_error)
+    if _to_bool("svg", request.args.get("svg", "true")):
+        from .svg import render_svg
+
+        description["svg"] = render_svg(description, standalone=False)
+    return _respond(description)
+
+
 def _health(service: PipelinesService):
     return _respond({name: p.is_loaded for name, p in service.pipelines.items()})
 
@@ -314,12 +295,16 @@ def register_routes(
         ("/pipelines/<name>/save", _save, ["POST"]),
         ("/pipelines/<name>/versions", _versions, ["POST", "GET"]),
         ("/pipelines/<name>/health_check", _pipeline_health, ["GET"]),
+        ("/pipelines/<name>/graph", _graph, ["GET"]),
         ("/pipelines/jobs/<job_id>", _job, ["GET"]),
         ("/health_check", _health, ["GET"]),
         ("/available_pipelines", _available, ["GET"]),
     ]
+    from ..factory import decorate
+
     for rule, func, methods in rules:
+        view = decorate(_view(func), config, "pipelines_decorators")
         app.add_url_rule(
-            rule, endpoint=f"pipelines{func.__name__}", view_func=_view(func), methods=methods
+            rule, endpoint=f"pipelines{func.__name__}", view_func=view, methods=methods
         )
     return service

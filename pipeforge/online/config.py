@@ -1,0 +1,187 @@
+"""Reading the ``online_models`` and ``online`` config entries.
+
+::
+
+    online_models:
+      taxi-times:                              # the model's name in the API
+        model: {__factory__: river.linear_model.LinearRegression}
+        flavor: regression                     # regression | binary | multiclass
+        default: true                          # optional; else the first one
+      spam:
+        model: {__factory__: sklearn.linear_model.SGDClassifier, loss: log_loss}
+        flavor: binary
+        classes: [0, 1]                        # scikit-learn classifiers need them
+        features: [length, links]              # optional order of the features
+    online:                                    # optional
+      store: {__factory__: pipeforge.online.RedisStore, url: "redis://127.0.0.1:6379/0"}
+      allow_upload: false                      # POST /api/model (needs online_admin_decorators)
+      flavor: regression                       # for uploads before any POST /api/init
+      snapshot_every: 100                      # learns between two stored pickles of a model
+      stream_seconds: 25                       # an SSE response ends after this; browsers reconnect
+
+Every problem is a :class:`~pipeforge.errors.ConfigError` naming the file,
+the key and what is wrong, raised when the app (or ``pf-online``) starts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from .flavors import FLAVORS, model_problem
+from .partial_fit import as_online_model
+
+__all__ = ["ModelSpec", "OnlineSettings", "read_settings", "NAME_PATTERN", "check_name"]
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+_MODEL_KEYS = {"model", "flavor", "default", "classes", "features"}
+_ONLINE_KEYS = {"store", "allow_upload", "flavor", "snapshot_every", "stream_seconds"}
+
+
+def check_name(name: Any) -> str | None:
+    """Why ``name`` cannot name a model (letters, digits, ``_ . -``; up to 100), or ``None``."""
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
+        return None
+    return (
+        "a model name must be 1-100 letters, digits, '_', '.' or '-', starting with a letter "
+        f"or digit; got {name!r}"
+    )
+
+
+@dataclass
+class ModelSpec:
+    """A model declared in the config, ready to be stored."""
+
+    name: str
+    model: Any
+    flavor: str
+    default: bool
+
+
+@dataclass
+class OnlineSettings:
+    """The ``online`` entry with its defaults filled in."""
+
+    store: Any
+    models: list[ModelSpec]
+    flavor: str | None
+    allow_upload: bool
+    snapshot_every: int
+    stream_seconds: float
+
+
+def _error(config, key: str, problem: str) -> ConfigError:
+    source = ", ".join(getattr(config, "sources", []) or []) or None
+    return ConfigError(problem, source=source, key=key)
+
+
+def _specs(config) -> list[ModelSpec]:
+    entries = config.get("online_models") or {}
+    if not isinstance(entries, dict):
+        raise _error(
+            config,
+            "online_models",
+            f"must be a mapping of model names to entries; got {type(entries).__name__}",
+        )
+    specs = []
+    for name, entry in entries.items():
+        key = f"online_models.{name}"
+        problem = check_name(name)
+        if problem:
+            raise _error(config, key, problem)
+        if not isinstance(entry, dict) or "model" not in entry:
+            raise _error(
+                config, key, "must be a mapping with 'model' (a __factory__ component) and 'flavor'"
+            )
+        unknown = sorted(set(entry) - _MODEL_KEYS)
+        if unknown:
+            raise _error(
+                config, f"{key}.{unknown[0]}", f"unknown key; expected one of {sorted(_MODEL_KEYS)}"
+            )
+        flavor = entry.get("flavor")
+        if flavor not in FLAVORS:
+            raise _error(
+                config, f"{key}.flavor", f"must be one of {', '.join(FLAVORS)}; got {flavor!r}"
+            )
+        default = entry.get("default", False)
+        if not isinstance(default, bool):
+            raise _error(config, f"{key}.default", f"must be true or false; got {default!r}")
+        classes, features = entry.get("classes"), entry.get("features")
+        if classes is not None and not isinstance(classes, list | tuple):
+            raise _error(config, f"{key}.classes", f"must be a list of labels; got {classes!r}")
+        if features is not None and not isinstance(features, list | tuple):
+            raise _error(
+                config, f"{key}.features", f"must be a list of feature names; got {features!r}"
+            )
+        try:
+            model = as_online_model(entry["model"], classes=classes, features=features)
+        except ValueError as exc:
+            raise _error(config, f"{key}.model", str(exc)) from None
+        problem = model_problem(model, flavor)
+        if problem:
+            raise _error(config, f"{key}.model", problem)
+        specs.append(ModelSpec(name, model, flavor, default))
+    defaults = [spec.name for spec in specs if spec.default]
+    if len(defaults) > 1:
+        raise _error(
+            config, "online_models", f"only one model can be the default; got {', '.join(defaults)}"
+        )
+    if specs and not defaults:
+        specs[0].default = True
+    return specs
+
+
+def read_settings(config) -> OnlineSettings:
+    """The online settings of ``config`` (ConfigError when something is wrong)."""
+    from .sql_store import SQLStore
+    from .store import OnlineStore
+
+    online = config.get("online") or {}
+    if not isinstance(online, dict):
+        raise _error(config, "online", f"must be a mapping; got {type(online).__name__}")
+    unknown = sorted(set(online) - _ONLINE_KEYS)
+    if unknown:
+        raise _error(
+            config, f"online.{unknown[0]}", f"unknown key; expected one of {sorted(_ONLINE_KEYS)}"
+        )
+    store = online.get("store")
+    if store is None:
+        store = SQLStore()
+    elif not isinstance(store, OnlineStore):
+        raise _error(
+            config,
+            "online.store",
+            "must be a store made with __factory__: pipeforge.online.SQLStore or pipeforge.online.RedisStore",
+        )
+    specs = _specs(config)
+    flavor = online.get("flavor")
+    if flavor is not None and flavor not in FLAVORS:
+        raise _error(
+            config, "online.flavor", f"must be one of {', '.join(FLAVORS)}; got {flavor!r}"
+        )
+    if flavor is None:
+        flavor = next((spec.flavor for spec in specs if spec.default), None)
+    allow_upload = online.get("allow_upload", False)
+    if not isinstance(allow_upload, bool):
+        raise _error(config, "online.allow_upload", f"must be true or false; got {allow_upload!r}")
+    if allow_upload and not config.get("online_admin_decorators"):
+        raise _error(
+            config,
+            "online.allow_upload",
+            "uploading a model runs its code on the server: list the decorators that guard it "
+            "(e.g. a token check) in 'online_admin_decorators'",
+        )
+    every = online.get("snapshot_every", 100)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise _error(config, "online.snapshot_every", f"must be a positive integer; got {every!r}")
+    seconds = online.get("stream_seconds", 25.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 3600:
+        raise _error(
+            config,
+            "online.stream_seconds",
+            f"must be a number of seconds in (0, 3600]; got {seconds!r}",
+        )
+    store.bind(config)
+    return OnlineSettings(store, specs, flavor, allow_upload, every, float(seconds))

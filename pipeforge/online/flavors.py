@@ -1,0 +1,163 @@
+"""Flavors: what kind of answer an online model gives, and what it accepts to learn.
+
+A flavor (``regression``, ``binary``, ``multiclass``, as in chantilly) decides
+which methods a model must have, which of them answers ``/api/predict``,
+which ground truths ``/api/learn`` takes and which metrics are kept. The
+checks here run when the app starts (config models: a one-line config
+error) and when a model is uploaded (a 400), so a model that cannot serve
+its flavor is never stored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import RequestError
+
+__all__ = [
+    "FLAVORS",
+    "check_flavor",
+    "model_problem",
+    "predict",
+    "ground_truth",
+    "positive_label",
+    "model_kind",
+]
+
+FLAVORS = ("regression", "binary", "multiclass")
+
+
+class BadGroundTruth(RequestError):
+    """A ground truth that the model's flavor cannot learn from (400)."""
+
+
+def check_flavor(flavor: Any) -> str:
+    """``flavor`` if it is one of :data:`FLAVORS`, else a ``ValueError`` saying which are."""
+    if isinstance(flavor, str) and flavor in FLAVORS:
+        return flavor
+    allowed = ", ".join(repr(f) for f in FLAVORS)
+    raise ValueError(f"flavor must be one of {allowed}; got {flavor!r}")
+
+
+def _unwrap(model, depth: int = 0):
+    """The estimator that answers for ``model``: the last step of pipelines, wrapped models."""
+    if depth > 20:
+        return model
+    for attribute in ("_last_step", "_wrapped_model"):
+        try:
+            inner = getattr(model, attribute, None)
+        except Exception:  # a property that fails on an unfitted model
+            inner = None
+        if inner is not None and inner is not model:
+            return _unwrap(inner, depth + 1)
+    return model
+
+
+def model_kind(model) -> str | None:
+    """``"regressor"``, ``"classifier"`` or ``None`` (unknown) for River and wrapped scikit-learn models."""
+    kind = getattr(model, "online_kind", None)  # PartialFitModel says so itself
+    if kind in ("regressor", "classifier"):
+        return kind
+    try:
+        from river import base
+    except ImportError:
+        return None
+    inner = _unwrap(model)
+    if isinstance(inner, base.Regressor):
+        return "regressor"
+    if isinstance(inner, base.Classifier):
+        return "classifier"
+    return None
+
+
+def _multiclass(model) -> bool:
+    try:
+        return bool(getattr(model, "_multiclass", True))
+    except Exception:
+        return True
+
+
+def model_problem(model, flavor: str) -> str | None:
+    """Why ``model`` cannot serve ``flavor``, or ``None`` when it can."""
+    name = type(model).__name__
+    if not callable(getattr(model, "learn_one", None)):
+        return f"{name} has no learn_one method (an online model needs learn_one)"
+    kind = model_kind(model)
+    if flavor == "regression":
+        if not callable(getattr(model, "predict_one", None)):
+            return f"{name} has no predict_one method, which flavor 'regression' needs"
+        if kind == "classifier":
+            return f"{name} is a classifier; flavor 'regression' needs a regressor"
+        return None
+    if not (
+        callable(getattr(model, "predict_proba_one", None))
+        or callable(getattr(model, "predict_one", None))
+    ):
+        return (
+            f"{name} has neither predict_proba_one nor predict_one, which flavor {flavor!r} needs"
+        )
+    if kind == "regressor":
+        return f"{name} is a regressor; flavor {flavor!r} needs a classifier"
+    if flavor == "multiclass" and kind == "classifier" and not _multiclass(model):
+        return f"{name} is a binary classifier; flavor 'multiclass' needs a multi-class one"
+    return None
+
+
+def predict(model, flavor: str, features: dict):
+    """The model's answer: probabilities by class where it has them, else its prediction."""
+    if flavor != "regression":
+        proba = getattr(model, "predict_proba_one", None)
+        if callable(proba):
+            return proba(features)
+    return model.predict_one(features)
+
+
+def positive_label(model):
+    """The label counted as positive by binary metrics (River: ``True``)."""
+    return getattr(model, "positive_label", True)
+
+
+def _plain_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def ground_truth(model, flavor: str, value):
+    """``value`` as the model learns it, or :class:`BadGroundTruth` when it does not fit the flavor."""
+    if value is None:
+        raise BadGroundTruth("'ground_truth' must not be null")
+    if flavor == "regression":
+        if not _plain_number(value) or not math.isfinite(value):
+            raise BadGroundTruth(
+                f"'ground_truth' of a regression model must be a finite number; got {value!r}"
+            )
+        return value
+    if not isinstance(value, str | int | float) or (
+        isinstance(value, float) and not value.is_integer()
+    ):
+        raise BadGroundTruth(
+            f"'ground_truth' of a {flavor} model must be a class label (a string, an integer "
+            f"or true/false); got {_short(value)}"
+        )
+    classes = getattr(model, "classes", None)
+    if classes is not None:
+        for label in classes:
+            if label == value and isinstance(label, bool) == isinstance(value, bool):
+                return label
+        raise BadGroundTruth(
+            f"'ground_truth' must be one of the model's classes {list(classes)!r}; got {value!r}"
+        )
+    if flavor == "binary":
+        if isinstance(value, bool):
+            return value
+        if value in (0, 1) and not isinstance(value, str):
+            return bool(value)
+        raise BadGroundTruth(
+            f"'ground_truth' of a binary model must be true or false (or 1/0); got {value!r}"
+        )
+    return value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,532 @@
+"""What the online API does, independent of HTTP: init, predict, learn, models, metrics, stats.
+
+:class:`OnlineService` checks each request's body (every bad input is a
+:class:`~pipeforge.errors.RequestError` or one of
+:mod:`pipeforge.online.errors`, and leaves the store unchanged), runs the
+model on this process's copy (:mod:`pipeforge.online.replicas`) and writes
+through the shared store (:mod:`pipeforge.online.store`). The HTTP routes
+(:mod:`pipeforge.online.http`) and ``pf-online`` both call it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import RequestError
+from . import flavors as fl
+from . import metrics as mt
+from .config import OnlineSettings, check_name
+from .errors import UnknownModelError, UploadDisabledError
+from .partial_fit import as_online_model
+from .replicas import Replicas
+from .store import Event, ModelInfo, Pending, Seed
+
+__all__ = ["OnlineService", "humanize_ns"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_ID = 255
+
+
+def humanize_ns(ns: int) -> str:
+    """A duration in ns as chantilly writes it: ``3ms408μs682ns``."""
+    if ns <= 0:
+        return "0ns"
+    parts = []
+    for unit, size in (
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("μs", 1_000),
+    ):
+        count, ns = divmod(ns, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if ns:
+        parts.append(f"{ns}ns")
+    return "".join(parts)
+
+
+def _plain(value) -> Any:
+    """A prediction as JSON types (numpy scalars, label keys; non-finite numbers -> None)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, dict):
+        return {_key(k): _plain(v) for k, v in value.items()}
+    item = getattr(value, "item", None)
+    if callable(item):
+        return _plain(item())
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _key(key) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or key is None:
+        return json.dumps(key)
+    return str(_plain(key))
+
+
+def _encode_prediction(prediction) -> str:
+    """The prediction kept with an ``id``: class labels keep their JSON type (``true`` stays a bool)."""
+    if isinstance(prediction, dict):
+        return json.dumps({"p": [[_plain(k), _plain(v)] for k, v in prediction.items()]})
+    return json.dumps({"v": _plain(prediction)})
+
+
+def _decode_prediction(text: str):
+    data = json.loads(text)
+    if "p" in data:
+        return {label: p for label, p in data["p"]}
+    return data.get("v")
+
+
+def _request_id(body: dict) -> str | None:
+    if "id" not in body or body["id"] is None:
+        return None
+    value = body["id"]
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise RequestError(f"'id' must be a string or an integer; got {_short(value)}")
+    key = str(value)
+    if not key or len(key) > _MAX_ID:
+        raise RequestError(f"'id' must have 1 to {_MAX_ID} characters; got {len(key)}")
+    return key
+
+
+def _model_name(body: dict) -> str | None:
+    name = body.get("model")
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise RequestError(f"'model' must be a model name (a string); got {_short(name)}")
+    return name
+
+
+def _features(body: dict, required: bool) -> dict | None:
+    if "features" not in body or body["features"] is None:
+        if required:
+            raise RequestError("the body needs 'features': an object of feature names and values")
+        return None
+    features = body["features"]
+    if not isinstance(features, dict):
+        raise RequestError(
+            f"'features' must be an object of feature names and values; got {_short(features)}"
+        )
+    return features
+
+
+def _short(value) -> str:
+    text = (
+        json.dumps(value)
+        if isinstance(value, list | dict | str | int | float | bool)
+        else repr(value)
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _model_failed(name: str, action: str, exc: Exception) -> RequestError:
+    message = str(exc).splitlines()[0][:200] if str(exc) else ""
+    detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return RequestError(f"model {name!r} cannot {action} these features ({detail})")
+
+
+class OnlineService:
+    """The online API of one app (or one ``pf-online`` run) over a shared store."""
+
+    def __init__(self, settings: OnlineSettings):
+        self.settings = settings
+        self.store = settings.store
+        self.replicas = Replicas()
+        self._ready_pid: int | None = None
+        self._ready_lock = threading.Lock()
+
+    # -- setup ------------------------------------------------------------------------------
+    def seeds(self) -> list[Seed]:
+        return [
+            Seed(
+                spec.name,
+                spec.flavor,
+                pickle.dumps(spec.model, protocol=5),
+                spec.default,
+                mt.new_state(spec.flavor),
+            )
+            for spec in self.settings.models
+        ]
+
+    def ensure_ready(self) -> None:
+        """Put the config's models into the store, once per process (first request, not import)."""
+        if self._ready_pid == os.getpid():
+            return
+        with self._ready_lock:
+            if self._ready_pid != os.getpid():
+                self.store.ready(self.seeds(), self.settings.flavor)
+                self._ready_pid = os.getpid()
+
+    # -- init ---------------------------------------------------------------------------------
+    def get_init(self) -> dict:
+        self.ensure_ready()
+        flavor = self.store.flavor()
+        if flavor is None:
+            raise RequestError(
+                'no flavor has been set; POST /api/init with {"flavor": ...} '
+                "(or declare online_models in the config)"
+            )
+        return {"flavor": flavor, "storage": self.store.kind, **_versions()}
+
+    def init(self, body: Any) -> dict:
+        if not isinstance(body, dict) or "flavor" not in body:
+            raise RequestError("the body needs 'flavor': one of " + ", ".join(fl.FLAVORS))
+        try:
+            flavor = fl.check_flavor(body["flavor"])
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        self.store.reset(flavor, self.seeds())
+        self.replicas.clear()
+        self._ready_pid = os.getpid()
+        logger.info("online store erased; flavor is now %r", flavor)
+        return {"flavor": flavor, "storage": self.store.kind, **_versions()}
+
+    # -- predict ------------------------------------------------------------------------------
+    def predict(self, body: Any, started_ns: int | None = None) -> tuple[dict, int]:
+        """``(answer, status)``: 201 when the features were kept under the body's ``id``."""
+        started_ns = time.perf_counter_ns() if started_ns is None else started_ns
+        if not isinstance(body, dict):
+            raise RequestError("the body must be a JSON object with 'features'")
+        features = _features(body, required=True)
+        key = _request_id(body)
+        self.ensure_ready()
+        info, listening = self.store.lookup(_model_name(body))
+        text = json.dumps(features) if key is not None or listening else None
+        replica = self.replicas.slot(info.name)
+        with replica.lock:
+            self.replicas.sync(replica, info, lambda uid, v: self.store.catch_up(info.name, uid, v))
+            try:
+                # a copy: the features are kept (text) and announced as they were sent
+                prediction = fl.predict(replica.model, info.flavor, dict(features))
+            except Exception as exc:
+                raise _model_failed(info.name, "predict from", exc) from None
+        plain = _plain(prediction)
+        pending = None
+        if key is not None:
+            pending = (key, Pending(info.name, text, _encode_prediction(prediction)))
+        events = []
+        if listening:
+            data = {"model": info.name, "features": features, "prediction": plain}
+            if key is not None:
+                data["id"] = body["id"]
+            events.append(Event("predict", json.dumps(data)))
+        self.store.after_predict(pending, events)
+        self.store.record_stat("predict", time.perf_counter_ns() - started_ns)
+        return {"model": info.name, "prediction": plain}, (201 if key is not None else 200)
+
+    # -- learn ----------------------------------------------------------------------------------
+    def learn(self, body: Any, started_ns: int | None = None) -> dict:
+        started_ns = time.perf_counter_ns() if started_ns is None else started_ns
+        if not isinstance(body, dict):
+            raise RequestError(
+                "the body must be a JSON object with 'ground_truth' and 'id' or 'features'"
+            )
+        key = _request_id(body)
+        features = _features(body, required=False)
+        if key is None and features is None:
+            raise RequestError("the body needs 'id' (of an earlier /api/predict) or 'features'")
+        if "ground_truth" not in body:
+            raise RequestError("the body needs 'ground_truth'")
+        name = _model_name(body)
+        self.ensure_ready()
+        replica = None
+        try:
+            with self.store.learning(key, name) as txn:
+                info = txn.model
+                replica = self.replicas.slot(info.name)
+                replica.lock.acquire()
+                self.replicas.sync(replica, info, txn.catch_up)
+                version = self._learn_locked(txn, info, replica, body, features)
+            replica.version = version
+        except BaseException:
+            if replica is not None and replica.version == -1:
+                replica.invalidate()
+            raise
+        finally:
+            if replica is not None:
+                replica.lock.release()
+        self.store.record_stat("learn", time.perf_counter_ns() - started_ns)
+        return {"model": info.name}
+
+    def _learn_locked(self, txn, info: ModelInfo, replica, body: dict, features) -> int:
+        """Learn one sample on the (current) copy and store it in ``txn``; the new version."""
+        model = replica.model
+        y = fl.ground_truth(model, info.flavor, body["ground_truth"])
+        if txn.pending is not None:
+            text = txn.pending.features
+            prediction = _decode_prediction(txn.pending.prediction)
+        else:
+            text = json.dumps(features)
+            prediction = body.get("prediction")
+            if prediction is None:
+                try:
+                    prediction = fl.predict(model, info.flavor, json.loads(text))
+                except Exception as exc:
+                    raise _model_failed(info.name, "predict from", exc) from None
+        try:
+            model.learn_one(json.loads(text), y)
+        except Exception as exc:
+            replica.invalidate()
+            raise _model_failed(info.name, "learn from", exc) from None
+        replica.version = -1  # learnt but not stored: nobody may take this copy as current
+        change = mt.delta(info.flavor, y, prediction, fl.positive_label(model))
+        snapshot = state = None
+        if info.version + 1 - info.snapshot_version >= self.settings.snapshot_every:
+            snapshot = pickle.dumps(model, protocol=5)
+        if snapshot is not None or txn.listening:
+            state = mt.merge(txn.metrics(), change)
+        events = self._learn_events(info, text, prediction, y, state) if txn.listening else []
+        return txn.commit(
+            entries=[(text, json.dumps(y), None if change is None else json.dumps(change))],
+            learnt=1,
+            snapshot=snapshot,
+            metrics=state,
+            keep_log=self.settings.snapshot_every,
+            events=events,
+        )
+
+    def _learn_events(self, info: ModelInfo, text: str, prediction, y, state) -> list[Event]:
+        learn = {
+            "model": info.name,
+            "features": json.loads(text),
+            "prediction": _plain(prediction),
+            "ground_truth": _plain(y),
+        }
+        metrics = {
+            "model": info.name,
+            "metrics": mt.values(state, info.flavor),
+            "n": mt.count(state),
+        }
+        return [Event("learn", json.dumps(learn)), Event("metrics", json.dumps(metrics))]
+
+    # -- models ---------------------------------------------------------------------------------
+    def check_upload(self) -> None:
+        """Raise the 403 that says how to turn uploads on, unless they are on."""
+        if not self.settings.allow_upload:
+            raise UploadDisabledError(
+                "uploading models is off: it runs the uploaded code on the server. To turn it on, "
+                "set online: {allow_upload: true} in the config and guard it with "
+                "online_admin_decorators (e.g. a token check)"
+            )
+
+    def upload(self, data: bytes, name: str | None = None, flavor: str | None = None) -> dict:
+        """Store a pickled model (``POST /api/model``); it becomes the default."""
+        self.check_upload()
+        return self.add_model(data, name=name, flavor=flavor, source="upload")
+
+    def add_model(self, data: bytes, *, name: str | None, flavor: str | None, source: str) -> dict:
+        self.ensure_ready()
+        if name is not None and check_name(name):
+            raise RequestError(check_name(name))
+        if flavor is not None:
+            try:
+                flavor = fl.check_flavor(flavor)
+            except ValueError as exc:
+                raise RequestError(str(exc)) from None
+        flavor = flavor or self.store.flavor()
+        if flavor is None:
+            raise RequestError(
+                'no flavor has been set; POST /api/init with {"flavor": ...} first (or pass ?flavor=)'
+            )
+        if not data:
+            raise RequestError("the body must be a pickled model; got an empty body")
+        try:
+            model = pickle.loads(data)
+        except Exception as exc:
+            raise RequestError(f"the body is not a pickled model ({type(exc).__name__})") from None
+        try:
+            model = as_online_model(model)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        problem = fl.model_problem(model, flavor)
+        if problem:
+            raise RequestError(f"the model does not fit flavor {flavor!r}: {problem}")
+        name = name or f"model-{uuid.uuid4().hex[:8]}"
+        blob = pickle.dumps(model, protocol=5)
+        self.store.put_model(
+            name, flavor, blob, source=source, make_default=True, metrics=mt.new_state(flavor)
+        )
+        self.replicas.drop(name)
+        logger.info("stored online model %r (%s, %d bytes)", name, flavor, len(blob))
+        return {"name": name}
+
+    def download(self, name: str | None) -> bytes:
+        self.ensure_ready()
+        info, _ = self.store.lookup(name)
+        replica = self.replicas.slot(info.name)
+        with replica.lock:
+            self.replicas.sync(replica, info, lambda uid, v: self.store.catch_up(info.name, uid, v))
+            return pickle.dumps(replica.model, protocol=5)
+
+    def delete(self, name: str) -> None:
+        self.ensure_ready()
+        if not self.store.delete_model(name):
+            raise UnknownModelError(f"no online model named {name!r}")
+        self.replicas.drop(name)
+
+    def models(self) -> dict:
+        self.ensure_ready()
+        infos = self.store.models()
+        return {
+            "models": sorted(info.name for info in infos),
+            "default": self.store.default(),
+            "info": {
+                info.name: {
+                    "flavor": info.flavor,
+                    "n_learnt": info.n_learnt,
+                    "n_scored": mt.count(info.metrics),
+                    "version": info.version,
+                    "source": info.source,
+                    "created": info.created,
+                }
+                for info in infos
+            },
+        }
+
+    def metrics(self, name: str | None = None) -> dict:
+        self.ensure_ready()
+        if name is None:
+            name = self.store.default()
+            if name is None:
+                if self.store.flavor() is None:
+                    raise RequestError(
+                        'no flavor has been set; POST /api/init with {"flavor": ...}'
+                    )
+                raise UnknownModelError(
+                    "no default online model; name one with ?model= or upload one"
+                )
+        info = self.store.model(name)
+        if info is None:
+            raise UnknownModelError(f"no online model named {name!r}")
+        return mt.values(info.metrics, info.flavor)
+
+    def stats(self) -> dict:
+        self.ensure_ready()
+        rows = self.store.stats()
+        recent = time.time() - 60.0
+        answer = {}
+        for endpoint in ("predict", "learn"):
+            mine = [r for r in rows if r["endpoint"] == endpoint]
+            n = sum(int(r["n"]) for r in mine)
+            mean = int(sum(float(r["total"]) for r in mine) / n) if n else 0
+            live = [r for r in mine if float(r["at"]) >= recent] or sorted(
+                mine, key=lambda r: r["at"]
+            )[-1:]
+            weight = sum(int(r["n"]) for r in live)
+            ewm = int(sum(float(r["ewm"]) * int(r["n"]) for r in live) / weight) if weight else 0
+            answer[endpoint] = {
+                "n_calls": n,
+                "mean_duration": mean,
+                "mean_duration_human": humanize_ns(mean),
+                "ewm_duration": ewm,
+                "ewm_duration_human": humanize_ns(ewm),
+            }
+        return answer
+
+    # -- replay ---------------------------------------------------------------------------------
+    def replay(
+        self, name: str, rows: Iterable[tuple[dict, Any]], *, chunk: int = 500, progress=None
+    ) -> dict:
+        """Predict then learn each ``(features, ground truth)`` row; the run's metrics by name.
+
+        Rows are learnt ``chunk`` at a time under the model's lock, each chunk
+        stored as one snapshot (not as log entries), so a replay of history
+        is fast and the served model picks the result up at its next request.
+        """
+        self.ensure_ready()
+        run_state = None
+        batch: list = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= chunk:
+                run_state = self._replay_chunk(name, batch, run_state)
+                if progress is not None:
+                    progress.advance(len(batch))
+                batch = []
+        if batch:
+            run_state = self._replay_chunk(name, batch, run_state)
+            if progress is not None:
+                progress.advance(len(batch))
+        if run_state is None:
+            info = self.store.model(name)
+            if info is None:
+                raise UnknownModelError(f"no online model named {name!r}")
+            return mt.values(mt.new_state(info.flavor), info.flavor)
+        flavor, state = run_state
+        return {**mt.values(state, flavor), "n": mt.count(state)}
+
+    def _replay_chunk(self, name: str, batch: list, run_state):
+        replica = None
+        try:
+            with self.store.learning(None, name) as txn:
+                info = txn.model
+                replica = self.replicas.slot(info.name)
+                replica.lock.acquire()
+                self.replicas.sync(replica, info, txn.catch_up)
+                model = replica.model
+                state = txn.metrics()
+                own = run_state[1] if run_state else mt.new_state(info.flavor)
+                positive = fl.positive_label(model)
+                replica.version = -1
+                for number, (features, raw_y) in enumerate(batch):
+                    try:
+                        y = fl.ground_truth(model, info.flavor, raw_y)
+                        prediction = fl.predict(model, info.flavor, dict(features))
+                        model.learn_one(dict(features), y)
+                    except RequestError as exc:
+                        raise RequestError(f"row {number + 1} of the chunk: {exc}") from None
+                    except Exception as exc:
+                        raise _model_failed(info.name, "learn from", exc) from None
+                    change = mt.delta(info.flavor, y, prediction, positive)
+                    state = mt.merge(state, change)
+                    own = mt.merge(own, change)
+                metrics_event = {
+                    "model": info.name,
+                    "metrics": mt.values(state, info.flavor),
+                    "n": mt.count(state),
+                }
+                version = txn.commit(
+                    entries=[],
+                    learnt=len(batch),
+                    snapshot=pickle.dumps(model, protocol=5),
+                    metrics=state,
+                    keep_log=0,
+                    events=[Event("metrics", json.dumps(metrics_event))],
+                )
+            replica.version = version
+        except BaseException:
+            if replica is not None and replica.version == -1:
+                replica.invalidate()
+            raise
+        finally:
+            if replica is not None:
+                replica.lock.release()
+        return info.flavor, own
+
+
+def _versions() -> dict:
+    versions = {}
+    for module in ("river", "sklearn"):
+        try:
+            versions[f"{module}_version"] = __import__(module).__version__
+        except ImportError:
+            versions[f"{module}_version"] = None
+    return versions

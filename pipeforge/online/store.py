@@ -1,0 +1,364 @@
+"""The shared store of online learning: what every server process reads and writes.
+
+Everything that must survive a process and be seen by the others lives in
+an :class:`OnlineStore`: the flavor, the models, the features stored by
+``/api/predict`` under an ``id``, the metrics, the call statistics and the
+events the SSE streams deliver. Two implementations:
+:class:`~pipeforge.online.sql_store.SQLStore` (the SQL model database:
+SQLite by default, PostgreSQL) and
+:class:`~pipeforge.online.redis_store.RedisStore`.
+
+A model is stored as a *snapshot* (its pickle at some version) plus a
+*log* of the samples learnt since (features and ground truth, one entry per
+version). A learn appends one log entry under the model's lock and writes a
+new snapshot only every so often, so learning costs a few small writes, not
+a pickle of the model. Each process keeps its own copy of each model (see
+:mod:`pipeforge.online.replicas`) and brings it up to date by replaying the
+log entries it has not seen.
+"""
+
+from __future__ import annotations
+
+import abc
+import atexit
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "OnlineStore",
+    "Learning",
+    "ModelInfo",
+    "Pending",
+    "CatchUp",
+    "Seed",
+    "Event",
+    "new_uid",
+]
+
+logger = logging.getLogger(__name__)
+
+EWM_ALPHA = 0.3  # chantilly's weight of the newest duration
+LISTENER_TTL = 30.0  # seconds an SSE stream counts as listening after its last heartbeat
+STATS_SECONDS = 1.0  # how often a process writes its call statistics
+
+
+def new_uid() -> str:
+    """A fresh identity for a stored model: a replaced model never shares its cache entry."""
+    return uuid.uuid4().hex
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    """A stored model's record (without the model itself)."""
+
+    name: str
+    uid: str
+    flavor: str
+    version: int
+    snapshot_version: int = 0
+    n_learnt: int = 0
+    source: str = ""
+    created: float = 0.0
+    metrics: dict | None = None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What ``/api/predict`` stored under an ``id``: model name, features and prediction (JSON)."""
+
+    model: str
+    features: str
+    prediction: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event for the SSE streams: ``kind`` (``predict``, ``learn``, ``metrics``) and JSON text."""
+
+    kind: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A model of the config, put into the store the first time the store sees its name."""
+
+    name: str
+    flavor: str
+    blob: bytes
+    default: bool = False
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class CatchUp:
+    """What a process needs to bring its copy of a model to the stored version.
+
+    ``snapshot`` is ``None`` when the copy at ``(uid, have_version)`` can
+    simply replay ``entries`` (``(version, features JSON, ground truth JSON)``).
+    """
+
+    uid: str
+    version: int
+    snapshot: bytes | None = None
+    snapshot_version: int = 0
+    entries: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+class Learning(abc.ABC):
+    """An open learn: the model is locked (and the ``id``'s features taken) until it ends.
+
+    ``model`` is the model's record before this learn (its ``metrics`` are
+    not read: see :meth:`metrics`). Leaving the ``with`` block without
+    :meth:`commit` (an error) leaves the store as it was: the ``id`` is
+    still there, nothing was learnt.
+    """
+
+    pending: Pending | None
+    model: ModelInfo
+    listening: bool
+
+    @abc.abstractmethod
+    def catch_up(self, have_uid: str | None, have_version: int) -> CatchUp:
+        """What the caller's copy misses of the locked model."""
+
+    @abc.abstractmethod
+    def metrics(self) -> dict:
+        """The model's metric counters before this learn (its snapshot's plus the log's deltas)."""
+
+    @abc.abstractmethod
+    def commit(
+        self,
+        *,
+        entries: list[tuple[str, str, str | None]],
+        learnt: int,
+        snapshot: bytes | None = None,
+        metrics: dict | None = None,
+        keep_log: int = 0,
+        events: list[Event] = (),
+    ) -> int:
+        """Store the learn atomically; returns the model's new version.
+
+        ``entries`` are appended to the log as ``(features, ground truth,
+        metrics delta)`` JSON; ``learnt`` samples are added to the model's
+        version and count (more than ``entries`` when a replay stores a
+        snapshot only). A ``snapshot`` comes with the full ``metrics`` at
+        the new version, and the log up to ``keep_log`` versions before it
+        is dropped.
+        """
+
+
+class _ProcessStats:
+    """This process's call statistics, counted in memory and written by a thread once a second.
+
+    Each process writes its own row (so processes never contend for one),
+    and a request never waits for it. ``GET /api/stats`` sums the rows.
+    """
+
+    def __init__(self, write):
+        self._write = write
+        self._lock = threading.Lock()
+        self._pid = None
+        self.token = ""
+        self._ewm: dict[str, float] = {}
+        self._pending: dict[str, list] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, endpoint: str, duration_ns: int) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a new process (fork): new row, new thread
+                self._pid = os.getpid()
+                self.token = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}"
+                self._ewm.clear()
+                self._pending.clear()
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, name="pipeforge-online-stats", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.flush)
+            old = self._ewm.get(endpoint)
+            ewm = (
+                float(duration_ns)
+                if old is None
+                else EWM_ALPHA * duration_ns + (1 - EWM_ALPHA) * old
+            )
+            self._ewm[endpoint] = ewm
+            entry = self._pending.setdefault(endpoint, [0, 0.0])
+            entry[0] += 1
+            entry[1] += duration_ns
+
+    def _run(self) -> None:
+        while not self._stop.wait(STATS_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what this process counted since the last flush (errors are logged, counts kept)."""
+        with self._lock:
+            if self._pid != os.getpid() or not self._pending:
+                return
+            rows = [
+                (self.token, e, n, total, self._ewm[e], now())
+                for e, (n, total) in self._pending.items()
+            ]
+            self._pending = {}
+        try:
+            self._write(rows)
+        except Exception:
+            logger.warning("writing call statistics failed; retrying later", exc_info=True)
+            with self._lock:
+                for _token, endpoint, n, total, _ewm, _at in rows:
+                    entry = self._pending.setdefault(endpoint, [0, 0.0])
+                    entry[0] += n
+                    entry[1] += total
+
+    def discard(self) -> None:
+        """Forget what was counted and not written yet (the store is being erased)."""
+        with self._lock:
+            self._pending = {}
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(5.0)
+        self.flush()
+
+
+class OnlineStore(abc.ABC):
+    """Where online models and their state live, shared by every process (see the module doc)."""
+
+    #: shown by ``GET /api/init`` as ``storage``
+    kind = "abstract"
+
+    def bind(self, config) -> None:  # noqa: B027 - optional hook
+        """Learn the config's folder and siblings before first use (no I/O here)."""
+
+    def _process_stats(self) -> _ProcessStats:
+        stats = self.__dict__.get("_proc_stats")
+        if stats is None:
+            stats = self.__dict__.setdefault("_proc_stats", _ProcessStats(self._write_stats))
+        return stats
+
+    def record_stat(self, endpoint: str, duration_ns: int) -> None:
+        """Count one answered call of ``endpoint`` (written within :data:`STATS_SECONDS`)."""
+        self._process_stats().record(endpoint, duration_ns)
+
+    def _discard_stats(self) -> None:
+        stats = self.__dict__.get("_proc_stats")
+        if stats is not None:
+            stats.discard()
+
+    def flush_stats(self) -> None:
+        """Write this process's counts now (before reading them back)."""
+        stats = self.__dict__.get("_proc_stats")
+        if stats is not None:
+            stats.flush()
+
+    @abc.abstractmethod
+    def _write_stats(self, rows: list[tuple]) -> None:
+        """Add ``(process, endpoint, n, total ns, ewm ns, at)`` rows to the stored counts."""
+
+    # -- setup and flavor --------------------------------------------------------------
+    @abc.abstractmethod
+    def ready(self, seeds: list[Seed], flavor: str | None) -> None:
+        """Create what is missing and put the config's models in, once per name."""
+
+    @abc.abstractmethod
+    def flavor(self) -> str | None:
+        """The flavor set by ``init`` (or the config), ``None`` before."""
+
+    @abc.abstractmethod
+    def reset(self, flavor: str, seeds: list[Seed]) -> None:
+        """Erase everything, set ``flavor`` and put the config's models back in."""
+
+    # -- models ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def models(self) -> list[ModelInfo]:
+        """Every stored model with its metrics, oldest first."""
+
+    @abc.abstractmethod
+    def default(self) -> str | None:
+        """The name of the default model."""
+
+    def model(self, name: str) -> ModelInfo | None:
+        """One model with its metrics, or ``None``."""
+        for info in self.models():
+            if info.name == name:
+                return info
+        return None
+
+    @abc.abstractmethod
+    def put_model(
+        self, name: str, flavor: str, blob: bytes, *, source: str, make_default: bool, metrics: dict
+    ) -> ModelInfo:
+        """Store (or replace) a model at version 0 with the fresh ``metrics`` state."""
+
+    @abc.abstractmethod
+    def delete_model(self, name: str) -> bool:
+        """Drop a model with its log; ``False`` when there was none."""
+
+    # -- serving -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def lookup(self, name: str | None) -> tuple[ModelInfo, bool]:
+        """The record of ``name`` (the default model for ``None``) and whether SSE listeners exist.
+
+        Raises :class:`~pipeforge.online.errors.UnknownModelError`.
+        """
+
+    @abc.abstractmethod
+    def catch_up(self, name: str, have_uid: str | None, have_version: int) -> CatchUp:
+        """What a copy at ``(have_uid, have_version)`` misses of the stored model (consistent read)."""
+
+    @abc.abstractmethod
+    def after_predict(self, pending: tuple[str, Pending] | None, events: list[Event]) -> None:
+        """Keep an ``id``'s features and announce the prediction, atomically."""
+
+    @abc.abstractmethod
+    def learning(
+        self, pending_id: str | None, name: str | None
+    ) -> contextlib.AbstractContextManager[Learning]:
+        """Lock the model (the ``id``'s model wins over ``name``) to learn.
+
+        Raises :class:`~pipeforge.online.errors.UnknownIdError` for an ``id``
+        with nothing stored and ``UnknownModelError`` for a missing model.
+        """
+
+    # -- monitoring ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def stats(self) -> list[dict]:
+        """Rows of ``endpoint``, ``n``, ``total`` (ns), ``ewm`` (ns), ``at`` (epoch s), one per process."""
+
+    @abc.abstractmethod
+    def last_event_id(self) -> str:
+        """The cursor of the newest event (events after it are new)."""
+
+    @abc.abstractmethod
+    def events(self, cursor: str, timeout: float) -> tuple[str, list[tuple[str, Event]]]:
+        """Events after ``cursor`` (waiting up to ``timeout`` s for some): (new cursor, [(id, event)])."""
+
+    @abc.abstractmethod
+    def listen(self) -> None:
+        """Say an SSE stream is listening (for :data:`LISTENER_TTL` seconds)."""
+
+    def close(self) -> None:
+        """Write the pending call counts and release connections (tests, shutdown)."""
+        stats = self.__dict__.get("_proc_stats")
+        if stats is not None:
+            stats.stop()
+
+
+def iter_chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

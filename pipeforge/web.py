@@ -1,0 +1,354 @@
+"""The HTTP boundary: how every pipeforge route reads JSON, answers and fails.
+
+Every route of the web service — each predict service, ``/alive``, ``/list``,
+the lifecycle routes, the pipelines routes, the online-learning ``/api/*``
+routes — encodes its answers and its errors here, so that a client meets one
+JSON dialect and one error body whatever it calls.
+
+Writing a route
+---------------
+::
+
+    from pipeforge import web
+    from pipeforge.errors import RequestError
+
+    def learn():
+        body = web.read_json(expect=dict)            # 400 unless a JSON object was sent
+        if "id" not in body:
+            raise RequestError("the body needs an 'id'")   # -> 400, the error body below
+        ...
+        return web.json_response({"result": value})  # numpy, pandas, dates, NaN: handled
+
+    app.add_url_rule("/api/learn", view_func=web.guarded(learn, metadata), methods=["POST"])
+
+An app built by :func:`pipeforge.server.create_app` already answers every
+exception raised by a view through :func:`error_response`; :func:`guarded` is
+for views that want it applied before the app's handlers (a decorator list
+that counts statuses, say) or for apps of your own
+(:func:`install_error_handlers` does the same for a whole Flask app).
+
+Encoding rule (:func:`dumps`, :func:`to_jsonable`)
+--------------------------------------------------
+- numpy arrays and scalars, pandas ``Series``/``Index`` become lists and plain
+  numbers; a ``DataFrame`` becomes a list of records (one object per row);
+- ``datetime``, ``date``, ``time``, pandas ``Timestamp`` and numpy
+  ``datetime64`` become ISO 8601 strings; ``NaT`` and ``pd.NA`` become ``null``;
+- tuples and sets become lists; mapping keys become strings;
+  ``Decimal`` becomes a number; anything else becomes its ``str()``;
+- **non-finite numbers — NaN, +Infinity, -Infinity — become ``null``**, in
+  results and metadata alike. The output is always strict JSON (RFC 8259),
+  never the ``NaN``/``Infinity`` literals some parsers refuse.
+
+Error rule (:func:`error_body`, :func:`error_response`)
+--------------------------------------------------------
+Every error answer is ``{"metadata": {"service_name", "service_version", ...,
+"status": "ERROR", "error_code", "error_message"}}`` with no result, and the
+status comes from the exception:
+
+=======================================  ======  ==========================================
+exception                                status  ``error_message``
+=======================================  ======  ==========================================
+werkzeug ``HTTPException`` (e.g. from    its     ``"<Name>: <description>"``; headers such as
+a decorator: ``Unauthorized(...)``)      code    ``WWW-Authenticate`` and ``Allow`` are kept
+any exception with an ``http_status``    that    ``str(exc)`` (and its ``error_code``)
+int attribute
+:class:`~pipeforge.errors.RequestError`  400     ``str(exc)``, ``error_code`` kept
+:class:`~pipeforge.errors.UnknownVersionError`  404  ``str(exc)``
+:class:`~pipeforge.errors.VersionError`  409     ``str(exc)``
+:class:`~pipeforge.errors.NoModelError`  503     ``"no model available yet: ..."``
+:class:`~pipeforge.errors.PredictError`  500     its ``error_message`` and ``error_code``
+anything else                            500     ``"internal server error; see the server
+                                                 log"`` -- the traceback is logged, nothing
+                                                 of it is sent
+=======================================  ======  ==========================================
+
+``error_code`` is ``-1`` unless the exception carries one. To give a new
+error its own status, give its class an ``http_status`` attribute.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import functools
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import NoModelError, PredictError, RequestError, UnknownVersionError, VersionError
+
+__all__ = [
+    "to_jsonable",
+    "dumps",
+    "json_response",
+    "ok_metadata",
+    "error_body",
+    "error_status",
+    "error_response",
+    "read_json",
+    "json_kind",
+    "guarded",
+    "install_error_handlers",
+    "GENERIC_ERROR",
+]
+
+logger = logging.getLogger(__name__)
+
+GENERIC_ERROR = "internal server error; see the server log"
+_NO_DEFAULT = object()
+_JSON_KINDS = ((dict, "object"), (list, "list"), (str, "string"), (bool, "boolean"))
+
+
+# -- encoding ------------------------------------------------------------------
+
+
+def _datetime64(numpy, value):
+    """numpy datetime64 scalars and arrays as ISO strings (``NaT`` -> None)."""
+    text = numpy.datetime_as_string(value)
+    return _without_nat(text if isinstance(text, str) else text.tolist())
+
+
+def _without_nat(item):
+    if isinstance(item, list):
+        return [_without_nat(i) for i in item]
+    return None if item == "NaT" else item
+
+
+def _plain(value) -> Any:
+    """One non-JSON value as plain types (one level deep); ``json.dumps``' ``default``."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
+        if value.dtype.kind == "M":
+            return _datetime64(numpy, value)
+        if value.dtype.kind == "m":  # timedelta64: seconds as a number
+            return (value / numpy.timedelta64(1, "s")).tolist()
+    if hasattr(value, "columns") and callable(getattr(value, "to_dict", None)):  # DataFrame
+        return value.to_dict(orient="records")
+    tolist = getattr(value, "tolist", None)  # numpy, pandas Series/Index
+    if callable(tolist):
+        return tolist()
+    if type(value).__name__ in ("NaTType", "NAType"):
+        return None
+    isoformat = getattr(value, "isoformat", None)  # datetime, date, time, pd.Timestamp
+    if callable(isoformat):
+        return isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types following the module's rule (NaN and infinities -> None)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, Mapping):
+        return {_key(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return to_jsonable(_plain(value))
+
+
+def _key(key) -> str:
+    if isinstance(key, str):
+        return key
+    plain = to_jsonable(key)
+    if isinstance(plain, bool) or plain is None:
+        return json.dumps(plain)
+    return str(plain)
+
+
+def dumps(value: Any) -> str:
+    """Strict JSON text for ``value`` (the module's encoding rule).
+
+    Plain data goes straight through :func:`json.dumps` (numpy values are
+    converted as they come); only when that meets a non-finite number or a
+    non-string mapping key is the whole value converted by :func:`to_jsonable`
+    first, so the common case pays nothing for the rule.
+    """
+    try:
+        return json.dumps(value, default=_plain, allow_nan=False)
+    except (ValueError, TypeError):
+        return json.dumps(to_jsonable(value), allow_nan=False)
+
+
+def json_response(body: Any, status: int = 200, headers=None):
+    """A Flask response with ``body`` encoded by :func:`dumps`."""
+    return _response_class()(
+        dumps(body), status=status, headers=headers, mimetype="application/json"
+    )
+
+
+@functools.cache
+def _response_class():
+    from flask import Response  # imported at first use: scripts need no Flask
+
+    return Response
+
+
+# -- errors --------------------------------------------------------------------
+
+
+def ok_metadata(service_metadata: Mapping | None) -> dict:
+    """The ``metadata`` of a successful answer: service name/version, ``status: "OK"``."""
+    metadata = {"service_name": None, "service_version": None}
+    metadata.update(service_metadata or {})
+    metadata.update(status="OK", error_code=0)
+    return metadata
+
+
+def error_body(service_metadata: Mapping | None, message: str, error_code: int = -1) -> dict:
+    """The one error body: ``{"metadata": {..., "status": "ERROR", "error_code", "error_message"}}``."""
+    metadata = {"service_name": None, "service_version": None}
+    metadata.update(service_metadata or {})
+    metadata.update(status="ERROR", error_code=error_code, error_message=message)
+    return {"metadata": metadata}
+
+
+def error_status(exc: BaseException) -> tuple[int, str, int]:
+    """``(status, error_message, error_code)`` for ``exc`` by the module's table.
+
+    Does not log; :func:`error_response` logs what falls through to the
+    generic 500.
+    """
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        message = f"{exc.name}: {exc.description}" if exc.description else exc.name
+        return exc.code or 500, message, -1
+    status = getattr(exc, "http_status", None)
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+        return status, str(exc), _code(exc)
+    if isinstance(exc, RequestError):
+        return 400, str(exc), exc.error_code
+    if isinstance(exc, UnknownVersionError):
+        return 404, str(exc), -1
+    if isinstance(exc, VersionError):
+        return 409, str(exc), -1
+    if isinstance(exc, NoModelError):
+        return 503, f"no model available yet: {exc}", -1
+    if isinstance(exc, PredictError):
+        return 500, exc.error_message, exc.error_code
+    return 500, GENERIC_ERROR, -1
+
+
+def _code(exc) -> int:
+    code = getattr(exc, "error_code", -1)
+    return code if isinstance(code, int) and not isinstance(code, bool) else -1
+
+
+def error_response(exc: BaseException, service_metadata: Mapping | None = None):
+    """The JSON error response for ``exc``; an unexpected exception is logged with its traceback."""
+    from werkzeug.exceptions import HTTPException
+
+    status, message, code = error_status(exc)
+    headers = None
+    if isinstance(exc, HTTPException):
+        headers = [
+            (k, v)
+            for k, v in exc.get_headers()
+            if k.lower() not in ("content-type", "content-length")
+        ]
+    elif message == GENERIC_ERROR and status == 500:
+        logger.error("unexpected error while answering a request", exc_info=exc)
+    elif status >= 500:
+        logger.warning("request failed with %d: %s", status, message)
+    return json_response(error_body(service_metadata, message, code), status, headers)
+
+
+def guarded(view: Callable, service_metadata: Mapping | None = None) -> Callable:
+    """``view`` answering any exception it raises with :func:`error_response`."""
+
+    @functools.wraps(view)
+    def answer(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except Exception as exc:
+            return error_response(exc, service_metadata)
+
+    return answer
+
+
+def install_error_handlers(app, service_metadata: Mapping | None = None) -> None:
+    """Answer every error of ``app`` (views, routing, 404/405/413) with the JSON error body."""
+    from werkzeug.exceptions import HTTPException
+
+    app.register_error_handler(HTTPException, lambda exc: error_response(exc, service_metadata))
+    app.register_error_handler(Exception, lambda exc: error_response(exc, service_metadata))
+
+
+# -- reading requests ----------------------------------------------------------
+
+
+def json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's type (``object``, ``list``, ``number``, ...)."""
+    if value is None:
+        return "null"
+    for kind, name in _JSON_KINDS:
+        if isinstance(value, kind):
+            return name
+    return "number"
+
+
+def read_json(
+    request=None,
+    *,
+    expect: type | tuple[type, ...] | None = None,
+    default: Any = _NO_DEFAULT,
+    what: str = "the request body",
+) -> Any:
+    """The decoded JSON body of ``request`` (Flask's current one by default).
+
+    Raises :class:`~pipeforge.errors.RequestError` (400) when the body is not
+    JSON, when it is sent with a non-JSON ``Content-Type`` (no content type
+    at all is accepted), or when ``expect`` is given and the decoded value is
+    not of that type (``dict`` for an object, ``list`` for a list). An empty
+    body returns ``default`` if given, else is a 400 too. NaN and infinity
+    literals are refused: the body must be strict JSON.
+    """
+    if request is None:
+        from flask import request
+    mimetype = request.mimetype
+    raw = request.get_data(cache=False)
+    if not raw.strip() and default is not _NO_DEFAULT:
+        return default
+    if mimetype and not (mimetype == "application/json" or mimetype.endswith("+json")):
+        raise RequestError(
+            f"{what} must be JSON sent with Content-Type: application/json; got {mimetype!r}"
+        )
+    if not raw.strip():
+        raise RequestError(f"{what} is empty; send JSON")
+    try:
+        value = _decoder().decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except _NonFinite as exc:
+        raise RequestError(f"{what} holds {exc}: JSON numbers must be finite") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise RequestError(f"{what} must be JSON; it does not parse") from None
+    if expect is not None and not isinstance(value, expect):
+        kinds = expect if isinstance(expect, tuple) else (expect,)
+        wanted = " or ".join(f"a JSON {json_kind(kind())}" for kind in kinds)
+        raise RequestError(f"{what} must be {wanted}; got a JSON {json_kind(value)}")
+    return value
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+@functools.cache
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str):
+    raise _NonFinite(name)
