@@ -54,6 +54,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
+def _safe(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
 def _dotted(func: Callable | str) -> str:
     if isinstance(func, str):
         return func
@@ -95,7 +103,7 @@ class RQJobQueue(JobQueue):
         self.max_age = max_age
 
     def __repr__(self) -> str:
-        return f"RQJobQueue(url={self.url!r}, name={self.name!r})"
+        return f"RQJobQueue(url={_safe(self.url)!r}, name={self.name!r})"
 
     # -- connections (per process: a forked server worker opens its own) -------
     def _check(self) -> None:
@@ -158,7 +166,7 @@ class RQJobQueue(JobQueue):
             return func()
         except RedisError as exc:
             raise JobQueueError(
-                f"cannot {what} on the job queue {self.name!r} at {self.url}: {exc}"
+                f"cannot {what} on the job queue {self.name!r} at {_safe(self.url)}: {exc}"
             ) from exc
 
     def ping(self) -> None:

@@ -162,7 +162,7 @@ def _body(args, config) -> int:
         connection=queue.connection(),
         job_monitoring_interval=heartbeat,
     )
-    print(f"pf-worker {name}: taking jobs from {', '.join(names)} at {queue.url}", flush=True)
+    print(f"pf-worker {name}: taking jobs from {', '.join(names)} on {queue!r}", flush=True)
     worker.work(burst=bool(args["--burst"]), max_jobs=max_jobs, logging_level="INFO")
     return 0
 

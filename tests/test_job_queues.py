@@ -259,3 +259,20 @@ def test_alive_still_answers_when_redis_is_down(tmp_path):
     assert response.status_code == 503  # no model yet, but an answer
     metadata = response.get_json()["process_metadata"]
     assert metadata["jobs"] == {} and "cannot list jobs" in metadata["jobs_error"]
+
+
+def test_fit_answers_503_while_redis_is_down_and_hides_its_password(tmp_path):
+    from pipeforge.config import load_config
+    from pipeforge.server import create_app
+
+    port = _free_port()
+    unreachable = queue_entry(f"redis://:s3cret@127.0.0.1:{port}/0")
+    config = write_config(tmp_path / "config.py", iris_config_dict(tmp_path, job_queue=unreachable))
+    response = create_app(load_config([str(config)])).test_client().post("/fit")
+    assert response.status_code == 503
+    message = response.get_json()["metadata"]["error_message"]
+    assert (
+        f"cannot submit a job on the job queue 'pipeforge' at redis://***@127.0.0.1:{port}/0"
+        in message
+    )
+    assert "s3cret" not in message
