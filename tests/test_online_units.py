@@ -266,3 +266,15 @@ def test_replay_matches_learning_one_by_one(tmp_path, online_store):
     )
     service.store.close()
     fresh.store.close()
+
+
+def test_the_app_does_not_start_with_a_model_of_the_wrong_flavor(tmp_path):
+    from pipeforge.server import create_app
+
+    path = tmp_path / "config.py"
+    model = {"__factory__": "river.linear_model.LogisticRegression"}
+    path.write_text(repr({"online_models": {"m": {"model": model, "flavor": "regression"}}}))
+    with pytest.raises(
+        ConfigError, match=r"online_models\.m\.model: LogisticRegression is a classifier"
+    ):
+        create_app(load_config([str(path)], __mode__="predict"))

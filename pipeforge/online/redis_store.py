@@ -482,7 +482,7 @@ class RedisStore(OnlineStore):
         if pending is None and not events:
             return
         with self._redis_errors() as r:
-            pipe = r.pipeline(transaction=True)
+            pipe = r.pipeline(transaction=True) if events else r  # one command needs no MULTI
             if pending is not None:
                 key, record = pending
                 pipe.hset(
@@ -493,6 +493,8 @@ class RedisStore(OnlineStore):
                         "prediction": record.prediction,
                     },
                 )
+            if not events:
+                return
             for event in events:
                 pipe.xadd(
                     self.prefix + "events",

@@ -603,21 +603,37 @@ class SQLStore(OnlineStore):
                     row,
                 )
 
+    _UPSERT_PENDING = (
+        "INSERT INTO {p}pending (id, model, features, prediction, created)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET model = excluded.model,"
+        " features = excluded.features, prediction = excluded.prediction,"
+        " created = excluded.created"
+    )
+
     def after_predict(self, pending, events) -> None:
         if pending is None and not events:
             return
+        row = None
+        if pending is not None:
+            key, record = pending
+            row = (key, record.model, record.features, record.prediction, now())
+        if not events:
+            # One statement is its own transaction: no BEGIN/COMMIT round trips.
+            self._write(self._UPSERT_PENDING, row)
+            return
         with self._txn() as conn:
-            if pending is not None:
-                key, record = pending
-                self._run(
-                    conn,
-                    "INSERT INTO {p}pending (id, model, features, prediction, created)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET model = excluded.model,"
-                    " features = excluded.features, prediction = excluded.prediction,"
-                    " created = excluded.created",
-                    (key, record.model, record.features, record.prediction, now()),
-                )
+            if row is not None:
+                self._run(conn, self._UPSERT_PENDING, row)
             self._record(conn, events)
+
+    def _write(self, text: str, params) -> None:
+        try:
+            self._run(self._conn(), text, params)
+        except Exception as exc:
+            if self._is_db_error(exc):
+                self._drop_broken(None)
+                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
+            raise
 
     @contextlib.contextmanager
     def learning(self, pending_id: str | None, name: str | None):
