@@ -298,6 +298,31 @@ def list_operations() -> dict:
     }
 
 
+def _version_op(summary: str, done: str) -> dict:
+    """An operation on one stored version (``/activate``, ``/delete``)."""
+    answer = {
+        "type": "object",
+        "required": ["model_version", "metadata"],
+        "properties": {
+            "model_version": {"type": "integer"},
+            "metadata": {"$ref": "#/components/schemas/OkMetadata"},
+        },
+    }
+    return {
+        "summary": summary,
+        "parameters": [
+            {
+                "name": "model_version",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer"},
+                "description": "also taken from a form field or a JSON body",
+            }
+        ],
+        "responses": {"200": json_answer(answer, done), **_errors(400, 404, 500)},
+    }
+
+
 def lifecycle_operations(view, methods: set[str]) -> dict | None:
     from . import server
 
@@ -326,49 +351,9 @@ def lifecycle_operations(view, methods: set[str]) -> dict | None:
             "responses": {"200": job, **_errors(503)},
         }
     elif view is server.activate:
-        answer = {
-            "type": "object",
-            "required": ["model_version", "metadata"],
-            "properties": {
-                "model_version": {"type": "integer"},
-                "metadata": {"$ref": "#/components/schemas/OkMetadata"},
-            },
-        }
-        op = {
-            "summary": "Activate a stored model version",
-            "parameters": [
-                {
-                    "name": "model_version",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer"},
-                    "description": "also taken from a form field or a JSON body",
-                }
-            ],
-            "responses": {"200": json_answer(answer, "activated"), **_errors(400, 404, 500)},
-        }
+        op = _version_op("Activate a stored model version", "activated")
     elif view is server.delete:
-        answer = {
-            "type": "object",
-            "required": ["model_version", "metadata"],
-            "properties": {
-                "model_version": {"type": "integer"},
-                "metadata": {"$ref": "#/components/schemas/OkMetadata"},
-            },
-        }
-        op = {
-            "summary": "Delete a stored model version",
-            "parameters": [
-                {
-                    "name": "model_version",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer"},
-                    "description": "also taken from a form field or a JSON body",
-                }
-            ],
-            "responses": {"200": json_answer(answer, "deleted"), **_errors(400, 404, 500)},
-        }
+        op = _version_op("Delete a stored model version", "deleted")
     else:
         return None
     name = view.__name__
