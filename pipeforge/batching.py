@@ -68,14 +68,19 @@ def batcher_from_settings(value: Any, *, key: str = "batching") -> Batcher | Non
 
 
 class _Item:
-    __slots__ = ("X", "rows", "done", "result", "error")
+    """One request's rows in a queue; ``signal`` is locked until someone wakes its thread."""
+
+    __slots__ = ("X", "rows", "result", "error", "state", "waiting", "signal")
 
     def __init__(self, X, rows: int):
         self.X = X
         self.rows = rows
-        self.done = False
         self.result = None
         self.error: BaseException | None = None
+        self.state = "queued"  # -> "lead" (collects and calls) or "done"
+        self.waiting = False  # a leader waiting for newcomers (wake it by releasing signal)
+        self.signal = threading.Lock()
+        self.signal.acquire()
 
 
 class Batcher:
@@ -85,14 +90,18 @@ class Batcher:
     how long the leader waits for requests still being parsed.
     A request is announced with :meth:`arrive` as early as possible (before
     parsing) and ended with :meth:`leave`; in between, :meth:`run` merges it.
+
+    Each waiting thread blocks on a lock of its own and is woken once: a
+    follower when its result is ready (or when it is to lead the next batch),
+    a leader when a newcomer joins. No wake-up storms among many threads.
     """
 
     def __init__(self, max_batch_size: int = 64, max_wait_ms: float = 5.0):
         self.max_batch_size = max_batch_size
         self.max_wait_ms = max_wait_ms
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queues: dict[Any, list[_Item]] = {}
-        self._collecting: set = set()
+        self._leaders: dict[Any, _Item] = {}  # key -> the item collecting its next batch
         self._expected = 0  # requests announced but not taken into a batch yet
         self._local = threading.local()
 
@@ -111,7 +120,7 @@ class Batcher:
         """
         if getattr(self._local, "pending", False):
             return False
-        with self._cond:
+        with self._lock:
             self._expected += 1
         self._local.pending = True
         self._local.threaded = threaded
@@ -121,13 +130,10 @@ class Batcher:
         """End the request of this thread (joined a batch or not)."""
         if getattr(self._local, "pending", False):
             self._local.pending = False
-            with self._cond:
+            with self._lock:
                 self._expected -= 1
-                self._cond.notify_all()
-
-    def _taken(self, items: list[_Item]) -> None:
-        # Called with the condition held: these requests will not join again.
-        self._expected -= len(items)
+                for leader in self._leaders.values():  # one fewer to wait for
+                    _wake(leader)
 
     # -- merging --------------------------------------------------------------------
 
@@ -138,46 +144,57 @@ class Batcher:
         shape of its input); ``call`` must accept the rows of several ``X``
         concatenated and answer one result row per input row.
         """
-        pending = getattr(self._local, "pending", False)
         item = _Item(X, _rows(X))
-        with self._cond:
-            if pending:
+        with self._lock:
+            if getattr(self._local, "pending", False):
                 self._local.pending = False  # counted as taken when its batch is taken
             else:
                 self._expected += 1
-            queue = self._queues.setdefault(key, [])
-            queue.append(item)
-            self._cond.notify_all()
-            while not item.done:
-                if key not in self._collecting and queue and queue[0] is item:
-                    break  # lead the next batch
-                self._cond.wait()
-            if item.done:
+            self._queues.setdefault(key, []).append(item)
+            leader = self._leaders.get(key)
+            if leader is None:
+                self._leaders[key] = item
+                item.state = "lead"
+            else:
+                _wake(leader)
+        if item.state != "lead":
+            item.signal.acquire()  # until done, or chosen to lead the next batch
+            if item.state == "done":
                 return _outcome(item)
-            self._collecting.add(key)
-            self._collect(queue, getattr(self._local, "threaded", False))
+        batch = self._take(key, item, getattr(self._local, "threaded", False))
+        try:
+            _execute(batch, call)
+        finally:
+            with self._lock:
+                for other in batch:
+                    other.state = "done"
+                    if other is not item:
+                        other.signal.release()
+        return _outcome(item)
+
+    def _take(self, key, leader: _Item, threaded: bool) -> list[_Item]:
+        """Collect the next batch of ``key`` as its ``leader`` and take it off the queue."""
+        with self._lock:
+            queue = self._queues[key]
+            self._collect(queue, leader, threaded)
             taken, rows = 1, queue[0].rows
             while taken < len(queue) and rows + queue[taken].rows <= self.max_batch_size:
                 rows += queue[taken].rows
                 taken += 1
             batch = queue[:taken]
             del queue[:taken]
-            if not queue:
+            self._expected -= len(batch)
+            if queue:  # the first of the rest leads the next batch
+                successor = self._leaders[key] = queue[0]
+                successor.state = "lead"
+                successor.signal.release()
+            else:
                 del self._queues[key]
-            self._taken(batch)
-            self._collecting.discard(key)
-            self._cond.notify_all()  # the first of the rest (if any) leads the next batch
-        try:
-            _execute(batch, call)
-        finally:
-            with self._cond:
-                for other in batch:
-                    other.done = True
-                self._cond.notify_all()
-        return _outcome(item)
+                del self._leaders[key]
+        return batch
 
-    def _collect(self, queue: list[_Item], threaded: bool) -> None:
-        """Wait (holding the condition) while more requests may join ``queue``.
+    def _collect(self, queue: list[_Item], leader: _Item, threaded: bool) -> None:
+        """Wait (the lock held, released while asleep) while more requests may join.
 
         Requests announced but not queued yet are waited for. Under the GIL a
         thread that has not reached the door cannot be seen, so with threaded
@@ -190,19 +207,37 @@ class Batcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            if self._joining() > 0:
-                self._cond.wait(remaining)
-            elif patient:
-                before = len(queue)
-                self._cond.wait(min(remaining, _YIELD_SECONDS))
-                patient = len(queue) > before
-            else:
+            joining = self._joining()
+            if not joining and not patient:
                 return
+            before = len(queue)
+            self._sleep(leader, remaining if joining else min(remaining, _YIELD_SECONDS))
+            if not joining:
+                patient = len(queue) > before
 
     def _joining(self) -> int:
         # Requests announced and not yet queued anywhere: they may still join.
         queued = sum(len(q) for q in self._queues.values())
         return max(0, self._expected - queued)
+
+    def _sleep(self, leader: _Item, seconds: float) -> None:
+        # Called with the lock held; a joiner (or a leaving request) wakes us early.
+        leader.waiting = True
+        self._lock.release()
+        try:
+            woken = leader.signal.acquire(timeout=seconds)
+        finally:
+            self._lock.acquire()
+        if not woken and not leader.waiting:
+            leader.signal.acquire()  # woken just after the timeout: take the wake-up back
+        leader.waiting = False
+
+
+def _wake(leader: _Item) -> None:
+    # Called with the batcher's lock held.
+    if leader.waiting:
+        leader.waiting = False
+        leader.signal.release()
 
 
 def _rows(X) -> int:

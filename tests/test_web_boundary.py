@@ -403,3 +403,27 @@ def test_config_memory_app_has_no_model_yet():
     response = app.test_client().get("/predict?x=1")
     assert response.status_code == 503
     assert "no model available yet" in strict(response)["metadata"]["error_message"]
+
+
+def test_the_boundary_api_is_pinned():
+    # Routes of other modules (online learning's /api/*) are built on these names.
+    expected = {
+        "to_jsonable",
+        "dumps",
+        "json_response",
+        "ok_metadata",
+        "error_body",
+        "error_status",
+        "error_response",
+        "read_json",
+        "json_kind",
+        "guarded",
+        "install_error_handlers",
+        "GENERIC_ERROR",
+    }
+    assert expected <= set(web.__all__)
+    from pipeforge import predict_service
+
+    # The old import site keeps working for code written against it.
+    assert predict_service.json_response is web.json_response
+    assert predict_service.error_body is web.error_body
