@@ -5,16 +5,25 @@
 #       -e PIPEFORGE_CONFIG=/app/config.py pipeforge
 #
 # Application images build on it with `pf-dockerize APP_DIR pipeforge IMAGE`.
-FROM python:3.11-slim
+# PYTHON_IMAGE may be any image with Python 3.10+ and its venv module, e.g. one
+# made from Debian's python3 and python3-venv (--build-arg PYTHON_IMAGE=...).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/pipeforge/venv/bin:$PATH
 
+# A virtual environment of its own: the same on every base, and never in the way of a
+# distribution's own Python packages.
+RUN python3 -m venv /opt/pipeforge/venv
 WORKDIR /opt/pipeforge
-COPY requirements.txt setup.cfg pyproject.toml README.md ./
+# The dependencies first, in a layer that only a change to requirements.txt rebuilds.
+COPY requirements.txt ./
 RUN pip install -r requirements.txt "psycopg[binary]>=3.1"
+COPY setup.cfg pyproject.toml README.md ./
 COPY pipeforge ./pipeforge
 RUN pip install --no-deps . \
  && useradd --create-home --uid 10001 pipeforge \
@@ -28,6 +37,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/alive', timeout=4)" || exit 1
 
 # Set PIPEFORGE_CONFIG (docker run -e ...) to the application's config file;
-# GUNICORN_CMD_ARGS tunes gunicorn without changing the command.
-ENV GUNICORN_CMD_ARGS="--workers 2 --timeout 60 --graceful-timeout 30"
-CMD ["gunicorn", "-b", "0.0.0.0:8000", "pipeforge.wsgi:app"]
+# GUNICORN_CMD_ARGS sets the address, workers and timeouts.
+ENV GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --workers 2 --timeout 60 --graceful-timeout 30"
+CMD ["gunicorn", "pipeforge.wsgi:app"]

@@ -26,7 +26,11 @@ BIN = os.path.dirname(sys.executable)
 
 
 def run(argv, cwd, env):
-    """Wall seconds and peak RSS (MB) of one command in a fresh process."""
+    """Wall seconds, CPU seconds and peak RSS (MB) of one command in a fresh process.
+
+    On a shared machine the CPU time (user + system) says more than the wall
+    time, which grows with everybody else's load.
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -36,7 +40,7 @@ def run(argv, cwd, env):
     proc.returncode = 0  # reaped by wait4 above
     if proc.stderr:
         proc.stderr.close()
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main(rounds: int = 5) -> None:
@@ -62,12 +66,21 @@ def main(rounds: int = 5) -> None:
         for _ in range(rounds):
             for name, argv in commands.items():
                 results[name].append(run(argv, cwd, env))
-        base = statistics.median(t for t, _ in results["python -c pass (baseline)"])
-        print(f"{'command':<28} {'wall s':>8} {'x baseline':>11} {'peak RSS MB':>12}")
+        baseline = results["python -c pass (baseline)"]
+        base_wall = statistics.median(wall for wall, _, _ in baseline)
+        base_cpu = statistics.median(cpu for _, cpu, _ in baseline)
+        print(
+            f"{'command':<28} {'wall s':>8} {'x baseline':>11} {'cpu s':>8} {'x baseline':>11}"
+            f" {'peak RSS MB':>12}"
+        )
         for name, samples in results.items():
-            wall = statistics.median(t for t, _ in samples)
-            rss = statistics.median(m for _, m in samples)
-            print(f"{name:<28} {wall:>8.3f} {wall / base:>11.1f} {rss:>12.1f}")
+            wall = statistics.median(w for w, _, _ in samples)
+            cpu = statistics.median(c for _, c, _ in samples)
+            rss = statistics.median(m for _, _, m in samples)
+            print(
+                f"{name:<28} {wall:>8.3f} {wall / base_wall:>11.1f} {cpu:>8.3f}"
+                f" {cpu / base_cpu:>11.1f} {rss:>12.1f}"
+            )
         print(
             f"({rounds} interleaved rounds, medians; target: pf-list, pf-admin, pf-upgrade <= 0.3 s)"
         )

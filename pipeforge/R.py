@@ -67,6 +67,11 @@ _RUN_SCRIPT = (
 
 def _rpy2():
     """``rpy2.robjects``, with R started and its console routed to the log (once)."""
+    # Starting R puts R's library folders (and the system's) on LD_LIBRARY_PATH in
+    # os.environ. This process has loaded what R needs by then; the programs it starts
+    # later (gunicorn, pip, a worker) must not inherit the change: another libpython
+    # found there breaks a Python that is not the system's.
+    saved = os.environ.get("LD_LIBRARY_PATH")
     try:
         with warnings.catch_warnings():
             # R started outside the main thread (a server's model-cache thread) cannot take
@@ -79,6 +84,11 @@ def _rpy2():
             "R models need rpy2 and R: pip install 'pipeforge[r]' and install R "
             f"(Debian: apt-get install r-base-core) ({exc})"
         ) from exc
+    finally:
+        if saved is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = saved
     if not _READY:
         # R's print() would otherwise write to stdout, where pf-stream answers.
         callbacks.consolewrite_print = lambda text: logger.info("R: %s", text.rstrip())

@@ -15,6 +15,7 @@ from .errors import (
     PredictError,
     RequestError,
     UnknownVersionError,
+    UnmigratedStoreError,
     UsageError,
     VersionError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "PersistenceError",
     "UnknownVersionError",
     "NoModelError",
+    "UnmigratedStoreError",
     "ModelWriteError",
     "DataError",
     "PredictError",

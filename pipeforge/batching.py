@@ -35,6 +35,7 @@ __all__ = ["Batcher", "batcher_from_settings"]
 logger = logging.getLogger(__name__)
 
 _DEFAULTS = {"enabled": True, "max_batch_size": 64, "max_wait_ms": 5.0}
+_YIELD_SECONDS = 0.0002
 
 
 def batcher_from_settings(value: Any, *, key: str = "batching") -> Batcher | None:
@@ -100,11 +101,21 @@ class Batcher:
 
     # -- in-flight accounting ---------------------------------------------------
 
-    def arrive(self) -> None:
-        """Announce a request in this thread: a leader may wait for it to join."""
+    def arrive(self, threaded: bool = False) -> bool:
+        """Announce a request in this thread: a leader may wait for it to join.
+
+        ``threaded``: the server runs requests in threads of this process
+        (WSGI's ``wsgi.multithread``), so a leader yields briefly for the
+        others to catch up. Returns whether the request was announced now
+        (``False`` if it was already); only that caller calls :meth:`leave`.
+        """
+        if getattr(self._local, "pending", False):
+            return False
         with self._cond:
             self._expected += 1
         self._local.pending = True
+        self._local.threaded = threaded
+        return True
 
     def leave(self) -> None:
         """End the request of this thread (joined a batch or not)."""
@@ -144,12 +155,7 @@ class Batcher:
             if item.done:
                 return _outcome(item)
             self._collecting.add(key)
-            deadline = time.monotonic() + self.max_wait_ms / 1000.0
-            while sum(i.rows for i in queue) < self.max_batch_size and self._joining() > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
+            self._collect(queue, getattr(self._local, "threaded", False))
             taken, rows = 1, queue[0].rows
             while taken < len(queue) and rows + queue[taken].rows <= self.max_batch_size:
                 rows += queue[taken].rows
@@ -169,6 +175,29 @@ class Batcher:
                     other.done = True
                 self._cond.notify_all()
         return _outcome(item)
+
+    def _collect(self, queue: list[_Item], threaded: bool) -> None:
+        """Wait (holding the condition) while more requests may join ``queue``.
+
+        Requests announced but not queued yet are waited for. Under the GIL a
+        thread that has not reached the door cannot be seen, so with threaded
+        servers the leader also yields for a moment, again and again while
+        that brings newcomers. A request alone in a sync worker never waits.
+        """
+        deadline = time.monotonic() + self.max_wait_ms / 1000.0
+        patient = threaded
+        while sum(item.rows for item in queue) < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._joining() > 0:
+                self._cond.wait(remaining)
+            elif patient:
+                before = len(queue)
+                self._cond.wait(min(remaining, _YIELD_SECONDS))
+                patient = len(queue) > before
+            else:
+                return
 
     def _joining(self) -> int:
         # Requests announced and not yet queued anywhere: they may still join.

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import logging.config
 import os
 import sys
 import threading
@@ -499,6 +498,8 @@ def initialize_config(*, lazy: bool = False, **extra) -> Config:
     global _current
     config = load_config(config_paths_from_env(), lazy=lazy, **extra)
     if "logging" in config:
+        import logging.config  # only here: the scripts that need no logging entry start faster
+
         try:
             logging.config.dictConfig(config["logging"])
         except (ValueError, TypeError, AttributeError, ImportError) as exc:

@@ -154,4 +154,9 @@ class VersionError(PipeforgeError):
 
 
 class JobQueueError(PipeforgeError):
-    """The job queue cannot take or report a job (e.g. its Redis server is unreachable)."""
+    """The job queue cannot take or report a job (e.g. its Redis server is unreachable).
+
+    The web service answers it with 503: serving goes on, jobs cannot be taken now.
+    """
+
+    http_status = 503

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 
 from .config_files import path_base, resolve_path
 from .errors import (
@@ -36,7 +35,7 @@ from .model_storage import (
 )
 from .palladium_stores import (
     PalladiumFiles,
-    import_note,
+    import_into_files,
     is_palladium_metadata,
     unmigrated_message,
 )
@@ -286,58 +285,6 @@ class File(PersisterBase):
 
     # -- Palladium's stores --------------------------------------------------
     def _import_foreign(self) -> list[str]:
-        """Import the models Palladium's ``File`` wrote with this path (pf-upgrade's first step).
-
-        Copies every Palladium version above the last version pipeforge
-        knows (its gzip pickle byte for byte, behind pipeforge's header; its
-        metadata as listed), takes over Palladium's active version if
-        pipeforge has none. Palladium's files are only read. Running it
-        again finds nothing to import.
-        """
-        palladium = self._palladium_files()
-        with self._locked():
-            data = palladium.read()
-            if data is None:
-                return []
-            props = self._props()
-            models = self._load_json("metadata", [])
-            last = self._last_version(props, models)
-            entries = {int(m["version"]): m for m in data["models"] if "version" in m}
-            imported = [v for v in sorted(entries) if v > last]
-            previous = str(props.get("palladium-imported", "")).split(",")
-            skipped = [v for v in sorted(entries) if v <= last and str(v) not in previous]
-            copies: dict[int, str] = {}
-            try:
-                for version in imported:
-                    copies[version] = temp_name(self._file(version))
-                    with open(palladium.model_file(version), "rb") as source:
-                        with open(copies[version], "xb") as handle:
-                            handle.write(b"pipeforge-model 1 pickle gzip\n")
-                            shutil.copyfileobj(source, handle, BLOCK)
-                for version, tmp in copies.items():
-                    os.replace(tmp, self._file(version))
-                added = [dict(entries[v], version=v) for v in imported]
-                self._save_json("metadata", [*models, *added])
-            except BaseException:
-                for version, tmp in copies.items():
-                    for path in (tmp, self._file(version)):
-                        with contextlib.suppress(OSError):
-                            os.unlink(path)
-                raise
-            active = data["properties"].get("active-model")  # unless pipeforge has its own
-            if active in {str(v) for v in imported} and "active-model" not in props:
-                props["active-model"] = active
-            else:
-                active = None
-            props["_last-version"] = max(last, *imported) if imported else last
-            if imported:
-                props["palladium-imported"] = ",".join(
-                    [p for p in previous if p] + [str(v) for v in imported]
-                )
-            self._save_json("properties", props)
-        if not imported and not skipped:
-            return []
-        files = f"{palladium.metadata_file} and its .pkl.gz files"
-        note = import_note(files, imported, active, skipped, data["properties"])
-        logger.info("%s", note)
-        return [note]
+        """Import the models Palladium's ``File`` wrote with this path (pf-upgrade's first step)."""
+        self._check()
+        return import_into_files(self, self._palladium_files())

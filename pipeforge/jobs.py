@@ -409,7 +409,9 @@ def job_view(job_id: str):
     from flask import current_app
     from werkzeug.exceptions import NotFound
 
+    from .web import json_response
+
     record = current_app.extensions["pipeforge"].jobs.get(job_id)
     if record is None:
         raise NotFound(f"unknown job {job_id!r} (finished jobs are kept for a limited time)")
-    return record
+    return json_response(record)

@@ -8,8 +8,7 @@ metric                                         type       labels
 ``pipeforge_predictions_total``                counter    ``service``, ``model_version``
                                                           (samples predicted)
 ``pipeforge_model_calls_total``                counter    ``service``, ``model_version``
-``pipeforge_model_call_rows``                  histogram  ``service`` (rows per model call:
-                                                          > 1 per request with batching)
+                                                          (fewer than requests with batching)
 ``pipeforge_model_version``                    gauge      the version the scraped process serves
 ``pipeforge_model_age_seconds``                gauge      now - the model's ``train_timestamp``
 ``pipeforge_model_cache_refreshes_total``      counter    ``outcome``: ``loaded``, ``unchanged``
@@ -23,6 +22,11 @@ metric                                         type       labels
 ``unmatched`` for a path no route takes, so clients cannot blow up the label
 set. A request whose input is rejected counts as a 4xx request and never as a
 model call or a prediction.
+
+Cost: a write to a multiprocess value takes a lock and an mmap update (~2 µs),
+so the per-request counters are summed in memory and written four times a
+second by a thread of each worker (and before every scrape): a scrape may miss
+the last quarter second of another worker's requests, never more.
 
 Several worker processes: prometheus-client's multiprocess mode keeps each
 worker's values in files of a shared directory and ``/metrics`` sums them.
@@ -45,24 +49,19 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
-import shutil
-import signal
-import sys
-import tempfile
+import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
+
+from .metrics_dir import prepare_multiprocess
 
 __all__ = ["Metrics", "register_metrics", "prepare_multiprocess", "settings"]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULTS = {"enabled": True, "path": "/metrics", "decorator_list_name": "metrics_decorators"}
-_DIR_PREFIX = "pipeforge-metrics-"
-_DIR_NAME = re.compile(re.escape(_DIR_PREFIX) + r"(\d+)-(\d+)$")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
+_FLUSH_SECONDS = 0.25
 
 
 def settings(config: Mapping) -> dict | None:
@@ -70,81 +69,6 @@ def settings(config: Mapping) -> dict | None:
     from .openapi import settings as merge
 
     return merge(config, "metrics", _DEFAULTS)
-
-
-# -- the multiprocess directory ---------------------------------------------------
-
-
-def _gunicorn_master() -> int | None:
-    """The pid of the gunicorn master this process belongs to, or ``None``."""
-    if "gunicorn" not in sys.modules:
-        return None
-    owner = getattr(signal.getsignal(signal.SIGQUIT), "__self__", None)
-    ppid = getattr(owner, "ppid", None)
-    if type(owner).__module__.startswith("gunicorn.workers") and isinstance(ppid, int):
-        return ppid  # a worker: its master is the parent
-    if os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
-        return os.getpid()  # --preload: the app is loaded in the master itself
-    return None
-
-
-def _started(pid: int) -> int | None:
-    import psutil
-
-    try:
-        return int(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def _prune(base: Path) -> None:
-    """Remove the directories of gunicorn masters that are gone."""
-    for path in base.glob(_DIR_PREFIX + "*"):
-        match = _DIR_NAME.match(path.name)
-        if match and _started(int(match.group(1))) != int(match.group(2)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def prepare_multiprocess() -> str | None:
-    """Point prometheus_client at the directory shared by this gunicorn's workers.
-
-    Must run before prometheus_client is imported. Returns the directory, or
-    ``None`` when this process keeps its metrics in memory (not under
-    gunicorn, or prometheus_client was imported too early).
-    """
-    own = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
-    if own:
-        return own
-    master = _gunicorn_master()
-    if master is None:
-        return None
-    if "prometheus_client" in sys.modules:
-        logger.warning(
-            "prometheus_client was imported before pipeforge could set up its multiprocess "
-            "directory: /metrics counts only the worker that answers; export "
-            "PROMETHEUS_MULTIPROC_DIR to fix it"
-        )
-        return None
-    started = _started(master)
-    base = Path(tempfile.gettempdir())
-    path = base / f"{_DIR_PREFIX}{master}-{started}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    _prune(base)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    atexit.register(_process_exit, str(path), master)
-    return str(path)
-
-
-def _process_exit(path: str, master: int) -> None:
-    if os.getpid() == master:  # --preload: the master leaves last
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    try:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(os.getpid(), path)
-    except Exception:  # the directory may be gone already
-        logger.debug("could not drop this worker's live gauges", exc_info=True)
 
 
 def _multiprocess() -> bool:
@@ -192,13 +116,6 @@ class Metrics:
             ["service", "model_version"],
             registry=registry,
         )
-        self.call_rows = Histogram(
-            "pipeforge_model_call_rows",
-            "Rows per model call (more than one request's rows with batching).",
-            ["service"],
-            buckets=_ROW_BUCKETS,
-            registry=registry,
-        )
         self.refreshes = Counter(
             "pipeforge_model_cache_refreshes",
             "Model cache refreshes that succeeded, by outcome (loaded a new model or unchanged).",
@@ -224,6 +141,7 @@ class Metrics:
             registry=registry,
         )
         self._children: dict = {}
+        self.tally = _Tally(_FLUSH_SECONDS)
         return self
 
     # -- what the app reports ---------------------------------------------------------
@@ -237,15 +155,22 @@ class Metrics:
                 self.latency.labels(route, method),
             )
             self._children[key] = children
-        children[0].inc()
+        self.tally.add(children[0])
         children[1].observe(seconds)
 
     def model_called(self, service, model, rows: int) -> None:
-        name = getattr(service, "entry_point", None) or type(service).__name__
-        version = str((getattr(model, "__metadata__", None) or {}).get("version", ""))
-        self.model_calls.labels(name, version).inc()
-        self.predictions.labels(name, version).inc(rows)
-        self.call_rows.labels(name).observe(rows)
+        version = (getattr(model, "__metadata__", None) or {}).get("version", "")
+        key = (id(service), version)
+        children = self._children.get(key)
+        if children is None:
+            name = getattr(service, "entry_point", None) or type(service).__name__
+            children = (
+                self.model_calls.labels(name, str(version)),
+                self.predictions.labels(name, str(version)),
+            )
+            self._children[key] = children
+        self.tally.add(children[0])
+        self.tally.add(children[1], rows)
 
     def cache_refreshed(self, outcome: str) -> None:
         if outcome == "failed":
@@ -264,6 +189,7 @@ class Metrics:
 
     def scrape_registry(self):
         """The registry ``/metrics`` renders: all workers' values plus the served model."""
+        self.tally.flush()
         registry = getattr(self, "_scrape", None)
         if registry is None:
             from prometheus_client import CollectorRegistry
@@ -279,6 +205,44 @@ class Metrics:
             registry.register(_ModelCollector(self.state))
             self._scrape = registry
         return registry
+
+
+class _Tally:
+    """Counter increments summed in memory, written to the counters every ``interval`` s.
+
+    The thread that writes them starts with the first increment of each
+    process (so a forked worker gets its own) and is stopped by :meth:`stop`;
+    what is left is written at process exit.
+    """
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._sums: dict = {}
+        self._pid: int | None = None
+        self._stopped = threading.Event()
+
+    def add(self, child, amount: float = 1.0) -> None:
+        with self._lock:
+            self._sums[child] = self._sums.get(child, 0.0) + amount
+            if self._pid != os.getpid() and not self._stopped.is_set():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="pipeforge-metrics", daemon=True).start()
+                atexit.register(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            sums, self._sums = self._sums, {}
+        for child, amount in sums.items():
+            child.inc(amount)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.flush()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.flush()
 
 
 class _Forward:
@@ -344,7 +308,7 @@ def register_metrics(app, config, state) -> Metrics | None:
     options = settings(config)
     if options is None:
         return None
-    from flask import Response, g, request
+    from flask import Response, request
 
     from .factory import decorate
     from .model_cache import CachedUpdatePersister
@@ -352,20 +316,26 @@ def register_metrics(app, config, state) -> Metrics | None:
 
     metrics = Metrics(state).setup()
     app.extensions["pipeforge_metrics"] = metrics
+    state.stoppers.append(metrics.tally.stop)
     perf_counter = time.perf_counter
 
-    @app.before_request
-    def _start_clock():
-        g.pipeforge_started = perf_counter()
+    inner = app.wsgi_app
+
+    def timed(environ, start_response):
+        environ["pipeforge.started"] = perf_counter()
+        return inner(environ, start_response)
+
+    app.wsgi_app = timed
 
     @app.after_request
     def _count(response):
-        started = g.get("pipeforge_started")
+        current = request._get_current_object()
+        started = current.environ.get("pipeforge.started")
         if started is not None:
-            rule = request.url_rule
+            rule = current.url_rule
             metrics.request_done(
                 rule.rule if rule is not None else "unmatched",
-                request.method,
+                current.method,
                 response.status_code,
                 perf_counter() - started,
             )

@@ -15,6 +15,7 @@ import abc
 import contextlib
 import inspect
 import logging
+import math
 import os
 import threading
 import time
@@ -304,7 +305,10 @@ def fit(
         activate=activate,
         dataset_loader_test=dataset_loader_test,
         evaluate=evaluate or persist_if_better_than is not None,
-        persist_if_better_than=persist_if_better_than,
+        # Palladium stored a model whose score equals the threshold; pipeforge wants "better".
+        persist_if_better_than=None
+        if persist_if_better_than is None
+        else math.nextafter(persist_if_better_than, -math.inf),
         scoring=scoring,
     ).model
 

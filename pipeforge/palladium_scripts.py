@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
 from . import scripts, serve_scripts
 from .cli import run_script
-from .errors import UsageError
+from .errors import PipeforgeError, UsageError
 
 __all__ = [
     "pld_fit_main",
@@ -449,34 +450,36 @@ _PALLADIUM_WORDS = (
 
 
 def _dockerize(args, config) -> int:
+    from . import dockerize
+
     app_dir = args["PATH_TO_APP"]
     if not os.path.isdir(app_dir):
         raise UsageError(f"PATH_TO_APP {app_dir!r} is not a directory")
-    files = serve_scripts.dockerfiles(app_dir, args["BASE_IMAGE_NAME"], args["IMAGE_NAME"])
+    image = args["IMAGE_NAME"]
+    files = dockerize.dockerfiles(app_dir, args["BASE_IMAGE_NAME"], image)
+    engine = [] if args["-d"] else dockerize.find_engine()  # before anything is written
     for name, text in files.items():
         for ours, theirs in _PALLADIUM_WORDS:
             text = text.replace(ours, theirs)
         with open(name, "w", encoding="utf-8") as handle:
             handle.write(text)
         print(f"wrote {name}")
+    # The build context gets what pf-dockerize writes there: what stays out, the pinned versions.
+    for name, text in (
+        (".dockerignore", dockerize.dockerignore(app_dir)),
+        ("requirements-lock.txt", dockerize.requirements_lock(app_dir)),
+    ):
+        print(dockerize._write(os.path.join(app_dir, name), text, False))
     if args["-d"]:
         return 0
-    if not serve_scripts._docker_available():
-        raise serve_scripts.PipeforgeError(
-            "no Docker engine is available ('docker info' failed); start one, "
-            "or pass -d to only write the Dockerfiles"
-        )
-    import subprocess
-
-    image = args["IMAGE_NAME"]
     for dockerfile, tag in (
         ("Dockerfile-app", image),
-        ("Dockerfile-predict", serve_scripts.predict_image_name(image)),
+        ("Dockerfile-predict", dockerize.predict_image_name(image)),
     ):
-        command = ["docker", "build", "-f", dockerfile, "-t", tag, app_dir]
+        command = [*engine, "build", "-f", dockerfile, "-t", tag, app_dir]
         print("running: " + " ".join(command), flush=True)
         if subprocess.run(command).returncode != 0:
-            raise serve_scripts.PipeforgeError(f"'docker build' of {tag} failed (see above)")
+            raise PipeforgeError(f"building {tag} failed (see the output of the build above)")
         print(f"built {tag}")
     return 0
 

@@ -17,12 +17,20 @@ Palladium's tables and files stay exactly as they were for a rollback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 
-__all__ = ["PalladiumTables", "PalladiumFiles", "unmigrated_message", "import_note"]
+__all__ = [
+    "PalladiumTables",
+    "PalladiumFiles",
+    "unmigrated_message",
+    "import_into_database",
+    "import_into_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -191,5 +199,130 @@ def is_palladium_metadata(data) -> bool:
     )
 
 
-def same_file(a: str, b: str) -> bool:
-    return os.path.abspath(a) == os.path.abspath(b)
+# -- importing ------------------------------------------------------------------------
+
+
+def import_into_database(persister, engine, palladium: PalladiumTables) -> list[str]:
+    """Copy Palladium's models into ``persister``'s tables (a pipeforge ``Database``).
+
+    Every Palladium version above the version counter comes over (metadata
+    as stored, the gzip pickle rechunked, not unpickled); the counter moves
+    past the highest number Palladium used; Palladium's active version is
+    taken over if pipeforge has none. One transaction, holding the store's
+    locks, so no ``pf-fit`` claims a number meanwhile. Running it again
+    finds nothing to import.
+    """
+    import sqlalchemy as sa
+
+    t = persister._tables
+    with engine.begin() as conn:
+        persister._lock(conn, "model-version")
+        persister._lock(conn)
+        counter = persister._counter(conn)
+        versions = palladium.versions(conn)
+        imported = [v for v in versions if v > counter]
+        previous = (persister._get_property(conn, "palladium-imported") or "").split(",")
+        skipped = [v for v in versions if v <= counter and str(v) not in previous]
+        for version in imported:
+            count = size = 0
+            for blob in palladium.blobs(conn, version):
+                for start in range(0, len(blob), persister.chunk_size):
+                    piece = blob[start : start + persister.chunk_size]
+                    conn.execute(
+                        t["chunks"].insert().values(version=version, idx=count, data=piece)
+                    )
+                    count, size = count + 1, size + len(piece)
+            conn.execute(
+                t["models"]
+                .insert()
+                .values(
+                    version=version,
+                    metadata=palladium.metadata(conn, version),
+                    chunks=count,
+                    stored_bytes=size,
+                    pickler="pickle",
+                    compression="gzip",
+                )
+            )
+        highest = palladium.highest(conn)
+        if highest > counter:
+            counters = t["counters"]
+            conn.execute(
+                sa.update(counters).where(counters.c.name == "model-version").values(value=highest)
+            )
+        properties = palladium.properties(conn)
+        active = properties.get("active-model")  # taken over unless pipeforge has its own
+        if active in {str(v) for v in imported} and not persister._get_property(
+            conn, "active-model"
+        ):
+            persister._put_property(conn, "active-model", active)
+        else:
+            active = None
+        if imported:
+            done = [p for p in previous if p] + [str(v) for v in imported]
+            persister._put_property(conn, "palladium-imported", ",".join(done))
+    return _report(f"tables {palladium.names}", imported, active, skipped, properties)
+
+
+def import_into_files(persister, palladium: PalladiumFiles) -> list[str]:
+    """Copy the models Palladium's ``File`` wrote into ``persister`` (a pipeforge ``File``).
+
+    Every Palladium version above the last version pipeforge knows comes
+    over: its gzip pickle byte for byte behind pipeforge's header line, its
+    metadata as Palladium listed it. Palladium's active version is taken
+    over if pipeforge has none. Palladium's files are only read; a failed
+    copy leaves none of the new files behind. Running it again finds
+    nothing to import.
+    """
+    from .model_storage import BLOCK, temp_name
+
+    with persister._locked():
+        data = palladium.read()
+        if data is None:
+            return []
+        props = persister._props()
+        models = persister._load_json("metadata", [])
+        last = persister._last_version(props, models)
+        entries = {int(m["version"]): m for m in data["models"] if "version" in m}
+        imported = [v for v in sorted(entries) if v > last]
+        previous = str(props.get("palladium-imported", "")).split(",")
+        skipped = [v for v in sorted(entries) if v <= last and str(v) not in previous]
+        copies: dict[int, str] = {}
+        try:
+            for version in imported:
+                copies[version] = temp_name(persister._file(version))
+                with open(palladium.model_file(version), "rb") as source:
+                    with open(copies[version], "xb") as handle:
+                        handle.write(b"pipeforge-model 1 pickle gzip\n")
+                        shutil.copyfileobj(source, handle, BLOCK)
+            for version, tmp in copies.items():
+                os.replace(tmp, persister._file(version))
+            added = [dict(entries[v], version=v) for v in imported]
+            persister._save_json("metadata", [*models, *added])
+        except BaseException:
+            for version, tmp in copies.items():
+                for path in (tmp, persister._file(version)):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+            raise
+        active = data["properties"].get("active-model")  # unless pipeforge has its own
+        if active in {str(v) for v in imported} and "active-model" not in props:
+            props["active-model"] = active
+        else:
+            active = None
+        props["_last-version"] = max([last, *imported])
+        if imported:
+            props["palladium-imported"] = ",".join(
+                [p for p in previous if p] + [str(v) for v in imported]
+            )
+        persister._save_json("properties", props)
+    files = f"{palladium.metadata_file} and its .pkl.gz files"
+    return _report(files, imported, active, skipped, data["properties"])
+
+
+def _report(source, imported, active, skipped, properties) -> list[str]:
+    if not imported and not skipped:
+        return []
+    note = import_note(source, imported, active, skipped, properties)
+    logger.info("%s", note)
+    return [note]

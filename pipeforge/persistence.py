@@ -39,7 +39,7 @@ from .model_storage import (
     json_default,
     warn_library_mismatch,
 )
-from .palladium_stores import PalladiumTables, import_note, unmigrated_message
+from .palladium_stores import PalladiumTables, import_into_database, unmigrated_message
 from .upgrade import UpgradeSteps
 
 __all__ = ["Database", "File", "CachedUpdatePersister"]
@@ -236,7 +236,7 @@ class Database(PersisterBase):
         pending = [v for v in palladium.versions(conn) if v > counter]
         if pending:
             raise UnmigratedStoreError(
-                unmigrated_message(f"model store {self.url}", pending, palladium.properties(conn))
+                unmigrated_message(self._describe(), pending, palladium.properties(conn))
             )
 
     def _available(self, conn) -> list[int]:
@@ -416,75 +416,18 @@ class Database(PersisterBase):
         return metadata
 
     # -- Palladium's stores --------------------------------------------------
+    def _describe(self) -> str:
+        """The store's URL for messages, without its password."""
+        from sqlalchemy.engine import make_url
+
+        return f"model store {make_url(self.url).render_as_string(hide_password=True)}"
+
     def _import_foreign(self) -> list[str]:
-        """Import the models Palladium wrote into this database (pf-upgrade's first step).
-
-        Copies every Palladium version above the version counter (metadata
-        as stored, the gzip pickle rechunked, not unpickled), moves the
-        counter past the highest number Palladium used and takes over its
-        active version if pipeforge has none. One transaction; Palladium's
-        tables are only read. Running it again finds nothing to import.
-        """
-        import sqlalchemy as sa
-
+        """Import the models Palladium wrote into this database (pf-upgrade's first step)."""
         engine = self._connect()
-        palladium = self._palladium
-        if palladium is None:
+        if self._palladium is None:
             return []
-        t = self._tables
-        with engine.begin() as conn:
-            self._lock(conn, "model-version")  # no pf-fit may claim a number meanwhile
-            self._lock(conn)
-            counter = self._counter(conn)
-            versions = palladium.versions(conn)
-            imported = [v for v in versions if v > counter]
-            previous = (self._get_property(conn, "palladium-imported") or "").split(",")
-            skipped = [v for v in versions if v <= counter and str(v) not in previous]
-            for version in imported:
-                count = size = 0
-                for blob in palladium.blobs(conn, version):
-                    for start in range(0, len(blob), self.chunk_size):
-                        piece = blob[start : start + self.chunk_size]
-                        conn.execute(
-                            t["chunks"].insert().values(version=version, idx=count, data=piece)
-                        )
-                        count, size = count + 1, size + len(piece)
-                conn.execute(
-                    t["models"]
-                    .insert()
-                    .values(
-                        version=version,
-                        metadata=palladium.metadata(conn, version),
-                        chunks=count,
-                        stored_bytes=size,
-                        pickler="pickle",
-                        compression="gzip",
-                    )
-                )
-            highest = palladium.highest(conn)
-            if highest > counter:
-                counters = t["counters"]
-                conn.execute(
-                    sa.update(counters)
-                    .where(counters.c.name == "model-version")
-                    .values(value=highest)
-                )
-            properties = palladium.properties(conn)
-            active = properties.get("active-model")  # taken over unless pipeforge has its own
-            if active in {str(v) for v in imported} and not self._get_property(
-                conn, "active-model"
-            ):
-                self._put_property(conn, "active-model", active)
-            else:
-                active = None
-            if imported:
-                done = [p for p in previous if p] + [str(v) for v in imported]
-                self._put_property(conn, "palladium-imported", ",".join(done))
-        if not imported and not skipped:
-            return []
-        note = import_note(f"tables {palladium.names}", imported, active, skipped, properties)
-        logger.info("%s", note)
-        return [note]
+        return import_into_database(self, engine, self._palladium)
 
 
 def _usable_driver(url):

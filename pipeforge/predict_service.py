@@ -11,15 +11,18 @@ internals. Subclasses override the ``*_from_*`` hooks to change the formats.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
-import math
+import operator
 import sys
 import weakref
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import web
 from .errors import ConfigError, RequestError
+from .fields import _NUMERIC, _PLAIN_NUMBERS, _describe, _to_bool, _to_float, _to_int, _to_str  # noqa: F401 (old import site)
+from .fields import CONVERTERS as _CONVERTERS
+from .fields import pairs as _pairs
 from .interfaces import PredictService as PredictServiceInterface
 from .web import error_body, json_response
 
@@ -27,106 +30,10 @@ __all__ = ["PredictService", "error_body", "json_response", "to_json"]
 
 logger = logging.getLogger(__name__)
 
-_INT_LIMIT = 2**63
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0"})
-
-
-def _describe(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _to_float(name: str, value):
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise RequestError(f"value of {name!r} must be a number; got {_describe(value)}")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        raise RequestError(f"value of {name!r} must be a number; got {_describe(value)}") from None
-    if not math.isfinite(number):
-        raise RequestError(f"value of {name!r} must be a finite number; got {_describe(value)}")
-    return number
-
-
-def _to_int(name: str, value):
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise RequestError(f"value of {name!r} must be an integer; got {_describe(value)}")
-    try:
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise ValueError
-            value = int(value)
-        number = int(value)
-    except (ValueError, OverflowError):
-        raise RequestError(
-            f"value of {name!r} must be an integer; got {_describe(value)}"
-        ) from None
-    if not -_INT_LIMIT <= number < _INT_LIMIT:
-        raise RequestError(f"value of {name!r} is out of the 64-bit range; got {_describe(value)}")
-    return number
-
-
-def _to_str(name: str, value):
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise RequestError(f"value of {name!r} must be a string; got {_describe(value)}")
-
-
-def _to_bool(name: str, value):
-    # SPEC section 8: JSON true/false in a POST, true/false/1/0 in a query
-    # string (and, leniently, the same strings in a POST). A JSON number is
-    # not a boolean.
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-    raise RequestError(
-        f"value of {name!r} must be a boolean (JSON true/false, or true/false/1/0 in a "
-        f"query string); got {_describe(value)}"
-    )
-
-
-_CONVERTERS = {"float": _to_float, "int": _to_int, "str": _to_str, "bool": _to_bool}
-_NUMERIC = frozenset({"float", "int"})
-_PLAIN_NUMBERS = frozenset({float, int})
-
 
 def to_json(value) -> Any:
     """``json.dumps`` fallback for one value (kept for callers of the old name)."""
     return web.to_jsonable(value)
-
-
-def _pairs(value, what: str) -> list[tuple[str, str]]:
-    if value is None:
-        return []
-    if isinstance(value, Mapping):
-        value = list(value.items())
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ConfigError(
-            f"parameter '{what}' of PredictService must be a list of (name, type) pairs; "
-            f"got {_describe(value)} instead"
-        )
-    pairs = []
-    for item in value:
-        if (
-            not isinstance(item, list | tuple)
-            or len(item) != 2
-            or not isinstance(item[0], str)
-            or item[1] not in _CONVERTERS
-        ):
-            raise ConfigError(
-                f"parameter '{what}' of PredictService must hold (name, type) pairs with type "
-                f"one of {', '.join(_CONVERTERS)}; got {_describe(item)} instead"
-            )
-        pairs.append((item[0], item[1]))
-    return pairs
 
 
 class PredictService(PredictServiceInterface):
@@ -175,6 +82,11 @@ class PredictService(PredictServiceInterface):
             self.batching if own else config.get("batching"),
             key=f"{self.entry_point} batching" if own else "batching",
         )
+
+    @property
+    def batcher(self):
+        """The :class:`~pipeforge.batching.Batcher` merging this service's calls, or ``None``."""
+        return getattr(self, "_batcher", None)
 
     def observe(self, callback) -> None:
         """Call ``callback(service, model, rows)`` after each model call (for ``/metrics``).
@@ -278,14 +190,15 @@ class PredictService(PredictServiceInterface):
     def __call__(self, model, request):
         """Answer ``request`` with ``model``; never raises."""
         batcher = getattr(self, "_batcher", None)
-        if batcher is not None:
-            batcher.arrive()
+        announced = batcher is not None and batcher.arrive(
+            bool(request.environ.get("wsgi.multithread"))
+        )
         try:
             return self.do(model, request)
         except Exception as exc:
             return self.response_from_exception(exc)
         finally:
-            if batcher is not None:
+            if announced:
                 batcher.leave()
 
     def do(self, model, request):
@@ -316,11 +229,14 @@ class PredictService(PredictServiceInterface):
         import numpy as np
 
         names = self._names
+        pick = operator.itemgetter(*names)
         try:
-            rows = [[sample[name] for name in names] for sample in payload]
+            rows = list(map(pick, payload))  # C loops: this runs for every POST
         except (KeyError, TypeError, IndexError):
             return None
-        if not {type(value) for row in rows for value in row} <= _PLAIN_NUMBERS:
+        if len(names) == 1:
+            rows = [(value,) for value in rows]
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PLAIN_NUMBERS:
             return None
         try:
             X = np.array(rows, dtype=float)

@@ -54,6 +54,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
+def _safe(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
 def _dotted(func: Callable | str) -> str:
     if isinstance(func, str):
         return func
@@ -95,7 +103,7 @@ class RQJobQueue(JobQueue):
         self.max_age = max_age
 
     def __repr__(self) -> str:
-        return f"RQJobQueue(url={self.url!r}, name={self.name!r})"
+        return f"RQJobQueue(url={_safe(self.url)!r}, name={self.name!r})"
 
     # -- connections (per process: a forked server worker opens its own) -------
     def _check(self) -> None:
@@ -158,7 +166,7 @@ class RQJobQueue(JobQueue):
             return func()
         except RedisError as exc:
             raise JobQueueError(
-                f"cannot {what} on the job queue {self.name!r} at {self.url}: {exc}"
+                f"cannot {what} on the job queue {self.name!r} at {_safe(self.url)}: {exc}"
             ) from exc
 
     def ping(self) -> None:
@@ -214,19 +222,16 @@ class RQJobQueue(JobQueue):
             connection = self.connection()
             connection.zremrangebyscore(self._index, "-inf", time.time() - self.max_age)
             ids = [i.decode() for i in connection.zrevrange(self._index, 0, self.keep + 200)]
-            return ids, Job.fetch_many(ids, connection=connection)
+            jobs = Job.fetch_many(ids, connection=connection)
+            return [self._record(job) for job in jobs if job is not None]
 
-        ids, jobs = self._redis_call("list jobs", fetch)
         records, finished = {}, 0
-        for job_id, job in zip(ids, jobs, strict=True):
-            if job is None:
-                continue
-            record = self._record(job)
+        for record in self._redis_call("list jobs", fetch):
             if record["status"] in ("finished", "error"):
                 finished += 1
                 if finished > self.keep:
                     continue
-            records[job_id] = record
+            records[record["job_id"]] = record
         return dict(reversed(list(records.items())))  # oldest first, like JobRunner
 
     # -- records ----------------------------------------------------------------

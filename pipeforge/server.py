@@ -19,8 +19,14 @@ import weakref
 from typing import Any, NamedTuple
 
 from . import __version__, web
-from .errors import ConfigError, PersistenceError, RequestError
+from .errors import (
+    ConfigError,
+    JobQueueError,
+    PersistenceError,
+    RequestError,
+)
 from .factory import decorate, resolve_dotted_name
+from .fields import _to_bool, _to_float, _to_int
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
 from .jobs import (
@@ -36,7 +42,7 @@ from .jobs import (
 )
 from .metrics import register_metrics
 from .openapi import register_openapi
-from .predict_service import PredictService, _to_bool, _to_float, _to_int
+from .predict_service import PredictService
 from .web import error_body, json_response
 
 __all__ = [
@@ -86,6 +92,7 @@ class _State:
         self.model_persister = config.get("model_persister")
         self.services: list[tuple[str, Any]] = []
         self.views: dict[str, Any] = {}  # endpoint -> undecorated view of flask_add_url_rules
+        self.stoppers: list = []  # called by stop(): the app's own threads (metrics)
         self.background_pid: int | None = None
         self.extra_background: list = []  # e.g. the pipelines' op-store follower
         self._process = None
@@ -112,6 +119,8 @@ class _State:
     def stop(self) -> None:
         """Stop the background components and the job pool (for tests and shutdown)."""
         self.jobs.shutdown(wait=False)
+        for stop in self.stoppers:
+            stop()
         if self.background_pid is None:
             return
         for component in self.extra_background:
@@ -149,11 +158,11 @@ def _ok_metadata(state) -> dict:
 
 
 def _predict_view(service, state):
+    from flask import request
+
     check = getattr(service, "check_model", None)
 
     def predict():
-        from flask import request
-
         persister = state.model_persister
         try:
             model = persister.read()
@@ -161,7 +170,7 @@ def _predict_view(service, state):
                 check(model)
         except Exception as exc:
             return service.response_from_exception(exc)
-        return service(model, request)
+        return service(model, request._get_current_object())
 
     return predict
 
@@ -171,7 +180,12 @@ def alive():
     state = _state()
     store = state.process_store
     process_metadata = dict(store.get("process_metadata") or {})
-    process_metadata["jobs"] = state.jobs.snapshot()
+    try:
+        process_metadata["jobs"] = state.jobs.snapshot()
+    except JobQueueError as exc:  # predictions still work without the job queue
+        logger.warning("/alive cannot list the jobs: %s", exc)
+        process_metadata["jobs"] = {}
+        process_metadata["jobs_error"] = str(exc)
     body = {
         "pipeforge_version": __version__,
         "service_metadata": state.service_metadata,
@@ -367,6 +381,30 @@ def _add_rules(app, config, views: dict) -> None:
         views[endpoint] = view
 
 
+def _announce_to_batchers(app, services) -> None:
+    """Tell batching services of each request as it enters the app.
+
+    A leader of a batch waits for requests that are announced but not queued
+    yet; announcing them at the door (not at the predict view) lets it see
+    every request this worker's threads are working on.
+    """
+    batchers = [b for _, s in services if (b := getattr(s, "batcher", None)) is not None]
+    if not batchers:
+        return
+    inner = app.wsgi_app
+
+    def announcing(environ, start_response):
+        threaded = bool(environ.get("wsgi.multithread"))
+        announced = [b for b in batchers if b.arrive(threaded)]
+        try:
+            return inner(environ, start_response)
+        finally:
+            for batcher in announced:
+                batcher.leave()
+
+    app.wsgi_app = announcing
+
+
 def _add_pipelines(app, config):
     if "pipelines" not in config:
         return None
@@ -450,6 +488,7 @@ def create_app(config, *, start_background: bool = False, flask_app=None):
     register_openapi(app, config)
     register_metrics(app, config, state)
     _add_dashboard(app, config)
+    _announce_to_batchers(app, services)
 
     web.install_error_handlers(app, state.service_metadata)
 

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import functools
 import json
 import logging
 import math
@@ -183,9 +184,16 @@ def dumps(value: Any) -> str:
 
 def json_response(body: Any, status: int = 200, headers=None):
     """A Flask response with ``body`` encoded by :func:`dumps`."""
-    from flask import Response
+    return _response_class()(
+        dumps(body), status=status, headers=headers, mimetype="application/json"
+    )
 
-    return Response(dumps(body), status=status, headers=headers, mimetype="application/json")
+
+@functools.cache
+def _response_class():
+    from flask import Response  # imported at first use: scripts need no Flask
+
+    return Response
 
 
 # -- errors --------------------------------------------------------------------
@@ -260,7 +268,6 @@ def error_response(exc: BaseException, service_metadata: Mapping | None = None):
 
 def guarded(view: Callable, service_metadata: Mapping | None = None) -> Callable:
     """``view`` answering any exception it raises with :func:`error_response`."""
-    import functools
 
     @functools.wraps(view)
     def answer(*args, **kwargs):
@@ -322,7 +329,7 @@ def read_json(
     if not raw.strip():
         raise RequestError(f"{what} is empty; send JSON")
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
+        value = _decoder().decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except _NonFinite as exc:
         raise RequestError(f"{what} holds {exc}: JSON numbers must be finite") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -336,6 +343,11 @@ def read_json(
 
 class _NonFinite(ValueError):
     pass
+
+
+@functools.cache
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _refuse_constant(name: str):

@@ -74,7 +74,11 @@ def run_task(func_name: str, kwargs: dict[str, Any]) -> Any:
 
         job = get_current_job()
         if job is not None:
-            job.meta["error"] = error_message(exc, "the worker's log")
+            if type(exc).__name__ == "JobTimeoutException":
+                message = f"the job ran longer than its timeout of {job.timeout} s and was stopped"
+            else:
+                message = error_message(exc, "the worker's log")
+            job.meta["error"] = message
             job.save_meta()
         raise
 
@@ -123,7 +127,8 @@ def _preload(config) -> None:
     """Import what jobs need once, here: every forked work horse then starts with it."""
     import importlib
 
-    modules = ["pipeforge.jobs", "pipeforge.training", "pandas", "sklearn.model_selection"]
+    modules = ["pipeforge.jobs", "pipeforge.training", "pipeforge.persistence", "sqlalchemy"]
+    modules += ["pandas", "sklearn.metrics", "sklearn.model_selection", "psycopg"]
     if "pipelines" in config:
         modules += ["pipeforge.pipelines.sync", "pipeforge.pipelines.http"]
     for name in modules:
@@ -157,7 +162,7 @@ def _body(args, config) -> int:
         connection=queue.connection(),
         job_monitoring_interval=heartbeat,
     )
-    print(f"pf-worker {name}: taking jobs from {', '.join(names)} at {queue.url}", flush=True)
+    print(f"pf-worker {name}: taking jobs from {', '.join(names)} on {queue!r}", flush=True)
     worker.work(burst=bool(args["--burst"]), max_jobs=max_jobs, logging_level="INFO")
     return 0
 

@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.fixtures.chromium",
     "tests.fixtures.workers",
     "tests.fixtures.palladium",
+    "tests.fixtures.podman",
+    "tests.fixtures.online",
 ]

@@ -72,7 +72,6 @@ def test_any_joblib_backend_wraps_the_same_estimator_and_it_still_pickles():
     from sklearn.model_selection import GridSearchCV
 
     assert resolve_dotted_name("palladium.fit.with_parallel_backend") is with_parallel_backend
-    assert resolve_dotted_name("palladium.fit.fit") is resolve_dotted_name("pipeforge.training.fit")
     from sklearn.linear_model import LogisticRegression
 
     grid = GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.1, 1.0]}, cv=3, n_jobs=2)

@@ -192,18 +192,23 @@ def test_a_burst_worker_runs_what_is_waiting_and_exits(tmp_path, redis_url):
     assert [queue.get(j)["info"]["sum"] for j in jobs] == [1, 2, 3]
 
 
-def test_pf_fit_and_grid_search_run_on_a_worker(tmp_path, redis_url, pf_worker):
+def test_pf_fit_and_grid_search_run_on_a_worker(
+    tmp_path, redis_url, pf_worker, monkeypatch, capsys
+):
+    from pipeforge.scripts import fit_main, grid_search_main
+
     entries = iris_config_dict(tmp_path, job_queue=queue_entry(redis_url))
     entries["grid_search"] = {"param_grid": {"C": [0.1, 1.0]}, "cv": 3}
     config = write_config(tmp_path / "config.py", entries)
     _, worker = pf_worker(config)
-    result = run("pf-fit", "--queue", "--evaluate", config=config)
-    assert result.returncode == 0, result.stderr
-    assert "Wrote model with version 1" in result.stdout and "score_train: 0." in result.stdout
-    assert f"finished on {worker}" in result.stderr
-    result = run("pf-grid-search", "--queue", "--save-results=results.csv", config=config)
-    assert result.returncode == 0, result.stderr
-    assert "Best parameters: {'C': 1.0}" in result.stdout
+    monkeypatch.setenv("PIPEFORGE_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
+    assert fit_main(["--queue", "--evaluate"]) == 0
+    out, err = capsys.readouterr()
+    assert "Wrote model with version 1" in out and "score_train: 0." in out
+    assert f"finished on {worker}" in err
+    assert grid_search_main(["--queue", "--save-results=results.csv"]) == 0
+    assert "Best parameters: {'C': 1.0}" in capsys.readouterr().out
     import pandas as pd
 
     results = pd.read_csv(tmp_path / "results.csv")
@@ -222,21 +227,52 @@ def test_a_worker_killed_mid_fit_leaves_the_job_failed_and_no_model(tmp_path, re
     )
     config = write_config(tmp_path / "config.py", entries)
     worker, name = pf_worker(config, "--heartbeat=1")
+    log = tmp_path / "pf-worker-0.log"
     queue = RQJobQueue(redis_url, abandoned_after=4)
     job_id = queue.enqueue(fit_job, None, name="fit")
     deadline = time.monotonic() + 60
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert queue.get(job_id)["status"] == "running"
+    assert queue.get(job_id)["status"] == "running", log.read_text()
     horse = int(pid_file.read_text())
 
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)
     killed = time.monotonic()
     record = wait_for_job(queue, job_id, timeout=30, poll=0.2)
-    assert record["status"] == "error", record
+    assert record["status"] == "error", (record, log.read_text())
     assert time.monotonic() - killed < 30
     assert f"worker running this job ({name}) sent no heartbeat" in record["error"]
-    assert not alive(horse)  # the fit died with its worker
+    assert not alive(horse), log.read_text()  # the fit died with its worker
     listed = run("pf-list", "--json", config=config)
-    assert listed.returncode == 0 and '"models": []' in listed.stdout
+    assert listed.returncode == 0 and '"models": []' in listed.stdout, listed
+
+
+def test_alive_still_answers_when_redis_is_down(tmp_path):
+    from pipeforge.config import load_config
+    from pipeforge.server import create_app
+
+    unreachable = queue_entry(f"redis://127.0.0.1:{_free_port()}/0")
+    config = write_config(tmp_path / "config.py", iris_config_dict(tmp_path, job_queue=unreachable))
+    client = create_app(load_config([str(config)])).test_client()
+    response = client.get("/alive")
+    assert response.status_code == 503  # no model yet, but an answer
+    metadata = response.get_json()["process_metadata"]
+    assert metadata["jobs"] == {} and "cannot list jobs" in metadata["jobs_error"]
+
+
+def test_fit_answers_503_while_redis_is_down_and_hides_its_password(tmp_path):
+    from pipeforge.config import load_config
+    from pipeforge.server import create_app
+
+    port = _free_port()
+    unreachable = queue_entry(f"redis://:s3cret@127.0.0.1:{port}/0")
+    config = write_config(tmp_path / "config.py", iris_config_dict(tmp_path, job_queue=unreachable))
+    response = create_app(load_config([str(config)])).test_client().post("/fit")
+    assert response.status_code == 503
+    message = response.get_json()["metadata"]["error_message"]
+    assert (
+        f"cannot submit a job on the job queue 'pipeforge' at redis://***@127.0.0.1:{port}/0"
+        in message
+    )
+    assert "s3cret" not in message

@@ -182,3 +182,17 @@ def test_r_errors_name_the_function(tmp_path):
         DatasetLoader(str(tmp_path / "bad.R"), "dataset")()
     with pytest.raises(ConfigError, match=r"defines no function 'nothing'"):
         DatasetLoader(str(tmp_path / "bad.R"), "nothing")()
+
+
+def test_programs_started_after_r_get_the_environment_they_had():
+    # rpy2 puts R's library folders (with the system's libpython) on LD_LIBRARY_PATH, which
+    # broke every Python started afterwards (gunicorn, pf-* scripts) with another libpython.
+    code = (
+        "import os, subprocess, sys; before = os.environ.get('LD_LIBRARY_PATH'); "
+        "from pipeforge.R import to_r; to_r(1.0); "
+        "assert os.environ.get('LD_LIBRARY_PATH') == before, os.environ['LD_LIBRARY_PATH']; "
+        "subprocess.run([sys.executable, '-c', 'import ssl, sqlite3'], check=True)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr

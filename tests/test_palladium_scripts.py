@@ -117,6 +117,7 @@ def test_more_pld_scripts_speak_as_palladium(here, capsys):
     steps = [
         (pld.pld_fit_main, ["--evaluate", "--no-activate"]),
         (pld.pld_fit_main, ["--save-if-better-than=0.99"]),
+        (pld.pld_fit_main, ["--save-if-better-than=0.96", "--no-activate"]),  # equal: stored
         (pld.pld_test_main, ["--model-version=1"]),
         (pld.pld_admin_main, ["activate", "1"]),
         (pld.pld_fit_main, ["-n"]),
@@ -138,6 +139,9 @@ def test_more_pld_scripts_speak_as_palladium(here, capsys):
         "Train score: 0.98",
         "Test score:  0.96",
         "Not persisting model that has a test score 0.96 < 0.99",
+        "Train score: 0.98",
+        "Test score:  0.96",
+        "Wrote model with version 2.",
         "Loaded model version 1",
         "Score: score: 0.96.",
         "Activated model with version 1.",
@@ -305,7 +309,9 @@ def test_devserver_rejects_a_bad_debug_value(main, capsys, monkeypatch, tmp_path
 
 def test_pld_fit_options_and_usage_errors(capsys):
     assert pld_fit_main(["--frobnicate"]) == 2
-    assert "Usage:" in capsys.readouterr().err
+    assert (
+        capsys.readouterr().err == "pld-fit: error: unknown option --frobnicate; see pld-fit -h\n"
+    )
     assert pld_fit_main(["-h"]) == 0
     usage = capsys.readouterr().out
     for option in ("--no-save", "--no-activate", "--save-if-better-than=<k>", "--evaluate"):

@@ -193,7 +193,7 @@ def test_served_by_gunicorn_once_imported(kind, palladium_project, gunicorn_serv
     url = gunicorn_server(store.config)
     predict = f"{url}/predict?{urllib.parse.urlencode(SETOSA)}"
 
-    for address in (f"{url}/alive", predict):
+    for address in (f"{url}/alive", predict, f"{url}/list"):
         status, body = get(address)
         assert status == 503, body
         message = body["metadata"]["error_message"]

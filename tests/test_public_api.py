@@ -30,6 +30,9 @@ PUBLIC = {
         "activate",
     ],
     "pipeforge.training": ["fit", "test", "grid_search"],
+    "pipeforge.fit": ["with_parallel_backend", "fit", "test", "grid_search"],
+    "pipeforge.jobs": ["JobQueue", "JobRunner"],
+    "pipeforge.rq_queue": ["RQJobQueue"],
     "pipeforge.errors": [
         "PipeforgeError",
         "ConfigError",
@@ -54,6 +57,7 @@ SCRIPTS = [
     "pf-devserver",
     "pf-dockerize",
     "pf-pipeline",
+    "pf-worker",
 ]
 
 

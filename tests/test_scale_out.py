@@ -115,6 +115,14 @@ def test_jobs_run_on_a_worker_and_are_read_from_another_host(
         )
         assert answer.json()["result"].startswith("Iris-")
 
+    refresh_id = requests.post(f"{host_b}/update-model-cache", timeout=10).json()["job_id"]
+    refresh = poll(
+        lambda: requests.get(f"{host_a}/jobs/{refresh_id}", timeout=10).json(),
+        lambda r: r.get("status") in ("finished", "error"),
+        what="the cache update",
+    )
+    assert (refresh["status"], refresh["worker"]) == ("finished", worker), refresh
+
     body = {"use_worker": True, "save": True}
     answer = requests.post(f"{host_a}/pipelines/train_iris/main", json=body, timeout=10)
     assert answer.status_code == 202 and answer.json()["job_status"] == "queued"

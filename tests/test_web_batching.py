@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -203,14 +204,20 @@ def test_threaded_gunicorn_merges_and_keeps_answers_apart(tmp_path, gunicorn_ser
             assert status == 200, body
             assert body["result"] == 2 * (1000 + index) + 1
 
-    scrape = {}
-    for family in text_string_to_metric_families(requests.get(url + "/metrics", timeout=30).text):
-        for sample in family.samples:
-            scrape[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
     labels = (("model_version", "1"), ("service", "/predict"))
-    calls = scrape["pipeforge_model_calls_total", labels]
-    predicted = scrape["pipeforge_predictions_total", labels]
     served = 400 - 2
     rows = sum(3 if i % 3 == 0 else 1 for i in range(400) if i not in (50, 70))
+    deadline = time.monotonic() + 10
+    while True:  # the workers write their counts out four times a second
+        scrape = {}
+        text = requests.get(url + "/metrics", timeout=30).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                scrape[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+        predicted = scrape.get(("pipeforge_predictions_total", labels), 0)
+        if predicted >= rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert predicted == rows
+    calls = scrape["pipeforge_model_calls_total", labels]
     assert calls < served, f"{calls} model calls for {served} requests: nothing was merged"

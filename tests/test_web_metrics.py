@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,18 +69,22 @@ def fitted(tmp_path, **entries) -> Path:
     return path
 
 
-def metric_dirs(base: Path | None = None) -> set[str]:
-    return {p.name for p in (base or Path(tempfile.gettempdir())).glob("pipeforge-metrics-*")}
+def master_pid(tmp_path, index: int = 0) -> int:
+    """The pid of the gunicorn master the fixture started (from its log)."""
+    log = (tmp_path / f"gunicorn-{index}.log").read_text()
+    return int(re.search(r"Listening at: \S+ \((\d+)\)", log).group(1))
+
+
+def metric_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("pipeforge-metrics-*")}
 
 
 @pytest.mark.slow
 def test_counts_add_up_over_two_gunicorn_workers(tmp_path, gunicorn_server):
     path = fitted(tmp_path, predict_decorators=["tests.test_web_metrics.worker_pid"])
-    # A temp folder of its own, so servers of other test runs on this machine don't count.
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    url = gunicorn_server(path, workers=2, env={"TMPDIR": str(temp)})
-    assert len(metric_dirs(temp)) == 1  # made by pipeforge itself; nothing exported by the test
+    url = gunicorn_server(path, workers=2)
+    # Made by pipeforge itself (the test exports nothing), named after the master.
+    assert [d for d in metric_dirs() if d.startswith(f"pipeforge-metrics-{master_pid(tmp_path)}-")]
 
     def call(index: int):
         if index % 4 == 3:
@@ -98,7 +103,19 @@ def test_counts_add_up_over_two_gunicorn_workers(tmp_path, gunicorn_server):
     gets, posts, bad = (sum(kind == k for kind, _ in answers) for k in ("get", "post", "bad"))
     assert len(pids) == 2, "both workers must have answered for the test to mean something"
 
-    for _ in range(3):  # whichever worker answers the scrape, the sums are the same
+    # Each worker writes its counts out four times a second: once they are all
+    # written, whichever worker answers the scrape gives the same sums.
+    deadline = time.monotonic() + 10
+    while True:
+        scrape = samples(requests.get(url + "/metrics", timeout=10).text)
+        if (
+            value(scrape, "pipeforge_requests_total", route="/predict", method="GET", status="200")
+            >= gets
+        ):
+            break
+        assert time.monotonic() < deadline, "the counts never reached the requests sent"
+        time.sleep(0.1)
+    for _ in range(3):
         scrape = samples(requests.get(url + "/metrics", timeout=10).text)
         total = functools.partial(value, scrape, "pipeforge_requests_total", route="/predict")
         assert total(method="GET", status="200") == gets
@@ -123,10 +140,9 @@ def test_counts_add_up_over_two_gunicorn_workers(tmp_path, gunicorn_server):
 @pytest.mark.slow
 def test_the_directory_of_a_stopped_server_is_removed(tmp_path, gunicorn_server):
     path = fitted(tmp_path)
-    temp = tmp_path / "temp"  # of its own, so servers of other test runs don't count
-    temp.mkdir()
-    url = gunicorn_server(path, workers=1, env={"TMPDIR": str(temp)})
-    first = metric_dirs(temp)
+    before = metric_dirs()
+    url = gunicorn_server(path, workers=1)
+    first = metric_dirs() - before
     assert len(first) == 1
     assert requests.get(url + "/metrics", timeout=10).status_code == 200
     import psutil
@@ -135,8 +151,8 @@ def test_the_directory_of_a_stopped_server_is_removed(tmp_path, gunicorn_server)
     proc = psutil.Process(master)
     proc.terminate()
     proc.wait(30)
-    gunicorn_server(path, workers=1, env={"TMPDIR": str(temp)})  # cleans up after the dead one
-    assert not first & metric_dirs(temp)
+    gunicorn_server(path, workers=1)  # the next server cleans up after the dead one
+    assert not first & metric_dirs()
 
 
 def memory_config(**entries) -> Config:

@@ -5,7 +5,8 @@ Registered by :func:`pipeforge.server.create_app` when the config has
 ``online_decorators``; the routes that change what is served
 (``POST /api/init``, ``POST /api/model``, ``DELETE /api/model/<name>``)
 also in ``online_admin_decorators``. The JSON bodies are chantilly's and are
-listed in ``docs/online-learning.md``; errors have pipeforge's error body.
+listed in ``docs/online-learning.md``; requests are read and answers and
+errors written by :mod:`pipeforge.web`, the app's one HTTP boundary.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import json
 import logging
 import time
 
-from ..errors import RequestError
+from .. import web
 from ..factory import decorate
-from ..predict_service import error_body, json_response
+from ..web import json_response
 from .config import read_settings
 from .service import OnlineService
 
@@ -24,7 +25,6 @@ __all__ = ["register_routes", "sse_message"]
 
 logger = logging.getLogger(__name__)
 
-_JSON_TYPES = ("application/json", "text/json")
 _HEARTBEAT_SECONDS = 5.0
 
 
@@ -45,22 +45,9 @@ def _service() -> OnlineService:
     return current_app.extensions["pipeforge_online"]
 
 
-def _body():
-    """The request's JSON value; 400 for a non-JSON body or content type."""
-    from flask import request
-
-    mimetype = request.mimetype or ""
-    if mimetype and mimetype not in _JSON_TYPES and not mimetype.endswith("+json"):
-        raise RequestError(
-            f"the body must be JSON (Content-Type: application/json); got {mimetype!r}"
-        )
-    data = request.get_data(cache=False)
-    if not data.strip():
-        raise RequestError("the body must be a JSON object; got an empty body")
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the body is not valid JSON: {exc}") from None
+def _body() -> dict:
+    """The request's JSON object (400 for anything else: see :func:`pipeforge.web.read_json`)."""
+    return web.read_json(expect=dict)
 
 
 def init():
@@ -191,18 +178,6 @@ _ROUTES = (
 )
 
 
-def _error_response(exc: BaseException, service_metadata):
-    """Online errors carry their status (``http_status``); the rest is the app's usual answer."""
-    status = getattr(exc, "http_status", None)
-    if isinstance(status, int) and 400 <= status <= 599:
-        return json_response(
-            error_body(service_metadata, str(exc), getattr(exc, "error_code", -1)), status
-        )
-    from ..server import _error_response as app_error_response
-
-    return app_error_response(exc, service_metadata)
-
-
 def register_routes(app, config) -> OnlineService:
     """Add the ``/api`` routes for the config's online models to ``app``."""
     from flask import Blueprint
@@ -215,7 +190,5 @@ def register_routes(app, config) -> OnlineService:
         wrapped = decorate(wrapped, config, "online_decorators")
         endpoint = f"{view.__name__}_{methods[0].lower()}{'_named' if '<' in rule else ''}"
         blueprint.add_url_rule(rule, endpoint=endpoint, view_func=wrapped, methods=methods)
-    metadata = dict(config.get("service_metadata") or {})
-    blueprint.register_error_handler(Exception, lambda exc: _error_response(exc, metadata))
-    app.register_blueprint(blueprint)
+    app.register_blueprint(blueprint)  # errors: the app's handlers (pipeforge.web), by http_status
     return service

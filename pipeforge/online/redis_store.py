@@ -370,6 +370,7 @@ class RedisStore(OnlineStore):
             )
 
     def reset(self, flavor: str, seeds: list[Seed]) -> None:
+        self._discard_stats()
         with self._redis_errors() as r:
             keys = list(r.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000))
             for start in range(0, len(keys), 500):
@@ -481,7 +482,7 @@ class RedisStore(OnlineStore):
         if pending is None and not events:
             return
         with self._redis_errors() as r:
-            pipe = r.pipeline(transaction=True)
+            pipe = r.pipeline(transaction=True) if events else r  # one command needs no MULTI
             if pending is not None:
                 key, record = pending
                 pipe.hset(
@@ -492,6 +493,8 @@ class RedisStore(OnlineStore):
                         "prediction": record.prediction,
                     },
                 )
+            if not events:
+                return
             for event in events:
                 pipe.xadd(
                     self.prefix + "events",

@@ -214,9 +214,8 @@ class OnlineService:
         with replica.lock:
             self.replicas.sync(replica, info, lambda uid, v: self.store.catch_up(info.name, uid, v))
             try:
-                prediction = fl.predict(
-                    replica.model, info.flavor, json.loads(text) if text else dict(features)
-                )
+                # a copy: the features are kept (text) and announced as they were sent
+                prediction = fl.predict(replica.model, info.flavor, dict(features))
             except Exception as exc:
                 raise _model_failed(info.name, "predict from", exc) from None
         plain = _plain(prediction)

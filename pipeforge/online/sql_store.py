@@ -146,23 +146,24 @@ class SQLStore(OnlineStore):
             persister = config.get("model_persister")
             persister = getattr(persister, "impl", persister)
             if isinstance(persister, Database):
-                return persister
+                return persister, False
         database = Database(self.url or "sqlite:///online.db", engine_options=self.engine_options)
         if config is not None:
             database.initialize_component(config)
-        return database
+        return database, True
 
     def _setup(self):
         """(engine, dialect name, table names), created at first use."""
         setup = self.__dict__.get("_setup_cache")
         if setup is not None:
             return setup
-        with self.__dict__.setdefault("_setup_lock", threading.Lock()):
+        with self._setup_lock():
             setup = self.__dict__.get("_setup_cache")
             if setup is None:
                 self._check()
-                database = self._database()
+                database, own = self._database()
                 self.__dict__["_database_obj"] = database
+                self.__dict__["_own_database"] = own
                 engine = database.engine()
                 dialect = engine.dialect.name
                 if dialect not in ("sqlite", "postgresql"):
@@ -287,6 +288,8 @@ class SQLStore(OnlineStore):
         else:
             conn.autocommit = True
         local.conn, local.fairy, local.pid = conn, fairy, os.getpid()
+        with self._setup_lock():
+            self.__dict__.setdefault("_opened", []).append((os.getpid(), fairy))
         return conn
 
     def _drop_conn(self) -> None:
@@ -294,13 +297,37 @@ class SQLStore(OnlineStore):
         fairy = getattr(local, "fairy", None)
         if fairy is not None:
             local.conn = local.fairy = None
+            with self._setup_lock():
+                opened = self.__dict__.get("_opened", [])
+                self.__dict__["_opened"] = [entry for entry in opened if entry[1] is not fairy]
             if local.pid == os.getpid():
                 with contextlib.suppress(Exception):
                     fairy.close()
 
     def close(self) -> None:
+        """Write pending statistics, then close every connection this process opened."""
         super().close()
-        self._drop_conn()
+        with self._setup_lock():
+            opened, self.__dict__["_opened"] = self.__dict__.get("_opened", []), []
+        for pid, fairy in opened:
+            if pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    fairy.close()
+            else:
+                _ABANDONED.append(fairy)
+        local = self.__dict__.get("_local")
+        if local is not None:
+            local.conn = local.fairy = None
+        database = self.__dict__.pop("_database_obj", None)
+        if database is not None and self.__dict__.pop("_own_database", False):
+            database.close()
+        self.__dict__.pop("_setup_cache", None)
+
+    def _setup_lock(self) -> threading.Lock:
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_lock", threading.Lock())
+        return lock
 
     def _sql(self, text: str) -> str:
         """Table names filled in; ``?`` placeholders as the driver wants them."""
@@ -406,6 +433,7 @@ class SQLStore(OnlineStore):
                 default = seed.name
 
     def reset(self, flavor: str, seeds: list[Seed]) -> None:
+        self._discard_stats()
         with self._txn() as conn:
             for table in ("meta", "models", "snapshots", "log", "pending", "events", "stats"):
                 self._run(conn, f"DELETE FROM {{p}}{table}")
@@ -508,9 +536,10 @@ class SQLStore(OnlineStore):
         info = ModelInfo(model, uid, flavor, int(version), int(snapshot_version))
         return info, listeners is not None and float(listeners) > now()
 
-    def _unknown(self, name: str | None) -> UnknownModelError:
-        names = [info.name for info in self.models()]
-        known = ", ".join(repr(n) for n in names) or "none"
+    def _unknown(self, name: str | None, conn=None) -> UnknownModelError:
+        query = "SELECT name FROM {p}models ORDER BY name"
+        rows = self._run(conn, query).fetchall() if conn is not None else self._read(query)
+        known = ", ".join(repr(row[0]) for row in rows) or "none"
         if name is None:
             return UnknownModelError(
                 f"no default online model; name one with 'model' (known: {known}) or upload one"
@@ -574,21 +603,37 @@ class SQLStore(OnlineStore):
                     row,
                 )
 
+    _UPSERT_PENDING = (
+        "INSERT INTO {p}pending (id, model, features, prediction, created)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET model = excluded.model,"
+        " features = excluded.features, prediction = excluded.prediction,"
+        " created = excluded.created"
+    )
+
     def after_predict(self, pending, events) -> None:
         if pending is None and not events:
             return
+        row = None
+        if pending is not None:
+            key, record = pending
+            row = (key, record.model, record.features, record.prediction, now())
+        if not events:
+            # One statement is its own transaction: no BEGIN/COMMIT round trips.
+            self._write(self._UPSERT_PENDING, row)
+            return
         with self._txn() as conn:
-            if pending is not None:
-                key, record = pending
-                self._run(
-                    conn,
-                    "INSERT INTO {p}pending (id, model, features, prediction, created)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET model = excluded.model,"
-                    " features = excluded.features, prediction = excluded.prediction,"
-                    " created = excluded.created",
-                    (key, record.model, record.features, record.prediction, now()),
-                )
+            if row is not None:
+                self._run(conn, self._UPSERT_PENDING, row)
             self._record(conn, events)
+
+    def _write(self, text: str, params) -> None:
+        try:
+            self._run(self._conn(), text, params)
+        except Exception as exc:
+            if self._is_db_error(exc):
+                self._drop_broken(None)
+                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
+            raise
 
     @contextlib.contextmanager
     def learning(self, pending_id: str | None, name: str | None):
@@ -627,7 +672,7 @@ class SQLStore(OnlineStore):
                     raise UnknownModelError(
                         f"the model {name!r} that predicted id {pending_id!r} was deleted"
                     )
-                raise self._unknown(name)
+                raise self._unknown(name, conn)
             model, uid, flavor, version, snapshot_version, n_learnt, source, created, listeners = (
                 rows[0]
             )

@@ -224,6 +224,11 @@ class _ProcessStats:
                     entry[0] += n
                     entry[1] += total
 
+    def discard(self) -> None:
+        """Forget what was counted and not written yet (the store is being erased)."""
+        with self._lock:
+            self._pending = {}
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None and self._pid == os.getpid():
@@ -249,6 +254,11 @@ class OnlineStore(abc.ABC):
     def record_stat(self, endpoint: str, duration_ns: int) -> None:
         """Count one answered call of ``endpoint`` (written within :data:`STATS_SECONDS`)."""
         self._process_stats().record(endpoint, duration_ns)
+
+    def _discard_stats(self) -> None:
+        stats = self.__dict__.get("_proc_stats")
+        if stats is not None:
+            stats.discard()
 
     def flush_stats(self) -> None:
         """Write this process's counts now (before reading them back)."""
