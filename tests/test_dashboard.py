@@ -144,6 +144,15 @@ def texts(driver, selector: str) -> list[str]:
     )
 
 
+def attributes(driver, selector: str, name: str) -> list[str | None]:
+    """An attribute of every element matching ``selector``, read at once."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), e => e.getAttribute(arguments[1]))",
+        selector,
+        name,
+    )
+
+
 def table_rows(driver, selector: str) -> list[list[str]]:
     """The cells' texts of the rows matching ``selector``, read at once (panels re-render)."""
     return driver.execute_script(
@@ -174,46 +183,41 @@ def test_each_panel_shows_the_store(store, gunicorn_server, chromium, screenshot
     open_dashboard(chromium, f"{base}/dashboard")
 
     # Models: one row per version, newest first, with its C, scores and state.
-    rows = chromium.find_elements(By.CSS_SELECTOR, "#versions tbody tr")
-    assert [r.get_attribute("data-version") for r in rows] == ["3", "2", "1"]
+    assert attributes(chromium, "#versions tbody tr", "data-version") == ["3", "2", "1"]
     assert texts(chromium, '#versions td[data-param="C"]') == ["3", "0.1", "0.01"]
     expected = [f"{m['score_test']:.4f}" for m in reversed(listed)]
     assert texts(chromium, '#versions td[data-score="score_test"]') == expected
     assert len(set(expected)) == 3
-    assert "active" in rows[0].text and "active" not in rows[1].text
-    dots = chromium.find_elements(By.CSS_SELECTOR, "#score-chart circle")
-    assert [d.get_attribute("data-version") for d in dots] == ["1", "2", "3"]
-    assert [d.get_attribute("class") for d in dots] == ["dot", "dot", "dot active"]
-    assert len(rows[0].find_elements(By.CSS_SELECTOR, '[data-action="activate"]')) == 0
-    assert len(rows[1].find_elements(By.CSS_SELECTOR, '[data-action="activate"]')) == 1
+    states = [row[2] for row in table_rows(chromium, "#versions tbody tr")]
+    assert states[0].startswith("active") and "active" not in states[1]
+    assert attributes(chromium, "#score-chart circle", "data-version") == ["1", "2", "3"]
+    assert attributes(chromium, "#score-chart circle", "class") == ["dot", "dot", "dot active"]
+    assert texts(chromium, 'tr[data-version="3"] [data-action="activate"]') == []
+    assert texts(chromium, 'tr[data-version="2"] [data-action="activate"]') == ["Activate"]
 
     # Compare two versions: the C row is marked as differing.
     for version in ("1", "3"):
         chromium.find_element(By.CSS_SELECTOR, f'tr[data-version="{version}"] input').click()
     chromium.find_element(By.ID, "compare-button").click()
-    compared = {
-        r.find_element(By.TAG_NAME, "th").text: r.get_attribute("class")
-        for r in chromium.find_elements(By.CSS_SELECTOR, "#compare tbody tr")
-    }
-    assert compared["params.C"] == "differs" and compared["params.max_iter"] in ("", None)
+    keys = [row[0] for row in table_rows(chromium, "#compare tbody tr")]
+    compared = dict(zip(keys, attributes(chromium, "#compare tbody tr", "class"), strict=True))
+    assert compared["params.C"] == "differs" and compared["params.max_iter"] is None
 
     # Pipelines: every pipeline drawn, one node per op, with the op versions of the store.
     for name in requests.get(f"{base}/available_pipelines", timeout=10).json():
         graph = requests.get(f"{base}/pipelines/{name}/graph?svg=false", timeout=10).json()
-        card = chromium.find_element(By.CSS_SELECTOR, f'article[data-pipeline="{name}"]')
-        nodes = card.find_elements(By.CSS_SELECTOR, "svg g.pf-node[data-op]")
-        assert sorted(n.get_attribute("data-op") for n in nodes) == sorted(
-            n["op"] for n in graph["nodes"]
-        )
-        versions = {n.get_attribute("data-op"): n.get_attribute("data-version") for n in nodes}
+        card = f'article[data-pipeline="{name}"] svg g.pf-node[data-op]'
+        ops = attributes(chromium, card, "data-op")
+        assert sorted(ops) == sorted(n["op"] for n in graph["nodes"])
+        versions = dict(zip(ops, attributes(chromium, card, "data-version"), strict=True))
         assert versions == {n["op"]: n["version"] for n in graph["nodes"]}
-    predict = chromium.find_element(By.CSS_SELECTOR, 'article[data-pipeline="predict_iris"]')
-    assert "loaded" in predict.find_element(By.TAG_NAME, "h3").text
-    assert len(predict.find_elements(By.CSS_SELECTOR, "svg path.pf-link[data-source]")) == 1
+    predict = 'article[data-pipeline="predict_iris"]'
+    assert "loaded" in texts(chromium, f"{predict} h3")[0]
+    assert len(attributes(chromium, f"{predict} svg path.pf-link[data-source]", "class")) == 1
 
     # Service: the served model, its age, and request rates from /metrics.
-    assert chromium.find_element(By.ID, "served-version").text == "version 3"
-    assert chromium.find_element(By.ID, "model-age").text.endswith(("s", "min"))
+    assert texts(chromium, "#served-version") == ["version 3"]
+    assert texts(chromium, "#model-age")[0].endswith(("s", "min"))
     sample = dict(zip(IRIS_FEATURES, (5.1, 3.5, 1.4, 0.2), strict=True))
     for _ in range(12):
         assert requests.get(f"{base}/predict", params=sample, timeout=10).status_code == 200
@@ -283,10 +287,8 @@ def test_buttons_activate_and_delete_by_keyboard(store, gunicorn_server, chromiu
     else:
         pytest.fail("no Activate button reachable with the Tab key")
     focused.send_keys(Keys.ENTER)
-    WebDriverWait(chromium, WAIT).until(
-        lambda d: d.find_element(By.ID, "served-version").text == "version 2"
-    )
-    assert "Model version 2 is now the active one." in chromium.find_element(By.ID, "status").text
+    WebDriverWait(chromium, WAIT).until(lambda d: texts(d, "#served-version") == ["version 2"])
+    assert texts(chromium, "#status") == ["Model version 2 is now the active one."]
     assert requests.get(f"{base}/list", timeout=10).json()["properties"]["active-model"] == "2"
     WebDriverWait(chromium, WAIT).until(
         lambda d: all(
@@ -315,11 +317,12 @@ def test_a_token_protected_service_stays_protected(store, gunicorn_server, chrom
         alive_decorators=guard,
         pipelines_decorators=guard,
         activate_decorators=guard,
+        online_decorators=guard,
+        **online_models(store),
     )
     assert requests.get(f"{base}/list", timeout=10).status_code == 403
     open_dashboard(chromium, f"{base}/dashboard")
-    models = chromium.find_element(By.ID, "models-body")
-    assert "this data is protected" in models.text and "403" not in chromium.title
+    assert "this data is protected" in texts(chromium, "#models-body")[0]
     assert chromium.find_element(By.ID, "auth").get_attribute("open") is not None
     assert chromium.find_element(By.ID, "auth-header").get_attribute("value") == "X-Token"
     assert not chromium.find_elements(By.CSS_SELECTOR, "#versions")
@@ -335,6 +338,10 @@ def test_a_token_protected_service_stays_protected(store, gunicorn_server, chrom
     assert chromium.find_elements(By.CSS_SELECTOR, 'article[data-pipeline="predict_iris"] svg')
     assert len(chromium.find_elements(By.CSS_SELECTOR, '[data-action="activate"]')) == 2
     assert not chromium.find_elements(By.CSS_SELECTOR, '[data-action="delete"]')
+    # The live streams carry the token too (EventSource could not).
+    WebDriverWait(chromium, WAIT).until(
+        lambda d: texts(d, "#online .badge.ok") == ["metrics: live", "events: live"]
+    )
     stored = chromium.execute_script(
         "return [sessionStorage.getItem('pipeforge-dashboard-auth'), localStorage.length]"
     )

@@ -82,7 +82,16 @@ def test_persister_methods_match_the_interface():
     from pipeforge.interfaces import ModelPersister
     from pipeforge.persistence import CachedUpdatePersister, Database, File
 
-    methods = ("read", "write", "activate", "delete", "list_models", "list_properties", "upgrade")
+    methods = (
+        "read",
+        "write",
+        "activate",
+        "delete",
+        "list_models",
+        "list_properties",
+        "upgrade",
+        "update_metadata",
+    )
     for cls in (Database, File, CachedUpdatePersister):
         assert issubclass(cls, ModelPersister) and not inspect.isabstract(cls), cls
         for method in methods:
