@@ -357,3 +357,25 @@ def test_sse_streams(tmp_path, online_store):
         assert [e for _i, e, _d in _sse(b"".join(resumed.response))] == ["metrics", None]
     finally:
         app.extensions["pipeforge_online"].store.close()
+
+
+def test_an_empty_store_says_what_to_do(tmp_path):
+    path = tmp_path / "config.py"
+    store = {"__factory__": "pipeforge.online.SQLStore"}
+    path.write_text(
+        repr({"online": {"store": store}, "service_metadata": {"service_name": "online"}})
+    )
+    app = create_app(load_config([str(path)], __mode__="predict"))
+    client = app.test_client()
+    try:
+        assert "no flavor has been set" in error_of(client.get("/api/init"), 400)
+        assert "no flavor has been set" in error_of(client.get("/api/metrics"), 400)
+        assert "no default online model" in error_of(
+            client.post("/api/predict", json={"features": X}), 404
+        )
+        assert client.get("/api/models").json == {"models": [], "default": None, "info": {}}
+        assert client.post("/api/init", json={"flavor": "multiclass"}).status_code == 201
+        assert client.get("/api/init").json["flavor"] == "multiclass"
+        assert "no default online model" in error_of(client.get("/api/metrics"), 404)
+    finally:
+        app.extensions["pipeforge_online"].store.close()
