@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import pickle
 import threading
@@ -22,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import RequestError
+from . import bodies
 from . import flavors as fl
 from . import metrics as mt
 from .config import OnlineSettings, check_name
@@ -33,8 +33,6 @@ from .store import Event, ModelInfo, Pending, Seed
 __all__ = ["OnlineService", "humanize_ns"]
 
 logger = logging.getLogger(__name__)
-
-_MAX_ID = 255
 
 
 def humanize_ns(ns: int) -> str:
@@ -54,93 +52,6 @@ def humanize_ns(ns: int) -> str:
     if ns:
         parts.append(f"{ns}ns")
     return "".join(parts)
-
-
-def _plain(value) -> Any:
-    """A prediction as JSON types (numpy scalars, label keys; non-finite numbers -> None)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, dict):
-        return {_key(k): _plain(v) for k, v in value.items()}
-    item = getattr(value, "item", None)
-    if callable(item):
-        return _plain(item())
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
-def _key(key) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bool) or key is None:
-        return json.dumps(key)
-    return str(_plain(key))
-
-
-def _encode_prediction(prediction) -> str:
-    """The prediction kept with an ``id``: class labels keep their JSON type (``true`` stays a bool)."""
-    if isinstance(prediction, dict):
-        return json.dumps({"p": [[_plain(k), _plain(v)] for k, v in prediction.items()]})
-    return json.dumps({"v": _plain(prediction)})
-
-
-def _decode_prediction(text: str):
-    data = json.loads(text)
-    if "p" in data:
-        return {label: p for label, p in data["p"]}
-    return data.get("v")
-
-
-def _request_id(body: dict) -> str | None:
-    if "id" not in body or body["id"] is None:
-        return None
-    value = body["id"]
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise RequestError(f"'id' must be a string or an integer; got {_short(value)}")
-    key = str(value)
-    if not key or len(key) > _MAX_ID:
-        raise RequestError(f"'id' must have 1 to {_MAX_ID} characters; got {len(key)}")
-    return key
-
-
-def _model_name(body: dict) -> str | None:
-    name = body.get("model")
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        raise RequestError(f"'model' must be a model name (a string); got {_short(name)}")
-    return name
-
-
-def _features(body: dict, required: bool) -> dict | None:
-    if "features" not in body or body["features"] is None:
-        if required:
-            raise RequestError("the body needs 'features': an object of feature names and values")
-        return None
-    features = body["features"]
-    if not isinstance(features, dict):
-        raise RequestError(
-            f"'features' must be an object of feature names and values; got {_short(features)}"
-        )
-    return features
-
-
-def _short(value) -> str:
-    text = (
-        json.dumps(value)
-        if isinstance(value, list | dict | str | int | float | bool)
-        else repr(value)
-    )
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _model_failed(name: str, action: str, exc: Exception) -> RequestError:
-    message = str(exc).splitlines()[0][:200] if str(exc) else ""
-    detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return RequestError(f"model {name!r} cannot {action} these features ({detail})")
 
 
 class OnlineService:
@@ -205,10 +116,10 @@ class OnlineService:
         started_ns = time.perf_counter_ns() if started_ns is None else started_ns
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object with 'features'")
-        features = _features(body, required=True)
-        key = _request_id(body)
+        features = bodies.features(body, required=True)
+        key = bodies.request_id(body)
         self.ensure_ready()
-        info, listening = self.store.lookup(_model_name(body))
+        info, listening = self.store.lookup(bodies.model_name(body))
         text = json.dumps(features) if key is not None or listening else None
         replica = self.replicas.slot(info.name)
         with replica.lock:
@@ -217,11 +128,11 @@ class OnlineService:
                 # a copy: the features are kept (text) and announced as they were sent
                 prediction = fl.predict(replica.model, info.flavor, dict(features))
             except Exception as exc:
-                raise _model_failed(info.name, "predict from", exc) from None
-        plain = _plain(prediction)
+                raise bodies.model_failed(info.name, "predict from", exc) from None
+        plain = bodies.plain(prediction)
         pending = None
         if key is not None:
-            pending = (key, Pending(info.name, text, _encode_prediction(prediction)))
+            pending = (key, Pending(info.name, text, bodies.encode_prediction(prediction)))
         events = []
         if listening:
             data = {"model": info.name, "features": features, "prediction": plain}
@@ -239,13 +150,13 @@ class OnlineService:
             raise RequestError(
                 "the body must be a JSON object with 'ground_truth' and 'id' or 'features'"
             )
-        key = _request_id(body)
-        features = _features(body, required=False)
+        key = bodies.request_id(body)
+        features = bodies.features(body, required=False)
         if key is None and features is None:
             raise RequestError("the body needs 'id' (of an earlier /api/predict) or 'features'")
         if "ground_truth" not in body:
             raise RequestError("the body needs 'ground_truth'")
-        name = _model_name(body)
+        name = bodies.model_name(body)
         self.ensure_ready()
         replica = None
         try:
@@ -272,7 +183,7 @@ class OnlineService:
         y = fl.ground_truth(model, info.flavor, body["ground_truth"])
         if txn.pending is not None:
             text = txn.pending.features
-            prediction = _decode_prediction(txn.pending.prediction)
+            prediction = bodies.decode_prediction(txn.pending.prediction)
         else:
             text = json.dumps(features)
             prediction = body.get("prediction")
@@ -280,12 +191,12 @@ class OnlineService:
                 try:
                     prediction = fl.predict(model, info.flavor, json.loads(text))
                 except Exception as exc:
-                    raise _model_failed(info.name, "predict from", exc) from None
+                    raise bodies.model_failed(info.name, "predict from", exc) from None
         try:
             model.learn_one(json.loads(text), y)
         except Exception as exc:
             replica.invalidate()
-            raise _model_failed(info.name, "learn from", exc) from None
+            raise bodies.model_failed(info.name, "learn from", exc) from None
         replica.version = -1  # learnt but not stored: nobody may take this copy as current
         change = mt.delta(info.flavor, y, prediction, fl.positive_label(model))
         snapshot = state = None
@@ -307,8 +218,8 @@ class OnlineService:
         learn = {
             "model": info.name,
             "features": json.loads(text),
-            "prediction": _plain(prediction),
-            "ground_truth": _plain(y),
+            "prediction": bodies.plain(prediction),
+            "ground_truth": bodies.plain(y),
         }
         metrics = {
             "model": info.name,
@@ -494,7 +405,7 @@ class OnlineService:
                     except RequestError as exc:
                         raise RequestError(f"row {number + 1} of the chunk: {exc}") from None
                     except Exception as exc:
-                        raise _model_failed(info.name, "learn from", exc) from None
+                        raise bodies.model_failed(info.name, "learn from", exc) from None
                     change = mt.delta(info.flavor, y, prediction, positive)
                     state = mt.merge(state, change)
                     own = mt.merge(own, change)

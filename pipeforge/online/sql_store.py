@@ -1,19 +1,16 @@
 """The online store in the SQL model database (SQLite by default, PostgreSQL).
 
-The engine is the one :class:`pipeforge.persistence.Database` sets up (the
-config's model database unless a ``url`` is given), so URLs, relative SQLite
-paths and fork safety behave as for models. The tables (prefix
-``pf_online_``) are created with SQLAlchemy; the per-request statements run
-on one driver connection per thread with plain SQL, because a request must
-cost well under a millisecond (SQLAlchemy's per-statement overhead alone
-would be a third of that).
+The database side (engine, tables, connections, transactions) is
+:mod:`pipeforge.online.sql_access`; the SSE feed is
+:mod:`pipeforge.online.sql_events`. This module holds what the statements do.
 
 Exactly once: a learn runs in one transaction that first deletes the
 ``id``'s stored features (``DELETE … RETURNING``), then locks the model row
-(SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock; PostgreSQL:
-``SELECT … FOR UPDATE``), appends the log entry and updates the metrics. A
-second learn of the same ``id`` waits for the first and finds nothing; two
-learns of one model run one after the other, on every process and host.
+with the ``UPDATE`` that counts the learn (SQLite: ``BEGIN IMMEDIATE`` holds
+the database's write lock already; PostgreSQL: a row lock), and appends the
+log entry with the learn's metrics delta. A second learn of the same ``id``
+waits for the first and finds nothing; two learns of one model run one after
+the other, on every process and host. An error anywhere rolls all of it back.
 SQLite runs in WAL mode (readers never wait for the writer) with
 ``synchronous=NORMAL`` by default: a committed learn survives a crash of the
 server, the last few may be lost on a power cut (``synchronous="FULL"``
@@ -25,18 +22,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import threading
-import time
 
 from ..errors import ConfigError
 from . import metrics
 from .errors import StoreError, UnknownIdError, UnknownModelError
+from .sql_access import SQLAccess
+from .sql_events import SQLEvents
 from .store import (
-    LISTENER_TTL,
     CatchUp,
-    Event,
     Learning,
     ModelInfo,
     OnlineStore,
@@ -48,12 +43,11 @@ from .store import (
 
 __all__ = ["SQLStore"]
 
+_CREATE_LOCK = threading.Lock()
+
 logger = logging.getLogger(__name__)
 
-_GAP_SECONDS = 10.0  # how long a missing event id may still show up (PostgreSQL commit order)
-_KEEP_EVENTS = 2000
 _MODEL_COLUMNS = "name, uid, flavor, version, snapshot_version, n_learnt, source, created, metrics"
-_ABANDONED: list = []  # connections inherited across fork: never closed by the child
 
 
 def _info(row, with_metrics: bool = True) -> ModelInfo:
@@ -71,24 +65,7 @@ def _info(row, with_metrics: bool = True) -> ModelInfo:
     )
 
 
-def _parse_cursor(cursor: str) -> tuple[int, dict[int, float]]:
-    """``"<last id>"`` or ``"<last id>~<gap>@<seen>,…"`` (ids missing after ``last`` may still commit)."""
-    head, _, tail = str(cursor).partition("~")
-    last = int(head)
-    gaps = {}
-    for item in filter(None, tail.split(",")):
-        gap, _, seen = item.partition("@")
-        gaps[int(gap)] = float(seen)
-    return last, gaps
-
-
-def _format_cursor(last: int, gaps: dict[int, float]) -> str:
-    if not gaps:
-        return str(last)
-    return f"{last}~" + ",".join(f"{g}@{seen:.1f}" for g, seen in sorted(gaps.items()))
-
-
-class SQLStore(OnlineStore):
+class SQLStore(SQLEvents, OnlineStore):
     """Online models and their state in SQL tables (see the module doc).
 
     ``url`` is an SQLAlchemy URL (SQLite or PostgreSQL); ``None`` uses the
@@ -138,261 +115,45 @@ class SQLStore(OnlineStore):
         if not isinstance(self.poll_interval, int | float) or not 0 < self.poll_interval <= 10:
             raise bad("poll_interval", "a number of seconds in (0, 10]", self.poll_interval)
 
-    def _database(self):
-        from ..persistence import Database
-
-        config = self.__dict__.get("_config")
-        if self.url is None and config is not None:
-            persister = config.get("model_persister")
-            persister = getattr(persister, "impl", persister)
-            if isinstance(persister, Database):
-                return persister, False
-        database = Database(self.url or "sqlite:///online.db", engine_options=self.engine_options)
-        if config is not None:
-            database.initialize_component(config)
-        return database, True
-
-    def _setup(self):
-        """(engine, dialect name, table names), created at first use."""
-        setup = self.__dict__.get("_setup_cache")
-        if setup is not None:
-            return setup
-        with self._setup_lock():
-            setup = self.__dict__.get("_setup_cache")
-            if setup is None:
-                self._check()
-                database, own = self._database()
-                self.__dict__["_database_obj"] = database
-                self.__dict__["_own_database"] = own
-                engine = database.engine()
-                dialect = engine.dialect.name
-                if dialect not in ("sqlite", "postgresql"):
-                    raise ConfigError(
-                        f"parameter 'url' of SQLStore must be an SQLite or PostgreSQL URL; got {dialect!r}"
+    def _access(self) -> SQLAccess:
+        access = self.__dict__.get("_access_obj")
+        if access is None:
+            with _CREATE_LOCK:
+                access = self.__dict__.get("_access_obj")
+                if access is None:
+                    self._check()
+                    access = SQLAccess(
+                        self.url,
+                        synchronous=self.synchronous,
+                        table_prefix=self.table_prefix,
+                        engine_options=self.engine_options,
+                        config=self.__dict__.get("_config"),
                     )
-                self._create_tables(engine)
-                setup = self.__dict__["_setup_cache"] = (engine, dialect)
-        return setup
-
-    def _create_tables(self, engine) -> None:
-        import sqlalchemy as sa
-
-        p = self.table_prefix
-        md = sa.MetaData()
-        col, text, big = sa.Column, sa.Text, sa.BigInteger
-        # Small rows keyed by text: SQLite keeps them in their key's b-tree (WITHOUT ROWID),
-        # so a write touches one b-tree instead of a table and its key's index.
-        compact = {"sqlite_with_rowid": False}
-        sa.Table(
-            f"{p}meta",
-            md,
-            col("k", sa.String(255), primary_key=True),
-            col("v", text, nullable=False),
-            **compact,
-        )
-        sa.Table(
-            f"{p}models",
-            md,
-            col("name", sa.String(255), primary_key=True),
-            col("uid", sa.String(64), nullable=False),
-            col("flavor", sa.String(16), nullable=False),
-            col("version", big, nullable=False),
-            col("snapshot_version", big, nullable=False),
-            col("n_learnt", big, nullable=False),
-            col("source", sa.String(16), nullable=False),
-            col("created", sa.Float, nullable=False),
-            col("metrics", text, nullable=False),
-            **compact,
-        )
-        sa.Table(
-            f"{p}snapshots",
-            md,
-            col("uid", sa.String(64), primary_key=True),
-            col("version", big, nullable=False),
-            col("data", sa.LargeBinary, nullable=False),
-        )
-        sa.Table(
-            f"{p}log",
-            md,
-            col("uid", sa.String(64), primary_key=True),
-            col("version", big, primary_key=True, autoincrement=False),
-            col("features", text, nullable=False),
-            col("y", text, nullable=False),
-            col("delta", text, nullable=True),
-            **compact,
-        )
-        sa.Table(
-            f"{p}pending",
-            md,
-            col("id", sa.String(255), primary_key=True),
-            col("model", sa.String(255), nullable=False),
-            col("features", text, nullable=False),
-            col("prediction", text, nullable=False),
-            col("created", sa.Float, nullable=False),
-            **compact,
-        )
-        sa.Table(
-            f"{p}events",
-            md,
-            col(
-                "id", big().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-            ),
-            col("kind", sa.String(16), nullable=False),
-            col("data", text, nullable=False),
-            col("at", sa.Float, nullable=False),
-            sqlite_autoincrement=True,
-        )
-        sa.Table(
-            f"{p}stats",
-            md,
-            col("process", sa.String(255), primary_key=True),
-            col("endpoint", sa.String(16), primary_key=True),
-            col("n", big, nullable=False),
-            col("total", sa.Float, nullable=False),
-            col("ewm", sa.Float, nullable=False),
-            col("at", sa.Float, nullable=False),
-            **compact,
-        )
-        for attempt in range(3):  # another process may be creating them at the same moment
-            try:
-                md.create_all(engine)
-                break
-            except sa.exc.SQLAlchemyError:
-                if attempt == 2:
-                    raise
-                time.sleep(0.1)
-        if engine.dialect.name == "sqlite":
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-
-    def _conn(self):
-        """This thread's driver connection (autocommit; transactions are explicit)."""
-        local = self.__dict__.get("_local")
-        if local is None:
-            local = self.__dict__.setdefault("_local", threading.local())
-        conn = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
-            return conn
-        if conn is not None:
-            _ABANDONED.append(local.fairy)  # the parent's: closing it here would close it there
-        engine, dialect = self._setup()
-        fairy = engine.raw_connection()
-        conn = fairy.driver_connection
-        fairy.detach()
-        if dialect == "sqlite":
-            conn.isolation_level = None
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            # A checkpoint (copying the WAL into the database, with two fsyncs) every 1000
-            # pages would cost a learn ~70 us on average; every 10000 it costs a tenth.
-            conn.execute("PRAGMA wal_autocheckpoint=10000")
-        else:
-            conn.autocommit = True
-        local.conn, local.fairy, local.pid = conn, fairy, os.getpid()
-        with self._setup_lock():
-            self.__dict__.setdefault("_opened", []).append((os.getpid(), fairy))
-        return conn
-
-    def _drop_conn(self) -> None:
-        local = self.__dict__.get("_local")
-        fairy = getattr(local, "fairy", None)
-        if fairy is not None:
-            local.conn = local.fairy = None
-            with self._setup_lock():
-                opened = self.__dict__.get("_opened", [])
-                self.__dict__["_opened"] = [entry for entry in opened if entry[1] is not fairy]
-            if local.pid == os.getpid():
-                with contextlib.suppress(Exception):
-                    fairy.close()
+                    self.__dict__["_access_obj"] = access
+        return access
 
     def close(self) -> None:
         """Write pending statistics, then close every connection this process opened."""
         super().close()
-        with self._setup_lock():
-            opened, self.__dict__["_opened"] = self.__dict__.get("_opened", []), []
-        for pid, fairy in opened:
-            if pid == os.getpid():
-                with contextlib.suppress(Exception):
-                    fairy.close()
-            else:
-                _ABANDONED.append(fairy)
-        local = self.__dict__.get("_local")
-        if local is not None:
-            local.conn = local.fairy = None
-        database = self.__dict__.pop("_database_obj", None)
-        if database is not None and self.__dict__.pop("_own_database", False):
-            database.close()
-        self.__dict__.pop("_setup_cache", None)
+        access = self.__dict__.get("_access_obj")
+        if access is not None:
+            access.close()
 
-    def _setup_lock(self) -> threading.Lock:
-        lock = self.__dict__.get("_lock")
-        if lock is None:
-            lock = self.__dict__.setdefault("_lock", threading.Lock())
-        return lock
+    # The statements below are written with ``{p}`` for the table prefix and ``?`` placeholders.
+    def _run(self, conn, text: str, params=()):
+        return self._access().run(conn, text, params)
 
     def _sql(self, text: str) -> str:
-        """Table names filled in; ``?`` placeholders as the driver wants them."""
-        cache = self.__dict__.get("_sql_cache")
-        if cache is None:
-            cache = self.__dict__.setdefault("_sql_cache", {})
-        sql = cache.get(text)
-        if sql is None:
-            _engine, dialect = self._setup()
-            sql = text.replace("{p}", self.table_prefix)
-            if dialect == "postgresql":
-                sql = sql.replace("?", "%s")
-            else:
-                sql = sql.replace(" FOR UPDATE", "")
-            cache[text] = sql
-        return sql
+        return self._access().sql(text)
 
-    def _run(self, conn, text: str, params=()):
-        return conn.execute(self._sql(text), params)
-
-    @contextlib.contextmanager
     def _txn(self, write: bool = True):
-        _engine, dialect = self._setup()
-        try:
-            conn = self._conn()
-        except Exception as exc:
-            raise StoreError(f"cannot connect to the online store: {exc}") from exc
-        if dialect == "sqlite":
-            begin = "BEGIN IMMEDIATE" if write else "BEGIN"
-        else:
-            begin = "BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-        try:
-            conn.execute(begin)
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except Exception:
-                self._drop_conn()
-            if self._is_db_error(exc):
-                self._drop_broken(conn)
-                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
-            raise
+        return self._access().txn(write)
 
     def _read(self, text: str, params=()) -> list:
-        try:
-            return self._run(self._conn(), text, params).fetchall()
-        except Exception as exc:
-            if self._is_db_error(exc):
-                self._drop_broken(None)
-                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
-            raise
+        return self._access().read(text, params)
 
-    @staticmethod
-    def _is_db_error(exc: BaseException) -> bool:
-        module = type(exc).__module__ or ""
-        return module.startswith(("sqlite3", "psycopg")) or type(exc).__name__ in (
-            "OperationalError",
-            "DatabaseError",
-        )
-
-    def _drop_broken(self, conn) -> None:
-        if conn is None or getattr(conn, "closed", False) or getattr(conn, "broken", False):
-            self._drop_conn()
+    def _write(self, text: str, params) -> None:
+        self._access().write(text, params)
 
     # -- flavor, seeding, reset ----------------------------------------------------------
     def flavor(self) -> str | None:
@@ -573,25 +334,6 @@ class SQLStore(OnlineStore):
             raise StoreError(f"the online store lost log entries of model {uid}")
         return CatchUp(uid, version, data, snap_version, [tuple(e) for e in entries])
 
-    def _record(self, conn, events: list[Event]) -> None:
-        if not events:
-            return
-        at = now()
-        for event in events:
-            self._run(
-                conn,
-                "INSERT INTO {p}events (kind, data, at) VALUES (?, ?, ?)",
-                (event.kind, event.data, at),
-            )
-        counter = self.__dict__.get("_event_count", 0) + len(events)
-        self.__dict__["_event_count"] = counter
-        if counter % 200 < len(events):
-            self._run(
-                conn,
-                "DELETE FROM {p}events WHERE id < (SELECT MAX(id) FROM {p}events) - ?",
-                (_KEEP_EVENTS,),
-            )
-
     def _write_stats(self, rows: list[tuple]) -> None:
         with self._txn() as conn:
             for row in rows:
@@ -625,15 +367,6 @@ class SQLStore(OnlineStore):
             if row is not None:
                 self._run(conn, self._UPSERT_PENDING, row)
             self._record(conn, events)
-
-    def _write(self, text: str, params) -> None:
-        try:
-            self._run(self._conn(), text, params)
-        except Exception as exc:
-            if self._is_db_error(exc):
-                self._drop_broken(None)
-                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
-            raise
 
     @contextlib.contextmanager
     def learning(self, pending_id: str | None, name: str | None):
@@ -698,46 +431,6 @@ class SQLStore(OnlineStore):
         rows = self._read("SELECT endpoint, n, total, ewm, at FROM {p}stats")
         keys = ("endpoint", "n", "total", "ewm", "at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
-
-    def last_event_id(self) -> str:
-        rows = self._read("SELECT MAX(id) FROM {p}events")
-        return str(rows[0][0] or 0)
-
-    def listen(self) -> None:
-        with self._txn() as conn:
-            self._put_meta(conn, "listeners", repr(now() + LISTENER_TTL))
-
-    def events(self, cursor: str, timeout: float) -> tuple[str, list[tuple[str, Event]]]:
-        try:
-            last, gaps = _parse_cursor(cursor)
-        except ValueError:
-            last, gaps = int(self.last_event_id()), {}
-        deadline = time.monotonic() + timeout
-        while True:
-            query = "SELECT id, kind, data FROM {p}events WHERE id > ?"
-            params: list = [last]
-            if gaps:
-                query += " OR id IN (" + ", ".join("?" * len(gaps)) + ")"
-                params.extend(gaps)
-            rows = self._read(query + " ORDER BY id LIMIT 500", tuple(params))
-            found = []
-            for event_id, kind, data in rows:
-                if event_id in gaps:
-                    del gaps[event_id]
-                elif event_id > last:
-                    seen = now()
-                    for missing in range(last + 1, min(event_id, last + 1000)):
-                        gaps[missing] = seen
-                    last = event_id
-                else:
-                    continue
-                found.append((kind, data, event_id))
-            expired = now() - _GAP_SECONDS
-            gaps = {g: seen for g, seen in gaps.items() if seen > expired}
-            if found or time.monotonic() >= deadline:
-                cursor = _format_cursor(last, gaps)
-                return cursor, [(str(i), Event(kind, data)) for kind, data, i in found]
-            time.sleep(self.poll_interval)
 
 
 class _SQLLearning(Learning):
