@@ -11,6 +11,7 @@ everything heavy load inside :func:`run_script`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -232,6 +233,7 @@ def run_script(
     needs_config: bool = True,
     mode: str = "fit",
     entries: Sequence[str] | None = None,
+    short_lived: bool = False,
 ) -> int:
     """Run ``body(args, config)`` as a script and return its exit status.
 
@@ -242,9 +244,17 @@ def run_script(
     builds them all. ``body`` returns an exit status or ``None`` for
     success. Background components the script needs are started before
     ``body`` runs and stopped afterwards.
+
+    ``short_lived``: the script only reads or edits the model store and
+    exits, so the cyclic garbage collector is switched off for it -- its
+    startup is mostly importing SQLAlchemy, whose thousands of new classes
+    would otherwise trigger a collection pass every few hundred objects
+    (about a tenth of the start time) to free nothing.
     """
     from docopt import DocoptExit, docopt
 
+    if short_lived:
+        gc.disable()
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = _prog(doc)
     debug = _wants_debug(argv)

@@ -159,8 +159,10 @@ def _read_python(text: str, path: str, here: str):
 def _read_yaml(text: str, path: str):
     import yaml
 
+    # libyaml's loader when PyYAML was built with it: the same safe subset, parsed in C.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.safe_load(text) or {}
+        return yaml.load(text, Loader=loader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path

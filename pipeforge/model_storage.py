@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import io
 import numbers
 import os
 import pickle
-import platform
 import sys
-import uuid
 import warnings
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from .errors import ConfigError, UnknownVersionError
@@ -47,6 +43,8 @@ def db_version() -> str:
 
 def library_versions() -> dict[str, str]:
     """The versions of the libraries a stored model depends on."""
+    import platform
+
     import sklearn
 
     return {
@@ -95,12 +93,14 @@ def as_version(version) -> int | None:
 def temp_name(target: str) -> str:
     """A fresh name next to ``target`` (same file system, so ``os.replace`` is atomic)."""
     folder, name = os.path.split(target)
-    return os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    return os.path.join(folder, f".{name}.{os.urandom(16).hex()}.tmp")
 
 
 def trim_heap() -> None:
     """Give freed memory back to the OS (glibc keeps unpickling's temporaries otherwise)."""
     if sys.platform.startswith("linux"):
+        import ctypes  # only here: the store's listing scripts never need it
+
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -115,7 +115,11 @@ class ChunkSink(io.RawIOBase):
         self._block = bytearray()
         self._out = bytearray()
         self._jobs: collections.deque = collections.deque()
-        self._pool = ThreadPoolExecutor(2, "pipeforge-compress") if level else None
+        self._pool = None
+        if level:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(2, "pipeforge-compress")
         self.count = 0
         self.stored_bytes = 0
 

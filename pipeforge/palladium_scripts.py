@@ -206,7 +206,9 @@ def _list(args, config) -> int:
 
 
 def pld_list_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(LIST_DOC, argv, _list, mode="fit")
+    return run_script(
+        LIST_DOC, argv, _list, mode="fit", entries=scripts._STORE_ENTRIES, short_lived=True
+    )
 
 
 # -- pld-admin ------------------------------------------------------------------------
@@ -239,7 +241,14 @@ def _admin(args, config) -> int:
 
 
 def pld_admin_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(ADMIN_DOC, argv, _palladium_logging(_admin), mode="fit")
+    return run_script(
+        ADMIN_DOC,
+        argv,
+        _palladium_logging(_admin),
+        mode="fit",
+        entries=scripts._STORE_ENTRIES,
+        short_lived=True,
+    )
 
 
 # -- pld-grid-search ------------------------------------------------------------------
@@ -375,7 +384,14 @@ Options:
 
 
 def pld_upgrade_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(UPGRADE_DOC, argv, scripts._upgrade, mode="fit")
+    return run_script(
+        UPGRADE_DOC,
+        argv,
+        scripts._upgrade,
+        mode="fit",
+        entries=scripts._STORE_ENTRIES,
+        short_lived=True,
+    )
 
 
 VERSION_DOC = """Print the version number (of pipeforge, which runs Palladium's commands).
@@ -390,7 +406,7 @@ Options:
 
 
 def pld_version_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(VERSION_DOC, argv, scripts._version, needs_config=False)
+    return run_script(VERSION_DOC, argv, scripts._version, needs_config=False, short_lived=True)
 
 
 # -- pld-devserver, pld-dockerize -----------------------------------------------------

@@ -320,7 +320,7 @@ def _list(args, config) -> int:
 
 
 def list_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(LIST_DOC, argv, _list, mode="fit", entries=_STORE_ENTRIES)
+    return run_script(LIST_DOC, argv, _list, mode="fit", entries=_STORE_ENTRIES, short_lived=True)
 
 
 ADMIN_DOC = """Activate or delete a stored model.
@@ -350,7 +350,7 @@ def _admin(args, config) -> int:
 
 
 def admin_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(ADMIN_DOC, argv, _admin, mode="fit", entries=_STORE_ENTRIES)
+    return run_script(ADMIN_DOC, argv, _admin, mode="fit", entries=_STORE_ENTRIES, short_lived=True)
 
 
 GRID_SEARCH_DOC = """Search the model's hyperparameters by cross-validation.
@@ -627,7 +627,9 @@ def _upgrade(args, config) -> int:
 
 
 def upgrade_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(UPGRADE_DOC, argv, _upgrade, mode="fit", entries=_STORE_ENTRIES)
+    return run_script(
+        UPGRADE_DOC, argv, _upgrade, mode="fit", entries=_STORE_ENTRIES, short_lived=True
+    )
 
 
 VERSION_DOC = """Print the version of pipeforge.
@@ -649,4 +651,4 @@ def _version(args, config) -> int:
 
 
 def version_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(VERSION_DOC, argv, _version, needs_config=False)
+    return run_script(VERSION_DOC, argv, _version, needs_config=False, short_lived=True)
