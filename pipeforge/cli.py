@@ -280,6 +280,7 @@ def run_script(
         undo_logging = _default_logging(config)
         started = _start_background(config, mode)
         status = body(args, config)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's exit handler
         return EXIT_OK if status is None else int(status)
     except (ConfigError, UsageError) as exc:
         if debug:
@@ -292,6 +293,11 @@ def run_script(
         if debug:
             raise
         _error(prog, exc.error_message)
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader went away (``pf-list | head``): stop quietly, as other command-line
+        # tools do, and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE
     except (PipeforgeError, OSError) as exc:
         if debug:

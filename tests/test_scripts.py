@@ -226,6 +226,27 @@ def test_list_is_readable(project, capsys):
     assert "active-model: 1" in out
 
 
+def test_list_into_a_closed_pipe_stops_quietly(project):
+    """``pf-list | head -0``: the reader is gone; no traceback, no 'Exception ignored'."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from pipeforge.scripts import list_main; raise SystemExit(list_main())",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=project.path,
+    )
+    proc.stdout.close()  # long before the script has written anything
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1
+    assert err == ""
+
+
 def test_admin_activate_and_delete(project, capsys):
     run(scripts.fit_main, [], capsys)
     run(scripts.fit_main, [], capsys)
