@@ -212,6 +212,37 @@ def run_wrk(wrk: str, url: str, duration: int, lua: Path | None = None) -> tuple
     return rate, p99, count
 
 
+def model_costs(folder: Path) -> dict[str, float]:
+    """CPU ms of the model call alone, in this process: one row, and 100 rows from JSON.
+
+    Every server here pays at least this on top of what the constant app
+    does, so ``constant CPU / (constant CPU + call)`` bounds the ratio any of
+    them can reach.
+    """
+    import joblib
+    import numpy as np
+
+    model = joblib.load(folder / "model.joblib")
+    samples = json.loads(json.dumps([SAMPLE] * 100))
+
+    def one():
+        model.predict(np.array([[SAMPLE[n] for n in FEATURES]]))
+
+    def hundred():
+        model.predict(np.array([[s[n] for n in FEATURES] for s in samples], dtype=float))
+
+    costs = {}
+    for name, call in (("GET", one), ("POST", hundred)):
+        best = float("inf")
+        for _ in range(5):
+            started = time.process_time()
+            for _ in range(300):
+                call()
+            best = min(best, (time.process_time() - started) / 300 * 1000)
+        costs[name] = best
+    return costs
+
+
 def worker_rss(proc) -> float:
     workers = psutil.Process(proc.pid).children()
     return statistics.mean(w.memory_info().rss for w in workers) / 2**20
@@ -228,6 +259,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="pf-bench-serve-") as tmp:
         folder = Path(tmp)
         table = servers(prepare(folder))
+        calls = model_costs(folder)
         if args.only:
             table = {name: table[name] for name in args.only.split(",")}
         running = {}
@@ -251,11 +283,11 @@ def main(argv=None) -> int:
             for proc, _ in running.values():
                 proc.terminate()
                 proc.wait(15)
-    report(figures, rss, table, args)
+    report(figures, rss, table, args, calls)
     return 0
 
 
-def report(figures, rss, table, args) -> None:
+def report(figures, rss, table, args, calls) -> None:
     def med(name, kind, index):
         return statistics.median(f[index] for f in figures[name, kind])
 
@@ -277,9 +309,21 @@ def report(figures, rss, table, args) -> None:
     names = set(table)
 
     def ratio(a, b, kind, index=0):
+        """Median over rounds of the per-round ratio (the servers of a round run minutes apart)."""
         if {a, b} <= names:
-            return med(a, kind, index) / med(b, kind, index)
+            return statistics.median(spread(a, b, kind, index))
         return float("nan")
+
+    def spread(a, b, kind, index=0):
+        return [
+            x[index] / y[index] for x, y in zip(figures[a, kind], figures[b, kind], strict=True)
+        ]
+
+    def span(a, b, kind, index=0):
+        if not {a, b} <= names:
+            return ""
+        rounds = spread(a, b, kind, index)
+        return f" [rounds {min(rounds):.2f}-{max(rounds):.2f}]"
 
     bare = max(
         (n for n in ("flask+model", "flask+model-threads") if n in names),
@@ -290,19 +334,30 @@ def report(figures, rss, table, args) -> None:
     if bare is not None:
         for batch in ("pf-db-batch", "pf-file-batch"):
             print(
-                f"  {batch} GET / best bare {bare} GET      {ratio(batch, bare, 'GET'):.2f} "
-                f"(>= 1.3); p99 {ratio(batch, bare, 'GET', 1):.2f}x its p99 (<= 2)"
+                f"  {batch} GET / best bare {bare} GET      {ratio(batch, bare, 'GET'):.2f}"
+                f"{span(batch, bare, 'GET')} (>= 1.3); p99 {ratio(batch, bare, 'GET', 1):.2f}x "
+                "its p99 (<= 2)"
             )
     for plain in ("pf-db", "pf-file"):
         print(
             f"  {plain} GET / flask+model GET (sync)        "
-            f"{ratio(plain, 'flask+model', 'GET'):.2f} (>= 1.0)"
+            f"{ratio(plain, 'flask+model', 'GET'):.2f}{span(plain, 'flask+model', 'GET')} (>= 1.0)"
         )
     for plain in ("pf-db", "pf-file"):
         print(
             f"  {plain} POST 100 / constant POST 100          "
-            f"{ratio(plain, 'constant', 'POST'):.2f} (>= 0.75)"
+            f"{ratio(plain, 'constant', 'POST'):.2f}{span(plain, 'constant', 'POST')} (>= 0.75; "
+            f"{ratio(plain, 'flask+model', 'POST'):.2f} of the bare Flask + model app)"
         )
+    if "constant" in names:
+        for kind in ("GET", "POST"):
+            constant = med("constant", kind, 2)
+            print(
+                f"  {kind}: the model call alone costs {calls[kind]:.3f} ms = "
+                f"{calls[kind] / constant:.2f}x a constant request's CPU ({constant:.3f} ms); "
+                f"no server calling it can pass {constant / (constant + calls[kind]):.2f}x the "
+                "constant app"
+            )
     cost = 1 - ratio("pf-db", "pf-db-nometrics", "GET")
     cpu_cost = ratio("pf-db", "pf-db-nometrics", "GET", 2) - 1
     print(
