@@ -24,6 +24,7 @@ from .fields import _NUMERIC, _PLAIN_NUMBERS, _describe, _to_bool, _to_float, _t
 from .fields import CONVERTERS as _CONVERTERS
 from .fields import pairs as _pairs
 from .interfaces import PredictService as PredictServiceInterface
+from .model_inputs import needs_frame
 from .web import error_body, json_response
 
 __all__ = ["PredictService", "error_body", "json_response", "to_json"]
@@ -146,11 +147,7 @@ class PredictService(PredictServiceInterface):
         if checked is None or checked[0]() is not model:
             self.validate()
             problem = self._misfit(model)
-            try:
-                ref = weakref.ref(model)
-            except TypeError:
-                ref = functools.partial(_same, model)
-            self._checked = checked = (ref, problem)
+            self._checked = checked = (_ref(model), problem)
             if problem:
                 logger.error("%s", problem)
         if checked[1]:
@@ -244,11 +241,31 @@ class PredictService(PredictServiceInterface):
             return None
         if not np.isfinite(X).all():
             return None
-        if hasattr(model, "feature_names_in_"):
+        if self._needs_frame(model):
             import pandas as pd
 
             return pd.DataFrame(X, columns=names)
         return X
+
+    def _needs_frame(self, model) -> bool:
+        """Whether ``model`` gets a ``DataFrame`` with the mapping's names (see :mod:`.model_inputs`).
+
+        An array is given instead only for all-float mappings naming the
+        model's columns in order, and models that merely check those names.
+        Decided once per model object.
+        """
+        cached = getattr(self, "_frame_decision", None)
+        if cached is not None and cached[0]() is model:
+            return cached[1]
+        names = getattr(model, "feature_names_in_", None)
+        if names is None:
+            needed = False
+        elif self._bulk and [str(n) for n in names] == self._names:
+            needed = needs_frame(model)
+        else:
+            needed = True
+        self._frame_decision = (_ref(model), needed)
+        return needed
 
     def _posted(self, request) -> list:
         payload = web.read_json(request)
@@ -298,8 +315,8 @@ class PredictService(PredictServiceInterface):
 
         if self.unwrap_sample:
             return np.array([s[0] for s in samples], dtype=float if self._numeric else object)
-        if hasattr(model, "feature_names_in_"):
-            # Fitted on a DataFrame: give it the same column names.
+        if self._needs_frame(model):
+            # Fitted on a DataFrame and uses its names: give it the same columns.
             import pandas as pd
 
             return pd.DataFrame(samples, columns=self._names)
@@ -363,6 +380,14 @@ class _ModelMisfit(ConfigError):
 
 def _same(model):
     return model
+
+
+def _ref(model):
+    """A weak reference to ``model`` (a strong one for objects that refuse weak references)."""
+    try:
+        return weakref.ref(model)
+    except TypeError:
+        return functools.partial(_same, model)
 
 
 def _label_rows(model, proba):
