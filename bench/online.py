@@ -77,6 +77,21 @@ def learn():
 """
 
 
+# gunicorn's own cost per call: a WSGI app that reads the body and answers a constant.
+RAW_APP = """
+BODY = b'{"model": "m", "prediction": 0.0}'
+
+
+def app(environ, start_response):
+    environ["wsgi.input"].read()
+    start_response(
+        "201 CREATED",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))],
+    )
+    return [BODY]
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -305,6 +320,10 @@ def main() -> int:
     cleanups = []
     servers: dict[str, Server] = {}
     try:
+        (workdir / "raw_app.py").write_text(RAW_APP)
+        servers["raw WSGI (gunicorn alone)"] = Server(
+            "raw_app:app", {}, workdir, workdir / "raw.log", args.threads
+        )
         (workdir / "bare_app.py").write_text(BARE_APP)
         servers["bare Flask (ceiling)"] = Server(
             "bare_app:app", {}, workdir, workdir / "bare.log", args.threads
@@ -359,15 +378,24 @@ def main() -> int:
             cells = []
             for kind in ("predict", "learn"):
                 latency, cpu = best(label, kind, "median_ms"), best(label, kind, "cpu_ms")
-                ratio = (
-                    cpu / best(ceiling, kind, "cpu_ms") if label != "in-process" else float("nan")
-                )
+                if label == "in-process":
+                    cells.append(f"{latency:14.3f} ms {cpu:6.3f} ms {'':>7}")
+                    continue
+                ratio = cpu / best(ceiling, kind, "cpu_ms")
                 cells.append(f"{latency:14.3f} ms {cpu:6.3f} ms {ratio:6.2f}x")
             print(f"{label:26} {cells[0]}   {cells[1]}")
         print(
             "\nCPU is the server worker's user+system time per call (in-process: the call itself)."
         )
         print("Targets: pipeforge on SQLite <= 0.5 ms CPU per call and <= 1.5x the bare Flask app.")
+        floor = "raw WSGI (gunicorn alone)"
+        for kind in ("predict", "learn"):
+            alone = best(floor, kind, "cpu_ms")
+            print(
+                f"{kind}: gunicorn alone takes {alone:.3f} ms of CPU per call; above it, bare Flask "
+                f"adds {best(ceiling, kind, 'cpu_ms') - alone:.3f} ms and pipeforge on SQLite "
+                f"{best('pipeforge, SQLite', kind, 'cpu_ms') - alone:.3f} ms"
+            )
     finally:
         for server in servers.values():
             server.stop()
