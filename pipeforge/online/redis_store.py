@@ -305,8 +305,10 @@ class RedisStore(OnlineStore):
     def after_predict(self, pending, events) -> None:
         if pending is None and not events:
             return
+        ttl = self.pending_ttl() if pending is not None else None
         with self._redis_errors() as r:
-            pipe = r.pipeline(transaction=True) if events else r  # one command needs no MULTI
+            # one command needs no MULTI; the id and its expiry (or its event) go together
+            pipe = r.pipeline(transaction=True) if events or ttl else r
             if pending is not None:
                 key, record = pending
                 pipe.hset(
@@ -317,7 +319,9 @@ class RedisStore(OnlineStore):
                         "prediction": record.prediction,
                     },
                 )
-            if not events:
+                if ttl:
+                    pipe.pexpire(self.prefix + "pending:" + key, max(1, round(ttl * 1000)))
+            if pipe is r:
                 return
             for event in events:
                 pipe.xadd(
@@ -338,9 +342,7 @@ class RedisStore(OnlineStore):
             if status == "ok":
                 break
             if status == "unknown-id":
-                raise UnknownIdError(
-                    f"nothing is stored for id {pending_id!r}: it was never predicted with, or it was learnt already"
-                )
+                raise self.unknown_id(pending_id)
             if status == "unknown-model":
                 missing = _text(found[1]) or None
                 if pending_id is not None:
@@ -465,7 +467,9 @@ class _RedisLearning(Learning):
         result = _text(self.store._call("commit", *args))
         self.done = True
         if result == "gone":
-            raise UnknownIdError("this id was learnt by another request at the same moment")
+            raise UnknownIdError(
+                "this id was learnt by another request at the same moment (or it just expired)"
+            )
         if result != "ok":
             raise StoreError(f"the learn could not be stored ({result}); try again")
         return self.model.version + learnt

@@ -159,9 +159,13 @@ class SQLAccess:
             col("at", sa.Float, nullable=False),
             **compact,
         )
+        # Tables made before the index existed get it too (the sweep of expired ids needs it).
+        index = f"CREATE INDEX IF NOT EXISTS {p}pending_created ON {p}pending (created)"
         for attempt in range(3):  # another process may be creating them at the same moment
             try:
                 md.create_all(engine)
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(index)
                 break
             except sa.exc.SQLAlchemyError:
                 if attempt == 2:
@@ -200,7 +204,7 @@ class SQLAccess:
         local = self._local
         fairy = getattr(local, "fairy", None)
         if fairy is not None:
-            local.conn = local.fairy = None
+            local.conn = local.fairy = local.client_cursor = None
             with self._lock():
                 self._opened = [entry for entry in self._opened if entry[1] is not fairy]
             if local.pid == os.getpid():
@@ -217,7 +221,7 @@ class SQLAccess:
                     fairy.close()
             else:
                 _ABANDONED.append(fairy)
-        self._local.conn = self._local.fairy = None
+        self._local.conn = self._local.fairy = self._local.client_cursor = None
         if self._database_obj is not None and self._own_database:
             self._database_obj.close()
         self._database_obj, self._setup_cache = None, None
@@ -254,6 +258,38 @@ class SQLAccess:
             conn.execute(begin)
             yield conn
             conn.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                self.drop_conn()
+            if self.is_db_error(exc):
+                self.drop_broken(conn)
+                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
+            raise
+
+    @contextlib.contextmanager
+    def folded_txn(self):
+        """A PostgreSQL write transaction whose ``BEGIN`` and ``COMMIT`` travel with statements.
+
+        Yields a client-side binding cursor: one ``execute`` of ``"BEGIN; …"``
+        opens the transaction with its first statement, one of ``"…; COMMIT"``
+        ends it, each a single round trip (PostgreSQL runs the statements of
+        one simple query in order and stops at the first error). Whatever
+        leaves the block with an exception is rolled back (a ``ROLLBACK``
+        after a ``COMMIT`` is harmless).
+        """
+        import psycopg
+
+        try:
+            conn = self.conn()
+        except Exception as exc:
+            raise StoreError(f"cannot connect to the online store: {exc}") from exc
+        cursor = getattr(self._local, "client_cursor", None)
+        if cursor is None or cursor.connection is not conn:
+            cursor = self._local.client_cursor = psycopg.ClientCursor(conn)
+        try:
+            yield cursor
         except BaseException as exc:
             try:
                 conn.execute("ROLLBACK")
