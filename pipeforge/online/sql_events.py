@@ -21,6 +21,8 @@ __all__ = ["SQLEvents"]
 
 _GAP_SECONDS = 10.0  # how long a missing event id may still show up (PostgreSQL commit order)
 _KEEP_EVENTS = 2000
+INSERT_EVENT = "INSERT INTO {p}events (kind, data, at) VALUES (?, ?, ?)"
+TRIM_EVENTS = "DELETE FROM {p}events WHERE id < (SELECT MAX(id) FROM {p}events) - ?"
 
 
 def _parse_cursor(cursor: str) -> tuple[int, dict[int, float]]:
@@ -62,12 +64,7 @@ class SQLEvents:
         counter = self.__dict__.get("_event_count", 0) + len(events)
         self.__dict__["_event_count"] = counter
         if counter % 200 < len(events):
-            statements.append(
-                (
-                    "DELETE FROM {p}events WHERE id < (SELECT MAX(id) FROM {p}events) - ?",
-                    (_KEEP_EVENTS,),
-                )
-            )
+            statements.append((TRIM_EVENTS, (_KEEP_EVENTS,)))
         return statements
 
     def last_event_id(self) -> str:

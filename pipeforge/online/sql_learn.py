@@ -28,6 +28,7 @@ import json
 import logging
 
 from .errors import UnknownModelError
+from .sql_events import INSERT_EVENT, TRIM_EVENTS
 from .store import CatchUp, Learning, ModelInfo, Pending, now
 
 __all__ = ["SQLLearn"]
@@ -65,6 +66,9 @@ _KEEP = (
     " SELECT m.name, m.uid, m.flavor, m.version, m.snapshot_version, " + _LISTENERS + ","
     " (SELECT count(*) FROM k) FROM m"
 )
+_INSERT_LOG = "INSERT INTO {p}log (uid, version, features, y, delta) VALUES (?, ?, ?, ?, ?)"
+# prepared on each PostgreSQL connection at its first learn
+_HOT = (_TAKE_ID, _INSERT_LOG, INSERT_EVENT, TRIM_EVENTS)
 _UPSERT_PENDING = (
     "INSERT INTO {p}pending (id, model, features, prediction, created)"
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET model = excluded.model,"
@@ -157,24 +161,17 @@ class SQLLearn:
         where = "name = ?" if name is not None else "name = " + _DEFAULT
         by_name = (name,) if name is not None else ()
         if self._postgres():
-            with self._access().folded_txn() as cursor:
-                conn = cursor.connection
+            lock = _LOCK_MODEL.replace("{where}", where)
+            with self._access().folded_txn(_HOT + (lock,)) as folded:
                 if pending_id is not None:
-                    cursor.execute(self._sql("BEGIN; " + _TAKE_ID), (pending_id, self._cutoff()))
-                else:
-                    cursor.execute(
-                        self._sql("BEGIN; " + _LOCK_MODEL.replace("{where}", where)), by_name
-                    )
-                cursor.nextset()
-                rows = cursor.fetchall()
-                if pending_id is not None:
+                    rows = folded.send([(_TAKE_ID, (pending_id, self._cutoff()))], begin=True)
                     if not rows:
                         raise self.unknown_id(pending_id)
                     pending = Pending(*rows[0][:3])
                     name, rows = pending.model, [rows[0][3:]] if rows[0][3] is not None else []
                 else:
-                    pending = None
-                learning = self._take(conn, rows, pending, pending_id, name, cursor)
+                    pending, rows = None, folded.send([(lock, by_name)], begin=True)
+                learning = self._take(folded.conn, rows, pending, pending_id, name, folded)
                 yield learning
                 if not learning.committed:
                     raise RuntimeError("a learn left without commit")  # rolls it back
@@ -200,7 +197,7 @@ class SQLLearn:
             if not learning.committed:
                 raise RuntimeError("a learn left without commit")  # rolls the transaction back
 
-    def _take(self, conn, rows, pending, pending_id, name, cursor) -> _SQLLearning:
+    def _take(self, conn, rows, pending, pending_id, name, folded) -> _SQLLearning:
         if not rows:
             if pending is not None:
                 raise UnknownModelError(
@@ -209,18 +206,18 @@ class SQLLearn:
             raise self._unknown(name, conn)
         info = _learning_info(rows[0][:8])
         listeners = rows[0][8]
-        learning = _SQLLearning(self, conn, pending, info, cursor)
+        learning = _SQLLearning(self, conn, pending, info, folded)
         learning.listening = listeners is not None and float(listeners) > now()
         return learning
 
 
 class _SQLLearning(Learning):
-    def __init__(self, store, conn, pending: Pending | None, model: ModelInfo, cursor):
+    def __init__(self, store, conn, pending: Pending | None, model: ModelInfo, folded):
         self.store = store
         self.conn = conn
         self.pending = pending
         self.model = model
-        self.cursor = cursor  # PostgreSQL: the client-side cursor that sends COMMIT along
+        self.folded = folded  # PostgreSQL: sends the statements with COMMIT in one round trip
         self.committed = False
         self.listening = False
 
@@ -241,15 +238,8 @@ class _SQLLearning(Learning):
         store, model = self.store, self.model
         version = model.version + learnt
         statements: list[tuple[str, tuple]] = []
-        if entries:
-            rows = [(model.uid, model.version + 1 + i, *entry) for i, entry in enumerate(entries)]
-            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(rows))
-            statements.append(
-                (
-                    "INSERT INTO {p}log (uid, version, features, y, delta) VALUES " + values,
-                    tuple(value for row in rows for value in row),
-                )
-            )
+        for i, entry in enumerate(entries):
+            statements.append((_INSERT_LOG, (model.uid, model.version + 1 + i, *entry)))
         if learnt != 1:  # the lock counted one learn already
             statements.append(
                 (
@@ -274,15 +264,13 @@ class _SQLLearning(Learning):
                 ),
             ]
         statements += store._event_statements(list(events))
-        if self.cursor is not None and snapshot is None:
-            # PostgreSQL: the statements and COMMIT in one round trip (a pickle goes bound).
-            text = "; ".join(store._sql(statement) for statement, _ in statements)
-            params = tuple(value for _, bound in statements for value in bound)
-            self.cursor.execute(text + "; COMMIT" if text else "COMMIT", params)
+        if self.folded is not None and snapshot is None:
+            # PostgreSQL: the statements and COMMIT in one round trip (a pickle goes apart).
+            self.folded.send(statements, commit=True)
         else:
             for statement, bound in statements:
                 store._run(self.conn, statement, bound)
-            if self.cursor is not None:
+            if self.folded is not None:
                 self.conn.execute("COMMIT")
         self.committed = True
         return version
