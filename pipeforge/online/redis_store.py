@@ -6,8 +6,8 @@ several). Each step that must be atomic is one Lua script, which Redis runs
 alone:
 
 * ``/api/predict`` reads the model's identity and version in one script and
-  writes the ``id``'s features, the event and the call count in one
-  ``MULTI``;
+  writes the ``id``'s features with their expiry in another (with an event:
+  in one ``MULTI``);
 * a learn takes the model's lock (``SET NX PX``, a token only its holder
   knows) together with the ``id``'s features, learns in the process, and
   commits in one script that checks the lock, the model's version and that
@@ -305,10 +305,15 @@ class RedisStore(OnlineStore):
     def after_predict(self, pending, events) -> None:
         if pending is None and not events:
             return
-        ttl = self.pending_ttl() if pending is not None else None
+        ttl = self.pending_ttl()
+        ttl_ms = max(1, round(ttl * 1000)) if ttl else 0
+        if not events:
+            key, record = pending
+            # one script: the id's features and their expiry together, no MULTI
+            self._call("keep", key, record.model, record.features, record.prediction, ttl_ms)
+            return
         with self._redis_errors() as r:
-            # one command needs no MULTI; the id and its expiry (or its event) go together
-            pipe = r.pipeline(transaction=True) if events or ttl else r
+            pipe = r.pipeline(transaction=True)
             if pending is not None:
                 key, record = pending
                 pipe.hset(
@@ -319,10 +324,8 @@ class RedisStore(OnlineStore):
                         "prediction": record.prediction,
                     },
                 )
-                if ttl:
-                    pipe.pexpire(self.prefix + "pending:" + key, max(1, round(ttl * 1000)))
-            if pipe is r:
-                return
+                if ttl_ms:
+                    pipe.pexpire(self.prefix + "pending:" + key, ttl_ms)
             for event in events:
                 pipe.xadd(
                     self.prefix + "events",

@@ -382,7 +382,7 @@ class Folded:
             self._prepared[text] = f"EXECUTE {name}({params})" if params else f"EXECUTE {name}"
 
     def send(self, statements, *, begin: bool = False, commit: bool = False) -> list:
-        """Run ``(text, params)`` statements in one round trip; the rows of the first."""
+        """Run ``(text, params)`` statements in one round trip; with ``begin``, the first's rows."""
         parts = ["BEGIN"] if begin else []
         params: list = []
         for text, bound in statements:
@@ -391,7 +391,8 @@ class Folded:
         if commit:
             parts.append("COMMIT")
         cursor = self.cursor
-        cursor.execute("; ".join(parts), params)
-        if begin:
-            cursor.nextset()
-        return cursor.fetchall() if statements and cursor.description else []
+        cursor.execute("; ".join(parts), params, prepare=False)  # several statements: never
+        if not begin:
+            return []
+        cursor.nextset()
+        return cursor.fetchall()
