@@ -87,3 +87,26 @@ def test_ids_expire_after_pending_ttl(tmp_path, online_store, gunicorn_server):
     assert _kept(online_store, "fresh") == 0
     info = requests.get(url + "/api/models", timeout=30).json()["info"]["reg"]
     assert info["n_learnt"] == 1 and info["n_scored"] == 1
+
+
+@pytest.mark.parametrize(("online", "expiry"), [({}, (0, 86_400_000)), ({"pending_ttl": None}, -1)])
+def test_redis_keeps_ids_for_the_configured_time(tmp_path, redis_url, online, expiry):
+    """The default keeps an id a day; ``pending_ttl: null`` keeps it until it is learnt."""
+    import redis
+
+    from pipeforge.config import load_config
+    from pipeforge.online.config import read_settings
+    from pipeforge.online.service import OnlineService
+
+    store = {"__factory__": "pipeforge.online.RedisStore", "url": redis_url}
+    path = online_config(tmp_path, store, online=online)
+    service = OnlineService(read_settings(load_config([str(path)])))
+    assert service.predict({"features": X, "id": "kept"})[1] == 201
+    client = redis.Redis.from_url(redis_url)
+    left = client.pttl("pipeforge:{online}:pending:kept")
+    client.close()
+    service.store.close()
+    if isinstance(expiry, tuple):
+        assert expiry[0] < left <= expiry[1]
+    else:
+        assert left == expiry
