@@ -195,6 +195,8 @@ def test_ground_truth_types_by_flavor():
         ({"online_models": {"m": {"model": {"__factory__": "river.linear_model.LinearRegression"}, "flavor": "regression", "colour": 1}}}, "online_models.m.colour", "unknown key"),
         ({"online": {"allow_upload": True}}, "online.allow_upload", "online_admin_decorators"),
         ({"online": {"snapshot_every": 0}}, "online.snapshot_every", "positive integer"),
+        ({"online": {"pending_ttl": "1 day"}}, "online.pending_ttl", "number of seconds"),
+        ({"online": {"pending_ttl": -1}}, "online.pending_ttl", "null or 0: keep ids"),
         ({"online": {"store": "redis"}}, "online.store", "pipeforge.online.SQLStore"),
     ],
 )  # fmt: skip

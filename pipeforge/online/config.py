@@ -18,6 +18,7 @@
       flavor: regression                       # for uploads before any POST /api/init
       snapshot_every: 100                      # learns between two stored pickles of a model
       stream_seconds: 25                       # an SSE response ends after this; browsers reconnect
+      pending_ttl: 86400                       # seconds an id waits for its learn; null: forever
 
 Every problem is a :class:`~pipeforge.errors.ConfigError` naming the file,
 the key and what is wrong, raised when the app (or ``pf-online``) starts.
@@ -25,6 +26,7 @@ the key and what is wrong, raised when the app (or ``pf-online``) starts.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +39,16 @@ __all__ = ["ModelSpec", "OnlineSettings", "read_settings", "NAME_PATTERN", "chec
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 _MODEL_KEYS = {"model", "flavor", "default", "classes", "features"}
-_ONLINE_KEYS = {"store", "allow_upload", "flavor", "snapshot_every", "stream_seconds"}
+_ONLINE_KEYS = {
+    "store",
+    "allow_upload",
+    "flavor",
+    "snapshot_every",
+    "stream_seconds",
+    "pending_ttl",
+}
+#: seconds an ``id`` of /api/predict waits for its learn before it is forgotten (a day)
+PENDING_TTL = 86400
 
 
 def check_name(name: Any) -> str | None:
@@ -70,6 +81,7 @@ class OnlineSettings:
     allow_upload: bool
     snapshot_every: int
     stream_seconds: float
+    pending_ttl: float | None = PENDING_TTL
 
 
 def _error(config, key: str, problem: str) -> ConfigError:
@@ -183,5 +195,19 @@ def read_settings(config) -> OnlineSettings:
             "online.stream_seconds",
             f"must be a number of seconds in (0, 3600]; got {seconds!r}",
         )
+    ttl = online.get("pending_ttl", PENDING_TTL)
+    if ttl is not None and (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not math.isfinite(ttl)
+        or ttl < 0
+    ):
+        raise _error(
+            config,
+            "online.pending_ttl",
+            f"must be a number of seconds (null or 0: keep ids until they are learnt); got {ttl!r}",
+        )
+    ttl = float(ttl) if ttl else None
     store.bind(config)
-    return OnlineSettings(store, specs, flavor, allow_upload, every, float(seconds))
+    store.expire_pending(ttl)
+    return OnlineSettings(store, specs, flavor, allow_upload, every, float(seconds), ttl)

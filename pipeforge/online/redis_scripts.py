@@ -178,8 +178,17 @@ return 1
 """
 
 
+_KEEP = """
+local P, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[6])
+local key = P .. 'pending:' .. id
+redis.call('HSET', key, 'model', ARGV[3], 'features', ARGV[4], 'prediction', ARGV[5])
+if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+return 1
+"""
+
 SCRIPTS = {
     "lookup": _LOOKUP,
+    "keep": _KEEP,
     "catch_up": _CATCH_UP,
     "deltas": _DELTAS,
     "begin": _BEGIN,

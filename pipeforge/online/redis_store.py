@@ -6,8 +6,8 @@ several). Each step that must be atomic is one Lua script, which Redis runs
 alone:
 
 * ``/api/predict`` reads the model's identity and version in one script and
-  writes the ``id``'s features, the event and the call count in one
-  ``MULTI``;
+  writes the ``id``'s features with their expiry in another (with an event:
+  in one ``MULTI``);
 * a learn takes the model's lock (``SET NX PX``, a token only its holder
   knows) together with the ``id``'s features, learns in the process, and
   commits in one script that checks the lock, the model's version and that
@@ -305,8 +305,15 @@ class RedisStore(OnlineStore):
     def after_predict(self, pending, events) -> None:
         if pending is None and not events:
             return
+        ttl = self.pending_ttl()
+        ttl_ms = max(1, round(ttl * 1000)) if ttl else 0
+        if not events:
+            key, record = pending
+            # one script: the id's features and their expiry together, no MULTI
+            self._call("keep", key, record.model, record.features, record.prediction, ttl_ms)
+            return
         with self._redis_errors() as r:
-            pipe = r.pipeline(transaction=True) if events else r  # one command needs no MULTI
+            pipe = r.pipeline(transaction=True)
             if pending is not None:
                 key, record = pending
                 pipe.hset(
@@ -317,8 +324,8 @@ class RedisStore(OnlineStore):
                         "prediction": record.prediction,
                     },
                 )
-            if not events:
-                return
+                if ttl_ms:
+                    pipe.pexpire(self.prefix + "pending:" + key, ttl_ms)
             for event in events:
                 pipe.xadd(
                     self.prefix + "events",
@@ -338,9 +345,7 @@ class RedisStore(OnlineStore):
             if status == "ok":
                 break
             if status == "unknown-id":
-                raise UnknownIdError(
-                    f"nothing is stored for id {pending_id!r}: it was never predicted with, or it was learnt already"
-                )
+                raise self.unknown_id(pending_id)
             if status == "unknown-model":
                 missing = _text(found[1]) or None
                 if pending_id is not None:
@@ -465,7 +470,9 @@ class _RedisLearning(Learning):
         result = _text(self.store._call("commit", *args))
         self.done = True
         if result == "gone":
-            raise UnknownIdError("this id was learnt by another request at the same moment")
+            raise UnknownIdError(
+                "this id was learnt by another request at the same moment (or it just expired)"
+            )
         if result != "ok":
             raise StoreError(f"the learn could not be stored ({result}); try again")
         return self.model.version + learnt

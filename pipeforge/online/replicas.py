@@ -37,11 +37,12 @@ class Replica:
         self.uid: str | None = None
         self.version = -1
         self.model = None
+        self.flavor: str | None = None
         self.lock = threading.RLock()
 
     def invalidate(self) -> None:
         """Forget the copy (after a failed learn left it in an unknown state)."""
-        self.uid, self.version, self.model = None, -1, None
+        self.uid, self.version, self.model, self.flavor = None, -1, None, None
 
     def current(self, info: ModelInfo) -> bool:
         return self.uid == info.uid and self.version >= info.version
@@ -86,6 +87,11 @@ class Replicas:
         """Make ``replica`` (whose lock the caller holds) at least as new as ``info``."""
         if not replica.current(info):
             replica.apply(catch_up(replica.uid, replica.version))
+        replica.flavor = info.flavor
+
+    def get(self, name: str) -> Replica | None:
+        """The copy of ``name`` if this process has one (``None`` else)."""
+        return self._items.get(name)
 
     def drop(self, name: str) -> None:
         with self._lock:

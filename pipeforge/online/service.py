@@ -61,6 +61,7 @@ class OnlineService:
         self.settings = settings
         self.store = settings.store
         self.replicas = Replicas()
+        self._default_name: str | None = None  # the default model's name, as last seen
         self._ready_pid: int | None = None
         self._ready_lock = threading.Lock()
 
@@ -118,8 +119,23 @@ class OnlineService:
             raise RequestError("the body must be a JSON object with 'features'")
         features = bodies.features(body, required=True)
         key = bodies.request_id(body)
+        name = bodies.model_name(body)
         self.ensure_ready()
-        info, listening = self.store.lookup(bodies.model_name(body))
+        found = None
+        if key is not None and self.store.one_step_predict():
+            found = self._predict_kept(name, key, features, body)
+        if found is None or isinstance(found[0], ModelInfo):
+            info, listening = found if found is not None else self.store.lookup(name)
+            plain = self._predict_and_keep(info, listening, key, features, body)
+        else:
+            plain, info = found
+        if name is None:
+            self._default_name = info.name
+        self.store.record_stat("predict", time.perf_counter_ns() - started_ns)
+        return {"model": info.name, "prediction": plain}, (201 if key is not None else 200)
+
+    def _predict_and_keep(self, info: ModelInfo, listening: bool, key, features, body) -> Any:
+        """Predict with the copy brought up to ``info``, then keep the id; the prediction."""
         text = json.dumps(features) if key is not None or listening else None
         replica = self.replicas.slot(info.name)
         with replica.lock:
@@ -133,15 +149,45 @@ class OnlineService:
         pending = None
         if key is not None:
             pending = (key, Pending(info.name, text, bodies.encode_prediction(prediction)))
-        events = []
-        if listening:
-            data = {"model": info.name, "features": features, "prediction": plain}
-            if key is not None:
-                data["id"] = body["id"]
-            events.append(Event("predict", json.dumps(data)))
+        events = [self._predict_event(info, features, plain, body)] if listening else []
         self.store.after_predict(pending, events)
-        self.store.record_stat("predict", time.perf_counter_ns() - started_ns)
-        return {"model": info.name, "prediction": plain}, (201 if key is not None else 200)
+        return plain
+
+    def _predict_kept(self, name: str | None, key: str, features: dict, body: dict):
+        """Predict with this process's copy, then look up and keep in one round trip.
+
+        ``(prediction, record)`` when the copy was current and the id is kept;
+        ``(record, listening)`` when the store has a newer model (nothing was
+        kept); ``None`` when there is no copy to try.
+        """
+        guess = name if name is not None else self._default_name
+        replica = self.replicas.get(guess) if guess is not None else None
+        if replica is None:
+            return None
+        with replica.lock:
+            uid, version, flavor = replica.uid, replica.version, replica.flavor
+            if uid is None or version < 0 or flavor is None:
+                return None
+            try:
+                prediction = fl.predict(replica.model, flavor, dict(features))
+            except Exception:
+                return None  # perhaps the copy is behind: the usual path will tell
+        text = json.dumps(features)
+        pending = Pending(guess, text, bodies.encode_prediction(prediction))
+        info, listening, kept = self.store.keep_current(name, uid, version, (key, pending))
+        if not kept:
+            return info, listening
+        plain = bodies.plain(prediction)
+        if listening:
+            self.store.after_predict(None, [self._predict_event(info, features, plain, body)])
+        return plain, info
+
+    @staticmethod
+    def _predict_event(info: ModelInfo, features: dict, plain, body: dict) -> Event:
+        data = {"model": info.name, "features": features, "prediction": plain}
+        if "id" in body:
+            data["id"] = body["id"]
+        return Event("predict", json.dumps(data))
 
     # -- learn ----------------------------------------------------------------------------------
     def learn(self, body: Any, started_ns: int | None = None) -> dict:

@@ -14,9 +14,12 @@ placeholders; :meth:`SQLAccess.sql` adapts them to the dialect.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import threading
 import time
+import uuid
 
 from ..errors import ConfigError
 from .errors import StoreError
@@ -159,9 +162,13 @@ class SQLAccess:
             col("at", sa.Float, nullable=False),
             **compact,
         )
+        # Tables made before the index existed get it too (the sweep of expired ids needs it).
+        index = f"CREATE INDEX IF NOT EXISTS {p}pending_created ON {p}pending (created)"
         for attempt in range(3):  # another process may be creating them at the same moment
             try:
                 md.create_all(engine)
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(index)
                 break
             except sa.exc.SQLAlchemyError:
                 if attempt == 2:
@@ -200,7 +207,7 @@ class SQLAccess:
         local = self._local
         fairy = getattr(local, "fairy", None)
         if fairy is not None:
-            local.conn = local.fairy = None
+            local.conn = local.fairy = local.folded = None
             with self._lock():
                 self._opened = [entry for entry in self._opened if entry[1] is not fairy]
             if local.pid == os.getpid():
@@ -217,7 +224,7 @@ class SQLAccess:
                     fairy.close()
             else:
                 _ABANDONED.append(fairy)
-        self._local.conn = self._local.fairy = None
+        self._local.conn = self._local.fairy = self._local.folded = None
         if self._database_obj is not None and self._own_database:
             self._database_obj.close()
         self._database_obj, self._setup_cache = None, None
@@ -256,9 +263,46 @@ class SQLAccess:
             conn.execute("COMMIT")
         except BaseException as exc:
             try:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
             except Exception:
                 self.drop_conn()
+            if self.is_db_error(exc):
+                self.drop_broken(conn)
+                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
+            raise
+
+    @contextlib.contextmanager
+    def folded_txn(self, hot: tuple[str, ...] = ()):
+        """A PostgreSQL write transaction whose ``BEGIN`` and ``COMMIT`` travel with statements.
+
+        Yields a :class:`Folded`: each :meth:`Folded.send` is one simple
+        query (PostgreSQL runs its statements in order and stops at the
+        first error), so ``BEGIN`` goes with the first statement and
+        ``COMMIT`` with the last. The ``hot`` statements are prepared on the
+        connection at its first use (before any transaction), so they are
+        not planned again on every call. Whatever leaves the block with an
+        exception is rolled back (a ``ROLLBACK`` after a ``COMMIT`` is harmless).
+        """
+        import psycopg
+
+        try:
+            conn = self.conn()
+        except Exception as exc:
+            raise StoreError(f"cannot connect to the online store: {exc}") from exc
+        local = self._local
+        folded = getattr(local, "folded", None)
+        if folded is None or folded.conn is not conn:
+            folded = local.folded = Folded(conn, psycopg.ClientCursor(conn), self.sql)
+        try:
+            folded.prepare(hot)
+            yield folded
+        except BaseException as exc:
+            try:
+                _rollback(conn)
+            except Exception:
+                self.drop_conn()
+            if isinstance(exc, psycopg.errors.InvalidSqlStatementName):
+                local.folded = None  # someone deallocated them: prepare them again next time
             if self.is_db_error(exc):
                 self.drop_broken(conn)
                 raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
@@ -293,3 +337,62 @@ class SQLAccess:
                 self.drop_broken(None)
                 raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
             raise
+
+
+def _rollback(conn) -> None:
+    """``ROLLBACK``; on PostgreSQL straight through libpq.
+
+    psycopg answers a ``ROLLBACK`` it sees with ``DEALLOCATE ALL`` (in case
+    a rolled-back ``DROP`` left stale plans), which would also drop the
+    statements :class:`Folded` prepared; these connections run no DDL.
+    """
+    pgconn = getattr(conn, "pgconn", None)
+    if pgconn is None:
+        conn.execute("ROLLBACK")
+        return
+    result = pgconn.exec_(b"ROLLBACK")
+    if result.error_message:
+        raise StoreError(f"ROLLBACK failed: {result.error_message.decode(errors='replace')}")
+
+
+class Folded:
+    """Statements sent together in one round trip on one PostgreSQL connection.
+
+    Values are bound by psycopg on the client (a simple query carries no
+    separate parameters); statements prepared with :meth:`prepare` run as
+    ``EXECUTE``, so PostgreSQL neither parses nor plans them again.
+    """
+
+    def __init__(self, conn, cursor, sql):
+        self.conn = conn
+        self.cursor = cursor
+        self._sql = sql
+        self._prepared: dict[str, str] = {}
+        self._token = uuid.uuid4().hex[:8]  # new names if the old ones were deallocated
+
+    def prepare(self, texts) -> None:
+        for text in texts:
+            if text in self._prepared:
+                continue
+            count = itertools.count(1)
+            numbered = re.sub(r"%s", lambda _m, c=count: f"${next(c)}", self._sql(text))
+            name = f"pf_online_{self._token}_{len(self._prepared)}"
+            self.conn.execute(f"PREPARE {name} AS {numbered}")
+            params = ", ".join(["%s"] * (next(count) - 1))
+            self._prepared[text] = f"EXECUTE {name}({params})" if params else f"EXECUTE {name}"
+
+    def send(self, statements, *, begin: bool = False, commit: bool = False) -> list:
+        """Run ``(text, params)`` statements in one round trip; with ``begin``, the first's rows."""
+        parts = ["BEGIN"] if begin else []
+        params: list = []
+        for text, bound in statements:
+            parts.append(self._prepared.get(text) or self._sql(text))
+            params.extend(bound)
+        if commit:
+            parts.append("COMMIT")
+        cursor = self.cursor
+        cursor.execute("; ".join(parts), params, prepare=False)  # several statements: never
+        if not begin:
+            return []
+        cursor.nextset()
+        return cursor.fetchall()

@@ -21,6 +21,8 @@ __all__ = ["SQLEvents"]
 
 _GAP_SECONDS = 10.0  # how long a missing event id may still show up (PostgreSQL commit order)
 _KEEP_EVENTS = 2000
+INSERT_EVENT = "INSERT INTO {p}events (kind, data, at) VALUES (?, ?, ?)"
+TRIM_EVENTS = "DELETE FROM {p}events WHERE id < (SELECT MAX(id) FROM {p}events) - ?"
 
 
 def _parse_cursor(cursor: str) -> tuple[int, dict[int, float]]:
@@ -44,23 +46,26 @@ class SQLEvents:
     """The event methods of :class:`~pipeforge.online.sql_store.SQLStore` (a mixin)."""
 
     def _record(self, conn, events: list[Event]) -> None:
+        for statement, params in self._event_statements(events):
+            self._run(conn, statement, params)
+
+    def _event_statements(self, events: list[Event]) -> list[tuple[str, tuple]]:
+        """The statements that write ``events`` (and now and then drop the oldest)."""
         if not events:
-            return
+            return []
         at = now()
-        for event in events:
-            self._run(
-                conn,
+        statements = [
+            (
                 "INSERT INTO {p}events (kind, data, at) VALUES (?, ?, ?)",
                 (event.kind, event.data, at),
             )
+            for event in events
+        ]
         counter = self.__dict__.get("_event_count", 0) + len(events)
         self.__dict__["_event_count"] = counter
         if counter % 200 < len(events):
-            self._run(
-                conn,
-                "DELETE FROM {p}events WHERE id < (SELECT MAX(id) FROM {p}events) - ?",
-                (_KEEP_EVENTS,),
-            )
+            statements.append((TRIM_EVENTS, (_KEEP_EVENTS,)))
+        return statements
 
     def last_event_id(self) -> str:
         rows = self._read("SELECT MAX(id) FROM {p}events")

@@ -2,7 +2,8 @@
 
 The database side (engine, tables, connections, transactions) is
 :mod:`pipeforge.online.sql_access`; the SSE feed is
-:mod:`pipeforge.online.sql_events`. This module holds what the statements do.
+:mod:`pipeforge.online.sql_events`; predict and learn, the hot path, are
+:mod:`pipeforge.online.sql_learn`. This module holds the rest.
 
 Exactly once: a learn runs in one transaction that first deletes the
 ``id``'s stored features (``DELETE … RETURNING``), then locks the model row
@@ -19,7 +20,6 @@ keeps them at about 0.2 ms of CPU per write).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -27,19 +27,11 @@ import threading
 
 from ..errors import ConfigError
 from . import metrics
-from .errors import StoreError, UnknownIdError, UnknownModelError
+from .errors import StoreError, UnknownModelError
 from .sql_access import SQLAccess
 from .sql_events import SQLEvents
-from .store import (
-    CatchUp,
-    Learning,
-    ModelInfo,
-    OnlineStore,
-    Pending,
-    Seed,
-    new_uid,
-    now,
-)
+from .sql_learn import SQLLearn
+from .store import CatchUp, ModelInfo, OnlineStore, Seed, new_uid, now
 
 __all__ = ["SQLStore"]
 
@@ -65,7 +57,7 @@ def _info(row, with_metrics: bool = True) -> ModelInfo:
     )
 
 
-class SQLStore(SQLEvents, OnlineStore):
+class SQLStore(SQLLearn, SQLEvents, OnlineStore):
     """Online models and their state in SQL tables (see the module doc).
 
     ``url`` is an SQLAlchemy URL (SQLite or PostgreSQL); ``None`` uses the
@@ -345,148 +337,9 @@ class SQLStore(SQLEvents, OnlineStore):
                     row,
                 )
 
-    _UPSERT_PENDING = (
-        "INSERT INTO {p}pending (id, model, features, prediction, created)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET model = excluded.model,"
-        " features = excluded.features, prediction = excluded.prediction,"
-        " created = excluded.created"
-    )
-
-    def after_predict(self, pending, events) -> None:
-        if pending is None and not events:
-            return
-        row = None
-        if pending is not None:
-            key, record = pending
-            row = (key, record.model, record.features, record.prediction, now())
-        if not events:
-            # One statement is its own transaction: no BEGIN/COMMIT round trips.
-            self._write(self._UPSERT_PENDING, row)
-            return
-        with self._txn() as conn:
-            if row is not None:
-                self._run(conn, self._UPSERT_PENDING, row)
-            self._record(conn, events)
-
-    @contextlib.contextmanager
-    def learning(self, pending_id: str | None, name: str | None):
-        with self._txn() as conn:
-            pending = None
-            if pending_id is not None:
-                rows = self._run(
-                    conn,
-                    "DELETE FROM {p}pending WHERE id = ? RETURNING model, features, prediction",
-                    (pending_id,),
-                ).fetchall()
-                if not rows:
-                    raise UnknownIdError(
-                        f"nothing is stored for id {pending_id!r}: it was never predicted with, "
-                        "or it was learnt already"
-                    )
-                pending = Pending(*rows[0])
-                name = pending.model
-            # One statement locks the model (a row lock; SQLite: the write lock taken by
-            # BEGIN IMMEDIATE), counts this learn and reads what the learn needs.
-            where = (
-                "name = ?"
-                if name is not None
-                else "name = (SELECT v FROM {p}meta WHERE k = 'default')"
-            )
-            rows = self._run(
-                conn,
-                "UPDATE {p}models SET version = version + 1, n_learnt = n_learnt + 1 WHERE "
-                + where
-                + " RETURNING name, uid, flavor, version, snapshot_version, n_learnt, source, created,"
-                " (SELECT v FROM {p}meta WHERE k = 'listeners')",
-                (name,) if name is not None else (),
-            ).fetchall()
-            if not rows:
-                if pending is not None:
-                    raise UnknownModelError(
-                        f"the model {name!r} that predicted id {pending_id!r} was deleted"
-                    )
-                raise self._unknown(name, conn)
-            model, uid, flavor, version, snapshot_version, n_learnt, source, created, listeners = (
-                rows[0]
-            )
-            info = ModelInfo(
-                model,
-                uid,
-                flavor,
-                int(version) - 1,
-                int(snapshot_version),
-                int(n_learnt) - 1,
-                source,
-                float(created),
-            )
-            learning = _SQLLearning(self, conn, pending, info)
-            learning.listening = listeners is not None and float(listeners) > now()
-            yield learning
-            if not learning.committed:
-                raise RuntimeError("a learn left without commit")  # rolls the transaction back
-
     # -- monitoring ---------------------------------------------------------------------
     def stats(self) -> list[dict]:
         self.flush_stats()
         rows = self._read("SELECT endpoint, n, total, ewm, at FROM {p}stats")
         keys = ("endpoint", "n", "total", "ewm", "at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
-class _SQLLearning(Learning):
-    def __init__(self, store: SQLStore, conn, pending: Pending | None, model: ModelInfo):
-        self.store = store
-        self.conn = conn
-        self.pending = pending
-        self.model = model
-        self.committed = False
-        self.listening = False
-
-    def catch_up(self, have_uid, have_version) -> CatchUp:
-        model = self.model
-        return self.store._catch_up(self.conn, model.uid, model.version, have_uid, have_version)
-
-    def metrics(self) -> dict:
-        store, model = self.store, self.model
-        rows = store._run(
-            self.conn, "SELECT metrics FROM {p}models WHERE name = ?", (model.name,)
-        ).fetchall()
-        return store._fold(
-            self.conn, model.uid, json.loads(rows[0][0]), model.snapshot_version, model.version
-        )
-
-    def commit(self, *, entries, learnt, snapshot=None, metrics=None, keep_log=0, events=()) -> int:
-        store, conn, model = self.store, self.conn, self.model
-        version = model.version + learnt
-        if entries:
-            rows = [(model.uid, model.version + 1 + i, *entry) for i, entry in enumerate(entries)]
-            insert = "INSERT INTO {p}log (uid, version, features, y, delta) VALUES (?, ?, ?, ?, ?)"
-            if len(rows) == 1:
-                store._run(conn, insert, rows[0])
-            else:
-                conn.cursor().executemany(store._sql(insert), rows)
-        if learnt != 1:  # the lock counted one learn already
-            store._run(
-                conn,
-                "UPDATE {p}models SET version = version + ?, n_learnt = n_learnt + ? WHERE name = ?",
-                (learnt - 1, learnt - 1, model.name),
-            )
-        if snapshot is not None:
-            store._run(
-                conn,
-                "UPDATE {p}snapshots SET version = ?, data = ? WHERE uid = ?",
-                (version, snapshot, model.uid),
-            )
-            store._run(
-                conn,
-                "UPDATE {p}models SET snapshot_version = ?, metrics = ? WHERE name = ?",
-                (version, json.dumps(metrics), model.name),
-            )
-            store._run(
-                conn,
-                "DELETE FROM {p}log WHERE uid = ? AND version <= ?",
-                (model.uid, version - keep_log),
-            )
-        store._record(conn, list(events))
-        self.committed = True
-        return version

@@ -31,6 +31,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .errors import UnknownIdError
+
 __all__ = [
     "OnlineStore",
     "Learning",
@@ -244,6 +246,42 @@ class OnlineStore(abc.ABC):
 
     def bind(self, config) -> None:  # noqa: B027 - optional hook
         """Learn the config's folder and siblings before first use (no I/O here)."""
+
+    def expire_pending(self, seconds: float | None) -> None:
+        """Forget an ``id``'s features ``seconds`` after its predict (``None``: keep them)."""
+        self.__dict__["_pending_ttl"] = seconds or None
+
+    def pending_ttl(self) -> float | None:
+        """How long an ``id`` waits for its learn, in seconds (``None``: until an init)."""
+        return self.__dict__.get("_pending_ttl")
+
+    def unknown_id(self, pending_id: str) -> UnknownIdError:
+        """The 404 of a learn whose ``id`` has nothing stored."""
+        ttl = self.pending_ttl()
+        why = "it was never predicted with, or it was learnt already"
+        if ttl:
+            why = (
+                "it was never predicted with, it was learnt already, or it expired "
+                f"(an id waits {ttl:g} s for its learn: online.pending_ttl)"
+            )
+        return UnknownIdError(f"nothing is stored for id {pending_id!r}: {why}")
+
+    def one_step_predict(self) -> bool:
+        """Whether :meth:`keep_current` looks up and keeps in one round trip."""
+        return False
+
+    def keep_current(
+        self, name: str | None, uid: str, version: int, pending: tuple[str, Pending]
+    ) -> tuple[ModelInfo, bool, bool]:
+        """Look ``name`` up and keep ``pending`` if the stored model is still ``(uid, version)``.
+
+        For a caller that predicted with its copy before asking the store:
+        ``(record, listening, kept)``; when not ``kept`` (the copy is behind,
+        or the default model changed), nothing was stored and the caller
+        catches up and keeps the id itself. Only where
+        :meth:`one_step_predict` says so.
+        """
+        raise NotImplementedError
 
     def _process_stats(self) -> _ProcessStats:
         stats = self.__dict__.get("_proc_stats")
