@@ -89,9 +89,11 @@ def test_ids_expire_after_pending_ttl(tmp_path, online_store, gunicorn_server):
     assert info["n_learnt"] == 1 and info["n_scored"] == 1
 
 
-@pytest.mark.parametrize(("online", "expiry"), [({}, (0, 86_400_000)), ({"pending_ttl": None}, -1)])
+@pytest.mark.parametrize(
+    ("online", "expiry"), [({}, (6 * 86_400_000, 7 * 86_400_000)), ({"pending_ttl": None}, -1)]
+)
 def test_redis_keeps_ids_for_the_configured_time(tmp_path, redis_url, online, expiry):
-    """The default keeps an id a day; ``pending_ttl: null`` keeps it until it is learnt."""
+    """The default keeps an id a week; ``pending_ttl: null`` keeps it until it is learnt."""
     import redis
 
     from pipeforge.config import load_config

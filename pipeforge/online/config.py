@@ -18,7 +18,7 @@
       flavor: regression                       # for uploads before any POST /api/init
       snapshot_every: 100                      # learns between two stored pickles of a model
       stream_seconds: 25                       # an SSE response ends after this; browsers reconnect
-      pending_ttl: 86400                       # seconds an id waits for its learn; null: forever
+      pending_ttl: 604800                      # seconds an id waits for its learn; null: forever
 
 Every problem is a :class:`~pipeforge.errors.ConfigError` naming the file,
 the key and what is wrong, raised when the app (or ``pf-online``) starts.
@@ -47,8 +47,8 @@ _ONLINE_KEYS = {
     "stream_seconds",
     "pending_ttl",
 }
-#: seconds an ``id`` of /api/predict waits for its learn before it is forgotten (a day)
-PENDING_TTL = 86400
+#: seconds an ``id`` of /api/predict waits for its learn before it is forgotten (a week)
+PENDING_TTL = 7 * 86400
 
 
 def check_name(name: Any) -> str | None:
