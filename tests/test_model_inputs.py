@@ -53,42 +53,35 @@ def expected(model):
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "kind"),
     [
-        lambda: LogisticRegression(),
-        lambda: make_pipeline(StandardScaler(), LogisticRegression()),
+        # these only check the names: the request's float array, no DataFrame
+        (lambda: LogisticRegression(), np.ndarray),
+        (lambda: make_pipeline(StandardScaler(), LogisticRegression()), np.ndarray),
+        # these select or compute by name: a DataFrame with the mapping's columns
+        (
+            lambda: make_pipeline(
+                ColumnTransformer([("scale", StandardScaler(), ["c", "a"])], remainder="drop"),
+                LogisticRegression(),
+            ),
+            pd.DataFrame,
+        ),
+        (
+            lambda: make_pipeline(
+                FunctionTransformer(lambda frame: frame[["b", "a"]] * 2.0), LogisticRegression()
+            ),
+            pd.DataFrame,
+        ),
     ],
-    ids=["estimator", "pipeline"],
+    ids=["estimator", "pipeline", "column-transformer", "function"],
 )
-def test_models_that_only_check_names_get_an_array(make):
+def test_a_dataframe_model_gets_an_array_only_where_names_are_just_checked(make, kind):
     model = make().fit(FRAME, LABELS)
     want = expected(model)
     kinds = received(model)
     posted, one = answers(model)
     assert posted == want and one == want[0]
-    assert kinds == [np.ndarray, np.ndarray]
-
-
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: make_pipeline(
-            ColumnTransformer([("scale", StandardScaler(), ["c", "a"])], remainder="drop"),
-            LogisticRegression(),
-        ),
-        lambda: make_pipeline(
-            FunctionTransformer(lambda frame: frame[["b", "a"]] * 2.0), LogisticRegression()
-        ),
-    ],
-    ids=["column-transformer", "function"],
-)
-def test_models_that_use_the_names_get_a_frame(make):
-    model = make().fit(FRAME, LABELS)
-    want = expected(model)
-    kinds = received(model)
-    posted, one = answers(model)
-    assert posted == want and one == want[0]
-    assert kinds == [pd.DataFrame, pd.DataFrame]
+    assert kinds == [kind, kind]
 
 
 def test_the_names_warning_is_not_printed_by_the_server(tmp_path):
