@@ -489,6 +489,10 @@ def create_app(config, *, start_background: bool = False, flask_app=None):
     register_metrics(app, config, state)
     _add_dashboard(app, config)
     _announce_to_batchers(app, services)
+    if "pipeforge_online" in app.extensions:
+        from .online.fast_routes import install_fast_routes
+
+        install_fast_routes(app, config)
 
     web.install_error_handlers(app, state.service_metadata)
 
