@@ -10,6 +10,7 @@ through the shared store (:mod:`pipeforge.online.store`). The HTTP routes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -204,15 +205,31 @@ class OnlineService:
             raise RequestError("the body needs 'ground_truth'")
         name = bodies.model_name(body)
         self.ensure_ready()
+        with self._learning(key, name) as (txn, replica, stored):
+            info = txn.model
+            stored["version"] = self._learn_locked(txn, info, replica, body, features)
+        self.store.record_stat("learn", time.perf_counter_ns() - started_ns)
+        return {"model": info.name}
+
+    @contextlib.contextmanager
+    def _learning(self, key: str | None, name: str | None):
+        """The store's learn transaction and this process's copy of its model, locked and current.
+
+        Yields ``(txn, replica, stored)``. The body learns on ``replica.model``
+        (marking the copy ``version = -1`` while its learning is not stored)
+        and puts the version ``txn.commit`` returned in ``stored["version"]``;
+        once the transaction has committed, the copy takes that version. If
+        anything fails, a copy left half-learnt is forgotten.
+        """
         replica = None
+        stored: dict = {}
         try:
             with self.store.learning(key, name) as txn:
-                info = txn.model
-                replica = self.replicas.slot(info.name)
+                replica = self.replicas.slot(txn.model.name)
                 replica.lock.acquire()
-                self.replicas.sync(replica, info, txn.catch_up)
-                version = self._learn_locked(txn, info, replica, body, features)
-            replica.version = version
+                self.replicas.sync(replica, txn.model, txn.catch_up)
+                yield txn, replica, stored
+            replica.version = stored["version"]
         except BaseException:
             if replica is not None and replica.version == -1:
                 replica.invalidate()
@@ -220,8 +237,6 @@ class OnlineService:
         finally:
             if replica is not None:
                 replica.lock.release()
-        self.store.record_stat("learn", time.perf_counter_ns() - started_ns)
-        return {"model": info.name}
 
     def _learn_locked(self, txn, info: ModelInfo, replica, body: dict, features) -> int:
         """Learn one sample on the (current) copy and store it in ``txn``; the new version."""
@@ -267,12 +282,7 @@ class OnlineService:
             "prediction": bodies.plain(prediction),
             "ground_truth": bodies.plain(y),
         }
-        metrics = {
-            "model": info.name,
-            "metrics": mt.values(state, info.flavor),
-            "n": mt.count(state),
-        }
-        return [Event("learn", json.dumps(learn)), Event("metrics", json.dumps(metrics))]
+        return [Event("learn", json.dumps(learn)), _metrics_event(info, state)]
 
     # -- models ---------------------------------------------------------------------------------
     def check_upload(self) -> None:
@@ -431,52 +441,40 @@ class OnlineService:
         return {**mt.values(state, flavor), "n": mt.count(state)}
 
     def _replay_chunk(self, name: str, batch: list, run_state):
-        replica = None
-        try:
-            with self.store.learning(None, name) as txn:
-                info = txn.model
-                replica = self.replicas.slot(info.name)
-                replica.lock.acquire()
-                self.replicas.sync(replica, info, txn.catch_up)
-                model = replica.model
-                state = txn.metrics()
-                own = run_state[1] if run_state else mt.new_state(info.flavor)
-                positive = fl.positive_label(model)
-                replica.version = -1
-                for number, (features, raw_y) in enumerate(batch):
-                    try:
-                        y = fl.ground_truth(model, info.flavor, raw_y)
-                        prediction = fl.predict(model, info.flavor, dict(features))
-                        model.learn_one(dict(features), y)
-                    except RequestError as exc:
-                        raise RequestError(f"row {number + 1} of the chunk: {exc}") from None
-                    except Exception as exc:
-                        raise bodies.model_failed(info.name, "learn from", exc) from None
-                    change = mt.delta(info.flavor, y, prediction, positive)
-                    state = mt.merge(state, change)
-                    own = mt.merge(own, change)
-                metrics_event = {
-                    "model": info.name,
-                    "metrics": mt.values(state, info.flavor),
-                    "n": mt.count(state),
-                }
-                version = txn.commit(
-                    entries=[],
-                    learnt=len(batch),
-                    snapshot=pickle.dumps(model, protocol=5),
-                    metrics=state,
-                    keep_log=0,
-                    events=[Event("metrics", json.dumps(metrics_event))],
-                )
-            replica.version = version
-        except BaseException:
-            if replica is not None and replica.version == -1:
-                replica.invalidate()
-            raise
-        finally:
-            if replica is not None:
-                replica.lock.release()
+        with self._learning(None, name) as (txn, replica, stored):
+            info = txn.model
+            model = replica.model
+            state = txn.metrics()
+            own = run_state[1] if run_state else mt.new_state(info.flavor)
+            positive = fl.positive_label(model)
+            replica.version = -1
+            for number, (features, raw_y) in enumerate(batch):
+                try:
+                    y = fl.ground_truth(model, info.flavor, raw_y)
+                    prediction = fl.predict(model, info.flavor, dict(features))
+                    model.learn_one(dict(features), y)
+                except RequestError as exc:
+                    raise RequestError(f"row {number + 1} of the chunk: {exc}") from None
+                except Exception as exc:
+                    raise bodies.model_failed(info.name, "learn from", exc) from None
+                change = mt.delta(info.flavor, y, prediction, positive)
+                state = mt.merge(state, change)
+                own = mt.merge(own, change)
+            stored["version"] = txn.commit(
+                entries=[],
+                learnt=len(batch),
+                snapshot=pickle.dumps(model, protocol=5),
+                metrics=state,
+                keep_log=0,
+                events=[_metrics_event(info, state)],
+            )
         return info.flavor, own
+
+
+def _metrics_event(info: ModelInfo, state) -> Event:
+    """The ``metrics`` SSE event of a model after a learn (its metrics and their count)."""
+    data = {"model": info.name, "metrics": mt.values(state, info.flavor), "n": mt.count(state)}
+    return Event("metrics", json.dumps(data))
 
 
 def _versions() -> dict:
