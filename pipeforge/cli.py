@@ -225,6 +225,19 @@ def _start_background(config, mode: str) -> list:
     return started
 
 
+def positive_int_option(value, option: str) -> int | None:
+    """A command-line option that must be a whole number of at least 1 (``None`` if not given)."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise UsageError(f"{option} must be a positive integer; got {value!r}")
+    return number
+
+
 def run_script(
     doc: str,
     argv: Sequence[str] | None,

@@ -22,7 +22,8 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConfigError, UsageError
+from .cli import positive_int_option
+from .errors import ConfigError
 
 __all__ = ["main", "run_task"]
 
@@ -111,18 +112,6 @@ def _worker_class():
     return PipeforgeWorker
 
 
-def _positive_int(value, option: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise UsageError(f"{option} must be a positive whole number; got {value!r}")
-    return number
-
-
 def _preload(config) -> None:
     """Import what jobs need once, here: every forked work horse then starts with it."""
     import importlib
@@ -142,8 +131,8 @@ def _body(args, config) -> int:
     from .jobs import job_queue
     from .rq_queue import RQJobQueue
 
-    heartbeat = _positive_int(args["--heartbeat"], "--heartbeat")
-    max_jobs = _positive_int(args["--max-jobs"], "--max-jobs")
+    heartbeat = positive_int_option(args["--heartbeat"], "--heartbeat")
+    max_jobs = positive_int_option(args["--max-jobs"], "--max-jobs")
     queue = job_queue(config)
     if not isinstance(queue, RQJobQueue):
         raise ConfigError(

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..cli import run_script
+from ..cli import positive_int_option, run_script
 from ..errors import RequestError, UsageError
 
 __all__ = ["main"]
@@ -52,18 +52,6 @@ def _service(config):
     from .service import OnlineService
 
     return OnlineService(read_settings(config))
-
-
-def _positive_int(value, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise UsageError(f"{name} must be a positive integer; got {value!r}")
-    return number
 
 
 def _init(service, args) -> None:
@@ -161,8 +149,8 @@ def _replay(service, config, args) -> None:
     from ..progress import Progress
 
     name = args["<name>"]
-    limit = _positive_int(args["--limit"], "--limit")
-    chunk = _positive_int(args["--chunk"], "--chunk")
+    limit = positive_int_option(args["--limit"], "--limit")
+    chunk = positive_int_option(args["--chunk"], "--chunk")
     key = args["--dataset"]
     known = service.models()
     if name not in known["info"]:
