@@ -143,15 +143,20 @@ class PredictService(PredictServiceInterface):
         loaded pays for it and a misfit is logged once, then every request
         gets the same clear answer instead of a 500 from inside the model.
         """
-        checked = getattr(self, "_checked", None)
-        if checked is None or checked[0]() is not model:
+        problem = self._facts(model)[0]
+        if problem:
+            raise _ModelMisfit(problem)
+
+    def _facts(self, model) -> tuple[str | None, bool]:
+        """``(misfit, needs a DataFrame)`` of ``model``, worked out once per model object."""
+        facts = getattr(self, "_model_facts", None)
+        if facts is None or facts[0]() is not model:
             self.validate()
             problem = self._misfit(model)
-            self._checked = checked = (_ref(model), problem)
             if problem:
                 logger.error("%s", problem)
-        if checked[1]:
-            raise _ModelMisfit(checked[1])
+            facts = self._model_facts = (_ref(model), problem, self._frame_needed(model))
+        return facts[1], facts[2]
 
     def _misfit(self, model) -> str | None:
         """What makes ``model`` unusable with this service, or ``None``."""
@@ -248,24 +253,20 @@ class PredictService(PredictServiceInterface):
         return X
 
     def _needs_frame(self, model) -> bool:
+        return self._facts(model)[1]
+
+    def _frame_needed(self, model) -> bool:
         """Whether ``model`` gets a ``DataFrame`` with the mapping's names (see :mod:`.model_inputs`).
 
         An array is given instead only for all-float mappings naming the
         model's columns in order, and models that merely check those names.
-        Decided once per model object.
         """
-        cached = getattr(self, "_frame_decision", None)
-        if cached is not None and cached[0]() is model:
-            return cached[1]
         names = getattr(model, "feature_names_in_", None)
         if names is None:
-            needed = False
-        elif self._bulk and [str(n) for n in names] == self._names:
-            needed = needs_frame(model)
-        else:
-            needed = True
-        self._frame_decision = (_ref(model), needed)
-        return needed
+            return False
+        if self._bulk and [str(n) for n in names] == self._names:
+            return needs_frame(model)
+        return True
 
     def _posted(self, request) -> list:
         payload = web.read_json(request)
