@@ -341,7 +341,7 @@ def register_metrics(app, config, state) -> Metrics | None:
             )
         return response
 
-    _count._pipeforge_hook = True  # the online fast path counts its own requests
+    _count._pipeforge_hook = True  # the fast routes (fast_routes.py) count their own requests
     for _, service in state.services:
         if callable(getattr(service, "observe", None)):
             service.observe(metrics.model_called)

@@ -26,6 +26,7 @@ from .errors import (
     RequestError,
 )
 from .factory import decorate, resolve_dotted_name
+from .fast_routes import install_fast_routes
 from .fields import _to_bool, _to_float, _to_int
 from .interfaces import Background
 from .interfaces import PredictService as PredictServiceInterface
@@ -157,20 +158,27 @@ def _ok_metadata(state) -> dict:
 # -- the views -----------------------------------------------------------------
 
 
+def answer_predict(service, state, request):
+    """Answer one request to a predict service with the served model; never raises.
+
+    Shared by the Flask view and the fast path in front of Flask
+    (:mod:`pipeforge.fast_routes`), so both read the model and check its fit alike.
+    """
+    try:
+        model = state.model_persister.read()
+        check = getattr(service, "check_model", None)
+        if check is not None:
+            check(model)
+    except Exception as exc:
+        return service.response_from_exception(exc)
+    return service(model, request)
+
+
 def _predict_view(service, state):
     from flask import request
 
-    check = getattr(service, "check_model", None)
-
     def predict():
-        persister = state.model_persister
-        try:
-            model = persister.read()
-            if check is not None:
-                check(model)
-        except Exception as exc:
-            return service.response_from_exception(exc)
-        return service(model, request._get_current_object())
+        return answer_predict(service, state, request._get_current_object())
 
     return predict
 
@@ -489,10 +497,7 @@ def create_app(config, *, start_background: bool = False, flask_app=None):
     register_metrics(app, config, state)
     _add_dashboard(app, config)
     _announce_to_batchers(app, services)
-    if "pipeforge_online" in app.extensions:
-        from .online.fast_routes import install_fast_routes
-
-        install_fast_routes(app, config)
+    install_fast_routes(app, config)
 
     web.install_error_handlers(app, state.service_metadata)
 
