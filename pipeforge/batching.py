@@ -35,7 +35,8 @@ __all__ = ["Batcher", "batcher_from_settings"]
 logger = logging.getLogger(__name__)
 
 _DEFAULTS = {"enabled": True, "max_batch_size": 64, "max_wait_ms": 5.0}
-_YIELD_SECONDS = 0.0002
+_YIELD_SECONDS = 0.0002  # one blind pause for requests not announced yet
+_PATIENCE_SECONDS = 0.0003  # all blind pauses of one batch together
 
 
 def batcher_from_settings(value: Any, *, key: str = "batching") -> Batcher | None:
@@ -196,24 +197,29 @@ class Batcher:
     def _collect(self, queue: list[_Item], leader: _Item, threaded: bool) -> None:
         """Wait (the lock held, released while asleep) while more requests may join.
 
-        Requests announced but not queued yet are waited for. Under the GIL a
-        thread that has not reached the door cannot be seen, so with threaded
-        servers the leader also yields for a moment, again and again while
-        that brings newcomers. A request alone in a sync worker never waits.
+        Requests announced but not queued yet are waited for, up to
+        ``max_wait_ms``: they are being worked on in this process. Under the
+        GIL a thread that has not reached the door cannot be seen, so with
+        threaded servers the leader also yields for a moment, again while
+        that brings newcomers, but for at most ``_PATIENCE_SECONDS`` in all:
+        a blind wait leaves the core idle when the other threads are only
+        waiting for their clients. A request alone in a sync worker never waits.
         """
-        deadline = time.monotonic() + self.max_wait_ms / 1000.0
-        patient = threaded
+        now = time.monotonic()
+        deadline = now + self.max_wait_ms / 1000.0
+        patience = min(deadline, now + _PATIENCE_SECONDS) if threaded else now
         while sum(item.rows for item in queue) < self.max_batch_size:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return
             joining = self._joining()
-            if not joining and not patient:
+            if not joining and now >= patience:
                 return
             before = len(queue)
             self._sleep(leader, remaining if joining else min(remaining, _YIELD_SECONDS))
-            if not joining:
-                patient = len(queue) > before
+            if not joining and len(queue) == before:
+                patience = now  # a pause brought nobody: stop waiting blindly
 
     def _joining(self) -> int:
         # Requests announced and not yet queued anywhere: they may still join.
