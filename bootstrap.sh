@@ -22,7 +22,11 @@ setup_venv() {
     fi
     say "installing pipeforge and its dependencies (log: $VENV/pip.log)"
     if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
-           "$VENV/bin/python" -m pip install -e "$ROOT$1"; } >"$VENV/pip.log" 2>&1; then
+           "$VENV/bin/python" -m pip install -e "$ROOT$1" &&
+           # An editable install leaves the package uncompiled, and with
+           # PYTHONDONTWRITEBYTECODE set every script start compiled it again
+           # (20 ms of pf-admin's 0.3 s): compile it now, as pip does for wheels.
+           "$VENV/bin/python" -m compileall -q "$ROOT/pipeforge" "$ROOT/palladium"; } >"$VENV/pip.log" 2>&1; then
         tail -n 30 "$VENV/pip.log" >&2
         say "installing failed; the whole log is in $VENV/pip.log"
         exit 1
