@@ -15,6 +15,7 @@ through Flask as before.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -79,15 +80,8 @@ def _predict_routes(app, config) -> dict[tuple[str, str], Handler]:
         if type(service) is not PredictService or config.get(list_name):
             continue
         for method in ("GET", "POST"):
-            routes[method, service.entry_point] = _bind(answer_predict, service, state)
+            routes[method, service.entry_point] = functools.partial(answer_predict, service, state)
     return routes
-
-
-def _bind(answer, service, state) -> Handler:
-    def handler(request):
-        return answer(service, state, request)
-
-    return handler
 
 
 def _user_hooks(app) -> bool:
