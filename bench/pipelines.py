@@ -88,7 +88,7 @@ def prepare(folder: Path) -> dict:
         [
             sys.executable,
             "-c",
-            "from pipeforge.pipelines.cli import main; raise SystemExit(main())",
+            "from pipeforge.cli.pipelines import main; raise SystemExit(main())",
             "run",
             "train_iris",
             "--save",

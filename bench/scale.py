@@ -163,7 +163,7 @@ def jobs_figures(folder: Path, args) -> None:
     (folder / "timing_jobs.py").write_text(TIMING_JOBS)
     sys.path.insert(0, str(folder))
     with redis_server(folder) as redis_url:
-        queue_entry = {"__factory__": "pipeforge.rq_queue.RQJobQueue", "url": redis_url}
+        queue_entry = {"__factory__": "pipeforge.jobs.rq.RQJobQueue", "url": redis_url}
         model = {"__factory__": "timing_jobs.OneSecondFit", "max_iter": 1000}
         config_path = write_config(folder, "jobs.py", model=model, job_queue=queue_entry)
         config = load_config([str(config_path)])

@@ -60,8 +60,8 @@ if _spec is not None:
             "pipeforge's palladium names instead"
         ) from _exc
 else:
-    from pipeforge.palladium_names import MODULES as _MODULES
-    from pipeforge.palladium_names import module_getattr as _module_getattr
+    from pipeforge.palladium_compat.names import MODULES as _MODULES
+    from pipeforge.palladium_compat.names import module_getattr as _module_getattr
 
     _names = _module_getattr(__name__)
 

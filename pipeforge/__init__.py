@@ -4,6 +4,7 @@ Importing the package is cheap on purpose (``pf-version`` must start fast):
 the heavy modules load when first used.
 """
 
+from . import moved_modules as _moved_modules
 from .errors import (
     ConfigError,
     DataError,
@@ -21,6 +22,9 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+# Module names of the flat 0.1 layout keep working (pipeforge/moved_modules.py).
+_moved_modules.install()
 
 __all__ = [
     "__version__",

@@ -1,7 +1,7 @@
 """Turning dotted names from config files into Python objects.
 
 Palladium configs name ``palladium.x.y``; those names resolve to the
-pipeforge objects that stand in for them (:mod:`pipeforge.palladium_names`),
+pipeforge objects that stand in for them (:mod:`pipeforge.palladium_compat.names`),
 so an unmodified Palladium config runs.
 """
 
@@ -25,10 +25,10 @@ def resolve_dotted_name(name: str):
     name = name.strip()
     head = name.split(".", 1)[0].split(":", 1)[0]
     if head == "palladium" and name != head:
-        from .palladium_names import resolve_dotted
+        from .palladium_compat.names import resolve_dotted
 
         try:
-            return resolve_dotted(name)
+            return resolve_dotted(name, resolve_dotted_name)
         except (ImportError, AttributeError) as exc:  # the message names ``name``
             raise ConfigError(str(exc)) from exc
     if ":" in name:

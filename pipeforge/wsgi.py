@@ -24,9 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 def _load():
-    from . import metrics
     from .config import initialize_config
-    from .server import create_app
+    from .server import metrics
+    from .server.app import create_app
 
     try:
         config = initialize_config(__mode__="predict")

@@ -16,8 +16,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pipeforge import scripts
-from pipeforge.pipelines.cli import main as pipeline_main
+from pipeforge.cli import scripts
+from pipeforge.cli.pipelines import main as pipeline_main
 from tests.fixtures.chromium import requested_urls
 from tests.fixtures.gunicorn import IRIS_DATA, IRIS_FEATURES, iris_config
 

@@ -10,11 +10,11 @@ import pytest
 from flask import request
 from werkzeug.exceptions import Forbidden
 
+from pipeforge.cli.pipelines import main as pipeline_main
 from pipeforge.config import load_config
-from pipeforge.dashboard import settings
 from pipeforge.errors import ConfigError
-from pipeforge.pipelines.cli import main as pipeline_main
 from pipeforge.server import create_app
+from pipeforge.server.dashboard import settings
 from tests.fixtures.gunicorn import iris_config
 
 PIPELINES = Path(__file__).resolve().parent.parent / "examples" / "iris" / "pipelines.yaml"

@@ -8,10 +8,10 @@ import pprint
 import pandas as pd
 import pytest
 
+from pipeforge.cli.scripts import grid_search_main
 from pipeforge.errors import ConfigError
 from pipeforge.factory import resolve_dotted_name
 from pipeforge.fit import with_parallel_backend
-from pipeforge.scripts import grid_search_main
 from tests.fixtures.gunicorn import iris_config_dict
 
 MODEL = {"__factory__": "sklearn.linear_model.SGDClassifier", "random_state": 0, "tol": None}

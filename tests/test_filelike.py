@@ -22,7 +22,7 @@ from pipeforge.errors import (
     PersistenceError,
     UnknownVersionError,
 )
-from pipeforge.filelike import FileIO, FileLike, Rest
+from pipeforge.persistence.filelike import FileIO, FileLike, Rest
 
 USER, PASSWORD = "modelz", "passw0rd"
 

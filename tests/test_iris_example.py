@@ -146,7 +146,7 @@ def test_progress_on_a_terminal_only(iris):
 def test_pf_version_is_fast_and_light():
     probe = (
         "import sys\n"
-        "from pipeforge.scripts import version_main\n"
+        "from pipeforge.cli.scripts import version_main\n"
         "code = version_main([])\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), code)\n"
     )
@@ -166,7 +166,7 @@ def test_store_scripts_build_only_the_model_persister(iris):
     assert sh("pf-fit", iris, PIPEFORGE_CONFIG="config.py").returncode == 0
     probe = (
         "import sys\n"
-        "from pipeforge.scripts import admin_main, list_main, upgrade_main\n"
+        "from pipeforge.cli.scripts import admin_main, list_main, upgrade_main\n"
         "codes = [list_main([]), admin_main(['activate', '1']), upgrade_main([])]\n"
         "print(sorted(m for m in ('pandas', 'sklearn', 'scipy', 'numpy', 'flask')"
         " if m in sys.modules), codes)\n"

@@ -19,8 +19,8 @@ import pytest
 
 from pipeforge.errors import ConfigError, JobQueueError
 from pipeforge.jobs import JobQueue, JobRunner, fit_job, wait_for_job
+from pipeforge.jobs.rq import RQJobQueue
 from pipeforge.process_store import ProcessStore
-from pipeforge.rq_queue import RQJobQueue
 from tests import scale_helpers
 from tests.fixtures.gunicorn import iris_config_dict
 from tests.fixtures.postgres import _free_port
@@ -35,7 +35,7 @@ def write_config(path: Path, entries: dict) -> Path:
 
 
 def queue_entry(redis_url: str, **options) -> dict:
-    return {"__factory__": "pipeforge.rq_queue.RQJobQueue", "url": redis_url, **options}
+    return {"__factory__": "pipeforge.jobs.rq.RQJobQueue", "url": redis_url, **options}
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_a_burst_worker_runs_what_is_waiting_and_exits(tmp_path, redis_url):
 def test_pf_fit_and_grid_search_run_on_a_worker(
     tmp_path, redis_url, pf_worker, monkeypatch, capsys
 ):
-    from pipeforge.scripts import fit_main, grid_search_main
+    from pipeforge.cli.scripts import fit_main, grid_search_main
 
     entries = iris_config_dict(tmp_path, job_queue=queue_entry(redis_url))
     entries["grid_search"] = {"param_grid": {"C": [0.1, 1.0]}, "cv": 3}

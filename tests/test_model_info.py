@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeforge import scripts
+from pipeforge.cli import scripts
 from pipeforge.errors import UnknownVersionError
 from pipeforge.model_info import class_name, compare, data_size, estimator_params
 from pipeforge.persistence import CachedUpdatePersister, Database, File

@@ -14,7 +14,7 @@ import pytest
 import requests
 from river import linear_model
 
-from pipeforge.online.cli import main
+from pipeforge.cli.online import main
 from tests.fixtures.online import online_config
 
 REPO = Path(__file__).resolve().parent.parent

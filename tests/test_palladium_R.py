@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeforge import scripts
+from pipeforge.cli import scripts
 from pipeforge.errors import ConfigError, DataError
-from pipeforge.palladium_scripts import pld_fit_main
+from pipeforge.palladium_compat.scripts import pld_fit_main
 from pipeforge.persistence import File
 from pipeforge.R import ClassificationModel, DatasetLoader, RegressionModel, to_python, to_r
 from tests.fixtures.gunicorn import _wait_for_url, stop_process

@@ -15,7 +15,7 @@ import pytest
 from pipeforge.config import load_config
 from pipeforge.errors import ConfigError
 from pipeforge.factory import resolve_dotted_name
-from pipeforge.palladium_names import NAMES, Unsupported, UnsupportedName
+from pipeforge.palladium_compat.names import NAMES, Unsupported, UnsupportedName
 
 ROOT = Path(__file__).resolve().parents[1]
 LAZY = {

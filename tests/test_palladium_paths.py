@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeforge.cli.scripts import fit_main
 from pipeforge.config import initialize_config, load_config
 from pipeforge.errors import ConfigError
-from pipeforge.scripts import fit_main
 
 IRIS = Path(__file__).resolve().parents[1] / "examples" / "iris" / "iris.data"
 

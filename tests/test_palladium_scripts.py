@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from docopt import docopt
 
-from pipeforge import __version__, scripts
-from pipeforge import palladium_scripts as pld
-from pipeforge.palladium_scripts import DEVSERVER_DOC, pld_dockerize_main, pld_fit_main
+from pipeforge import __version__
+from pipeforge.cli import scripts
+from pipeforge.cli.serve import DEVSERVER_DOC as PF_DEVSERVER_DOC
+from pipeforge.palladium_compat import scripts as pld
+from pipeforge.palladium_compat.scripts import DEVSERVER_DOC, pld_dockerize_main, pld_fit_main
 from pipeforge.persistence import Database
-from pipeforge.serve_scripts import DEVSERVER_DOC as PF_DEVSERVER_DOC
 from tests.fixtures.gunicorn import _wait_for_url, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -297,8 +298,8 @@ def test_devserver_default_hosts():
 
 @pytest.mark.parametrize("main", ["pld", "pf"])
 def test_devserver_rejects_a_bad_debug_value(main, capsys, monkeypatch, tmp_path):
-    from pipeforge.palladium_scripts import pld_devserver_main
-    from pipeforge.serve_scripts import devserver_main
+    from pipeforge.cli.serve import devserver_main
+    from pipeforge.palladium_compat.scripts import pld_devserver_main
 
     (tmp_path / "config.py").write_text("{}")
     monkeypatch.setenv("PIPEFORGE_CONFIG", str(tmp_path / "config.py"))

@@ -17,7 +17,8 @@ import urllib.request
 
 import pytest
 
-from pipeforge import __version__, scripts
+from pipeforge import __version__
+from pipeforge.cli import scripts
 
 # Palladium pickled its models with scikit-learn 1.2.2; today's one loads them and says so.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.InconsistentVersionWarning")

@@ -26,8 +26,8 @@ from pipeforge.errors import (
     UnknownVersionError,
 )
 from pipeforge.persistence import CachedUpdatePersister, Database, File
+from pipeforge.persistence.upgrade import UpgradeSteps
 from pipeforge.process_store import ProcessStore
-from pipeforge.upgrade import UpgradeSteps
 
 PERSISTERS = ["sqlite", "postgres", "file"]
 
@@ -571,7 +571,7 @@ def test_make_rrule_accepts_names_and_objects():
 
 
 def test_upgrade_steps_select_between_versions():
-    from pipeforge.upgrade import parse_version
+    from pipeforge.persistence.upgrade import parse_version
 
     steps = UpgradeSteps()
     ran = []

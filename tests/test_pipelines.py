@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeforge.cli.pipelines import main
 from pipeforge.config import load_config
 from pipeforge.errors import ConfigError, VersionError
 from pipeforge.pipelines import build_op_store, build_pipelines
-from pipeforge.pipelines.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 IRIS = ROOT / "examples" / "iris"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeforge.pipelines.cli import main
+from pipeforge.cli.pipelines import main
 from pipeforge.pipelines.layout import layout
 
 IRIS = Path(__file__).resolve().parent.parent / "examples" / "iris"

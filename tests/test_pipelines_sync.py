@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeforge.cli import pipelines as cli
 from pipeforge.config import load_config
 from pipeforge.errors import ConfigError
-from pipeforge.pipelines import cli
+from pipeforge.jobs.rq import RQJobQueue
 from pipeforge.pipelines.sync import should_use_worker
-from pipeforge.rq_queue import RQJobQueue
 from pipeforge.server import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def test_the_three_switches_over_http(tmp_path, redis_url, make_app, app_level):
     train_pca = yaml.safe_load((IRIS / "pipelines.yaml").read_text())["pipelines"]["train_pca"]
     pipelines = {f"pca_{level}": {**train_pca, "use_worker": level} for level in LEVELS}
     entries = {
-        "job_queue": {"__factory__": "pipeforge.rq_queue.RQJobQueue", "url": redis_url},
+        "job_queue": {"__factory__": "pipeforge.jobs.rq.RQJobQueue", "url": redis_url},
         "use_worker": app_level,
     }
     config = pipelines_config(tmp_path, **entries)

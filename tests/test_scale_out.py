@@ -91,7 +91,7 @@ def steadily(fetch, expected, times: int = 10, timeout: float = 30.0, what: str 
 def test_jobs_run_on_a_worker_and_are_read_from_another_host(
     tmp_path, postgres_database_url, redis_url, gunicorn_server, pf_worker
 ):
-    queue = {"__factory__": "pipeforge.rq_queue.RQJobQueue", "url": redis_url}
+    queue = {"__factory__": "pipeforge.jobs.rq.RQJobQueue", "url": redis_url}
     config = scale_config(tmp_path, postgres_database_url, job_queue=queue)
     _, worker = pf_worker(config, "--heartbeat=1")
     host_a = gunicorn_server(config, workers=1)

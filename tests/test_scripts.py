@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeforge import __version__, scripts
+from pipeforge import __version__
+from pipeforge.cli import scripts
 from pipeforge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,7 +235,7 @@ def test_list_into_a_closed_pipe_stops_quietly(project):
         [
             sys.executable,
             "-c",
-            "from pipeforge.scripts import list_main; raise SystemExit(list_main())",
+            "from pipeforge.cli.scripts import list_main; raise SystemExit(list_main())",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -14,8 +14,8 @@ import urllib.request
 import pytest
 
 from pipeforge import training
+from pipeforge.cli.serve import devserver_main, dockerize_main, predict_image_name
 from pipeforge.config import load_config
-from pipeforge.serve_scripts import devserver_main, dockerize_main, predict_image_name
 from tests.fixtures.gunicorn import ROOT, iris_config, stop_process
 
 
@@ -181,7 +181,7 @@ def test_devserver_serves_the_model(tmp_path):
         [
             sys.executable,
             "-c",
-            "from pipeforge.serve_scripts import devserver_main as m; "
+            "from pipeforge.cli.serve import devserver_main as m; "
             f"raise SystemExit(m(['--port', '{port}']))",
         ],
         cwd=ROOT,

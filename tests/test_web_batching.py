@@ -11,10 +11,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeforge.batching import Batcher, batcher_from_settings
 from pipeforge.config import Config, load_config
 from pipeforge.errors import ConfigError, PredictError
 from pipeforge.server import PredictService, create_app
+from pipeforge.server.batching import Batcher, batcher_from_settings
 from tests.fixtures.gunicorn import iris_config
 from tests.test_server import MemoryPersister
 

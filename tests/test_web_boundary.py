@@ -422,7 +422,7 @@ def test_the_boundary_api_is_pinned():
         "GENERIC_ERROR",
     }
     assert expected <= set(web.__all__)
-    from pipeforge import predict_service
+    from pipeforge.server import predict_service
 
     # The old import site keeps working for code written against it.
     assert predict_service.json_response is web.json_response

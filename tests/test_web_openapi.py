@@ -275,13 +275,13 @@ def test_the_wheel_ships_the_docs_page(tmp_path):
     (wheel,) = Path(tmp_path).glob("pipeforge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in (
-        "pipeforge/static/docs.html",
-        "pipeforge/static/docs.js",
-        "pipeforge/static/swagger-ui/swagger-ui-bundle.js.gz",
-        "pipeforge/static/swagger-ui/swagger-ui.css.gz",
-        "pipeforge/static/swagger-ui/LICENSE",
-        "pipeforge/dashboard/static/index.html",
-        "pipeforge/dashboard/static/dashboard.js",
-        "pipeforge/dashboard/static/dashboard.css",
+        "pipeforge/server/static/docs.html",
+        "pipeforge/server/static/docs.js",
+        "pipeforge/server/static/swagger-ui/swagger-ui-bundle.js.gz",
+        "pipeforge/server/static/swagger-ui/swagger-ui.css.gz",
+        "pipeforge/server/static/swagger-ui/LICENSE",
+        "pipeforge/server/dashboard/static/index.html",
+        "pipeforge/server/dashboard/static/dashboard.js",
+        "pipeforge/server/dashboard/static/dashboard.css",
     ):
         assert name in names

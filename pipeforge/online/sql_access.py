@@ -50,7 +50,7 @@ class SQLAccess:
         return self._lock_obj
 
     def _database(self):
-        from ..persistence import Database
+        from ..persistence.database import Database
 
         config = self.config
         if self.url is None and config is not None:

@@ -226,7 +226,7 @@ def _pipeline_health(service: PipelinesService, name: str):
 def _graph(service: PipelinesService, name: str):
     from flask import request
 
-    from ..predict_service import _to_bool
+    from ..server.predict_service import _to_bool
     from .describe import describe
 
     pipeline = service.pipeline(name)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..config_files import resolve_sqlite_url
 from ..errors import ConfigError, PersistenceError
-from ..model_storage import dump_chunks, load_chunks
+from ..persistence.storage import dump_chunks, load_chunks
 
 __all__ = ["OpStore", "OpRecord"]
 

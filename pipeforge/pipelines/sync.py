@@ -167,7 +167,7 @@ class PipelineSync:
     @classmethod
     def from_config(cls, config: Mapping, pipelines: Mapping, store) -> PipelineSync:
         """Read ``use_worker``, ``pipelines_refresh`` and ``job_queue`` from ``config``."""
-        from ..jobs import job_queue
+        from ..jobs.queue import job_queue
 
         use_worker = config.get("use_worker")
         if not isinstance(use_worker, bool | None):

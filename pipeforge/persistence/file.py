@@ -1,0 +1,290 @@
+"""The file-system model persister.
+
+:class:`File` keeps each model in its own file and the models' metadata
+and the store's properties in JSON files beside them. Versions are
+claimed under an exclusive ``fcntl`` lock, and every file is written
+under a temporary name and moved into place, so concurrent processes get
+distinct versions and a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+
+from ..config_files import path_base, resolve_path
+from ..errors import (
+    ConfigError,
+    ModelWriteError,
+    NoModelError,
+    PersistenceError,
+    UnmigratedStoreError,
+)
+from .palladium_stores import (
+    PalladiumFiles,
+    import_into_files,
+    is_palladium_metadata,
+    unmigrated_message,
+)
+from .storage import (
+    BLOCK,
+    COMPRESSIONS,
+    DEFAULT_COMPRESS,
+    NO_ACTIVE,
+    PersisterBase,
+    db_version,
+    json_default,
+    temp_name,
+    warn_library_mismatch,
+)
+from .upgrade import UpgradeSteps
+
+__all__ = ["File"]
+
+logger = logging.getLogger(__name__)
+
+
+class File(PersisterBase):
+    """Models pickled to files named by ``path`` (which must contain ``{version}``).
+
+    Next to them live ``<name>-metadata.json`` (the models' metadata),
+    ``<name>-properties.json`` and a lock file; versions are claimed under
+    an exclusive ``fcntl`` lock, and every file is written to a temporary
+    name first and moved into place, so a failed write leaves nothing.
+
+    Models Palladium's ``File`` wrote with the same ``path``
+    (``<path>.pkl.gz`` and ``<path for 'metadata'>.json``) are imported by
+    :meth:`upgrade`; until then every other operation fails with
+    :class:`~pipeforge.errors.UnmigratedStoreError`. Where Palladium's
+    metadata file has the name pipeforge's would have (a ``path`` without
+    an extension), pipeforge keeps its own in ``<name>.pipeforge.json``.
+    """
+
+    upgrade_steps = UpgradeSteps()
+
+    def __init__(
+        self,
+        path: str = "model-{version}.pickle",
+        compress: int | bool = DEFAULT_COMPRESS,
+        pickler: str = "pickle",
+    ):
+        self.path = path
+        self.compress = compress
+        self.pickler = pickler
+        self._checked = False
+        self._here: str | None = None
+
+    def initialize_component(self, config) -> None:
+        """A relative ``path`` resolves like every path (see ``config_files.path_base``)."""
+        self._here = path_base(config)
+
+    def __repr__(self) -> str:
+        return f"File(path={self.path!r})"
+
+    def _check(self) -> None:
+        if self._checked:
+            return
+        if not isinstance(self.path, (str, os.PathLike)) or "{version}" not in str(self.path):
+            raise ConfigError(
+                "parameter 'path' of File must be a path containing '{version}', "
+                f"such as 'model-{{version}}.pickle'; got {self.path!r} instead"
+            )
+        self._check_common()
+        self._checked = True
+
+    def _file(self, version) -> str:
+        path = resolve_path(os.fspath(self.path), self._here)
+        return path.replace("{version}", str(version))
+
+    def _sidecar(self, name: str, ext: str = ".json") -> str:
+        path = os.path.splitext(self._file(name))[0] + ext
+        if name == "metadata" and ext == ".json":
+            own = os.path.splitext(path)[0] + ".pipeforge.json"
+            if os.path.exists(own) or self._is_palladiums(path):
+                return own
+        return path
+
+    def _palladium_files(self) -> PalladiumFiles:
+        return PalladiumFiles(resolve_path(os.fspath(self.path), self._here))
+
+    def _is_palladiums(self, path: str) -> bool:
+        """Whether ``path`` is Palladium's metadata file (never to be overwritten)."""
+        if not os.path.exists(path) or path != self._palladium_files().metadata_file:
+            return False
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return is_palladium_metadata(json.load(handle))
+        except (OSError, ValueError):
+            return False
+
+    def _last_version(self, props: dict, models: list) -> int:
+        return max([int(props.get("_last-version", 0)), *(m["version"] for m in models)])
+
+    def _guard(self, props: dict | None = None, models: list | None = None) -> None:
+        """Refuse to work on a store whose Palladium models pf-upgrade has not imported."""
+        palladium = self._palladium_files()
+        data = palladium.read()
+        if data is None:
+            return
+        props = self._props() if props is None else props
+        models = self._load_json("metadata", []) if models is None else models
+        last = self._last_version(props, models)
+        pending = [v for v in palladium.versions(data) if v > last]
+        if pending:
+            store = f"model store {palladium.template}"
+            raise UnmigratedStoreError(unmigrated_message(store, pending, data["properties"]))
+
+    @contextlib.contextmanager
+    def _locked(self):
+        import fcntl
+
+        self._check()
+        folder = os.path.dirname(self._file(0)) or "."
+        os.makedirs(folder, exist_ok=True)
+        with open(self._sidecar("lock", ".lock"), "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _load_json(self, name: str, default):
+        self._check()
+        try:
+            with open(self._sidecar(name), encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return default
+
+    def _save_json(self, name: str, data) -> None:
+        target = self._sidecar(name)
+        tmp = temp_name(target)
+        try:
+            with open(tmp, "x", encoding="utf-8") as handle:
+                json.dump(data, handle, default=json_default, indent=1)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _props(self) -> dict:
+        return self._load_json("properties", None) or {"db-version": db_version()}
+
+    def _set_property(self, name: str, value: str | None) -> None:
+        with self._locked():
+            props = self._props()
+            if value is None:
+                props.pop(name, None)
+            else:
+                props[name] = value
+            self._save_json("properties", props)
+
+    def write(self, model) -> int:
+        saved = self._saved_metadata(model)
+        with self._locked():
+            props = self._props()
+            models = self._load_json("metadata", [])
+            self._guard(props, models)
+            version = self._last_version(props, models) + 1
+            props["_last-version"] = version
+            self._save_json("properties", props)
+            target = self._file(version)
+            tmp = temp_name(target)
+            try:
+                metadata = self._annotate(model, version)
+                with open(tmp, "xb") as handle:
+                    compression = "zlib" if self._level else "none"
+                    handle.write(f"pipeforge-model 1 {self.pickler} {compression}\n".encode())
+                    try:
+                        self._dump(model, lambda _, data: handle.write(data), BLOCK)
+                        json.dumps(metadata, default=json_default)
+                    except Exception as exc:
+                        raise ModelWriteError(f"cannot store model: {exc}") from exc
+                os.replace(tmp, target)
+                try:
+                    self._save_json("metadata", [*models, metadata])
+                except BaseException:
+                    os.unlink(target)
+                    raise
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                self._restore(model, saved)
+                raise
+        return version
+
+    def read(self, version=None):
+        self._check()
+        self._guard()
+        if version is None:
+            version = self._props().get("active-model")
+            if version is None:
+                raise NoModelError(NO_ACTIVE)
+        models = {m["version"]: m for m in self._load_json("metadata", [])}
+        number = self._resolve(version, models)
+        warn_library_mismatch(models[number], number)
+        try:
+            handle = open(self._file(number), "rb")
+        except FileNotFoundError as exc:
+            raise PersistenceError(
+                f"model version {number} is listed but {exc.filename} is missing"
+            ) from exc
+        with handle:
+            header = handle.readline().decode("ascii", "replace").split()
+            if (
+                header[:2] != ["pipeforge-model", "1"]
+                or len(header) != 4
+                or header[3] not in COMPRESSIONS
+            ):
+                raise PersistenceError(f"{self._file(number)} is not a pipeforge model file")
+            chunks = iter(lambda: handle.read(BLOCK), b"")
+            return self._load(chunks, header[3], header[2])
+
+    def activate(self, version) -> None:
+        with self._locked():
+            models = self._load_json("metadata", [])
+            self._guard(models=models)
+            number = self._resolve(version, [m["version"] for m in models])
+            props = self._props()
+            props["active-model"] = str(number)
+            self._save_json("properties", props)
+
+    def delete(self, version) -> None:
+        with self._locked():
+            models = self._load_json("metadata", [])
+            self._guard(models=models)
+            number = self._resolve(version, [m["version"] for m in models])
+            self._save_json("metadata", [m for m in models if m["version"] != number])
+            props = self._props()
+            if props.get("active-model") == str(number):
+                del props["active-model"]
+                self._save_json("properties", props)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._file(number))
+
+    def list_models(self) -> list[dict]:
+        models = self._load_json("metadata", [])
+        self._guard(models=models)
+        return sorted(models, key=lambda m: m["version"])
+
+    def list_properties(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self._props().items() if not k.startswith("_")}
+
+    def update_metadata(self, version, changes: dict) -> dict:
+        """Merge ``changes`` into the stored metadata of ``version`` (e.g. test scores)."""
+        with self._locked():
+            models = self._load_json("metadata", [])
+            number = self._resolve(version, [m["version"] for m in models])
+            index = next(i for i, m in enumerate(models) if m["version"] == number)
+            models[index] = self._merged(models[index], changes)
+            self._save_json("metadata", models)
+            return models[index]
+
+    # -- Palladium's stores --------------------------------------------------
+    def _import_foreign(self) -> list[str]:
+        """Import the models Palladium's ``File`` wrote with this path (pf-upgrade's first step)."""
+        self._check()
+        return import_into_files(self, self._palladium_files())

@@ -1,0 +1,401 @@
+"""The ``/predict`` workhorse: request → samples → model → JSON response.
+
+:class:`PredictService` is configured with a ``mapping`` of (name, type)
+pairs and turns a GET query or a POSTed JSON list of samples into the array
+the model expects. Every bad input becomes a :class:`~pipeforge.errors.RequestError`
+(answered with 400 and the documented error body); only faults of the server
+or the model become a 500, logged with their traceback and answered without
+internals. Subclasses override the ``*_from_*`` hooks to change the formats.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import operator
+import sys
+import weakref
+from typing import Any
+
+from .. import web
+from ..errors import ConfigError, RequestError
+from ..interfaces import PredictService as PredictServiceInterface
+from ..web import error_body, json_response
+from .fields import _NUMERIC, _PLAIN_NUMBERS, _describe, _to_bool, _to_float, _to_int, _to_str  # noqa: F401 (old import site)
+from .fields import CONVERTERS as _CONVERTERS
+from .fields import pairs as _pairs
+from .model_inputs import needs_frame
+
+__all__ = ["PredictService", "error_body", "json_response", "to_json"]
+
+logger = logging.getLogger(__name__)
+
+
+def to_json(value) -> Any:
+    """``json.dumps`` fallback for one value (kept for callers of the old name)."""
+    return web.to_jsonable(value)
+
+
+class PredictService(PredictServiceInterface):
+    """Answers ``/predict`` (or its ``entry_point``) for one mapping of request fields.
+
+    ``mapping``: (name, type) pairs, type one of ``float``, ``int``, ``str``,
+    ``bool``, in the column order the model was fitted on. ``params``: extra
+    request fields passed to ``model.predict`` as keyword arguments, typed the
+    same way (optional in a request). ``predict_proba``: answer class
+    probabilities as ``{label: p}`` per sample. ``unwrap_sample``: a mapping
+    with one field passes that value itself as the sample (e.g. a text for a
+    text pipeline) instead of a one-column row. GET answers one result,
+    POST (a JSON list of samples) a list of results. ``batching``: merge
+    concurrent requests into one model call (see :mod:`pipeforge.batching`;
+    ``None`` takes the config's top-level ``batching`` entry, ``False`` is off).
+    """
+
+    def __init__(
+        self,
+        mapping=None,
+        params=None,
+        entry_point: str = "/predict",
+        decorator_list_name: str = "predict_decorators",
+        predict_proba: bool = False,
+        unwrap_sample: bool = False,
+        batching=None,
+    ):
+        self.mapping = mapping
+        self.params = params
+        self.entry_point = entry_point
+        self.decorator_list_name = decorator_list_name
+        self.predict_proba = predict_proba
+        self.unwrap_sample = unwrap_sample
+        self.batching = batching
+
+    # -- setup (first use) -------------------------------------------------
+
+    def initialize_component(self, config) -> None:
+        """Remember the config's ``service_metadata``; set up batching if configured."""
+        from .batching import batcher_from_settings
+
+        self.service_metadata = dict(config.get("service_metadata") or {})
+        self.validate()
+        own = self.batching is not None
+        self._batcher = batcher_from_settings(
+            self.batching if own else config.get("batching"),
+            key=f"{self.entry_point} batching" if own else "batching",
+        )
+
+    @property
+    def batcher(self):
+        """The :class:`~pipeforge.batching.Batcher` merging this service's calls, or ``None``."""
+        return getattr(self, "_batcher", None)
+
+    def observe(self, callback) -> None:
+        """Call ``callback(service, model, rows)`` after each model call (for ``/metrics``).
+
+        With batching, one call may serve several requests. A callback must be
+        quick and must not raise.
+        """
+        observers = getattr(self, "_observers", None)
+        if observers is None:
+            observers = self._observers = []
+        observers.append(callback)
+
+    def validate(self) -> None:
+        """Check the parameters once; raises :class:`ConfigError` naming the bad one."""
+        if getattr(self, "_fields", None) is not None:
+            return
+        fields = _pairs(self.mapping, "mapping")
+        if not fields:
+            raise ConfigError(
+                "parameter 'mapping' of PredictService must name at least one (name, type) pair; "
+                f"got {_describe(self.mapping)} instead"
+            )
+        if self.unwrap_sample and len(fields) != 1:
+            raise ConfigError(
+                "parameter 'unwrap_sample' of PredictService needs a mapping with exactly one "
+                f"field; got {len(fields)}"
+            )
+        if not isinstance(self.entry_point, str) or not self.entry_point.startswith("/"):
+            raise ConfigError(
+                "parameter 'entry_point' of PredictService must be a path starting with '/'; "
+                f"got {_describe(self.entry_point)} instead"
+            )
+        self._param_fields = [(n, _CONVERTERS[t]) for n, t in _pairs(self.params, "params")]
+        self._numeric = all(t in _NUMERIC for _, t in fields)
+        # The bulk path skips sample_from_data, so only when no subclass changed it.
+        self._bulk = (
+            all(t == "float" for _, t in fields)
+            and not self.unwrap_sample
+            and type(self).sample_from_data is PredictService.sample_from_data
+        )
+        self._names = [n for n, _ in fields]
+        self._fields = [(n, _CONVERTERS[t]) for n, t in fields]
+
+    def _metadata(self) -> dict:
+        return getattr(self, "service_metadata", None) or {}
+
+    # -- does the model fit the mapping? -------------------------------------
+
+    def check_model(self, model) -> None:
+        """Raise a :class:`ConfigError` (answered 503) if ``model`` cannot take this mapping.
+
+        Checked once per model object: the first request after a model is
+        loaded pays for it and a misfit is logged once, then every request
+        gets the same clear answer instead of a 500 from inside the model.
+        """
+        problem = self._facts(model)[0]
+        if problem:
+            raise _ModelMisfit(problem)
+
+    def _facts(self, model) -> tuple[str | None, bool]:
+        """``(misfit, needs a DataFrame)`` of ``model``, worked out once per model object."""
+        facts = getattr(self, "_model_facts", None)
+        if facts is None or facts[0]() is not model:
+            self.validate()
+            problem = self._misfit(model)
+            if problem:
+                logger.error("%s", problem)
+            facts = self._model_facts = (_ref(model), problem, self._frame_needed(model))
+        return facts[1], facts[2]
+
+    def _misfit(self, model) -> str | None:
+        """What makes ``model`` unusable with this service, or ``None``."""
+        where = f"predict service {self.entry_point}"
+        metadata = getattr(model, "__metadata__", None) or {}
+        which = f"model version {metadata['version']}" if "version" in metadata else "the model"
+        if self.predict_proba and not callable(getattr(model, "predict_proba", None)):
+            return f"{where} has predict_proba on, but {which} has no predict_proba method"
+        plain = all(
+            getattr(type(self), hook) is getattr(PredictService, hook)
+            for hook in ("do", "sample_from_data", "_matrix")
+        )
+        if self.unwrap_sample or not plain:
+            return None  # the samples are shaped by code we cannot see through
+        expected = getattr(model, "n_features_in_", None)
+        if isinstance(expected, int) and expected != len(self._names):
+            return (
+                f"{where}: its mapping has {len(self._names)} fields ({', '.join(self._names)}) "
+                f"but {which} expects {expected} features; fix 'mapping' in the config or "
+                "activate a model that fits it"
+            )
+        names = getattr(model, "feature_names_in_", None)
+        if names is not None and [str(n) for n in names] != self._names:
+            return (
+                f"{where}: its mapping names the fields {self._names} but {which} was fitted on "
+                f"the columns {[str(n) for n in names]} (same names, same order needed); "
+                "fix 'mapping' in the config or activate a model that fits it"
+            )
+        return None
+
+    # -- the request cycle -------------------------------------------------
+
+    def __call__(self, model, request):
+        """Answer ``request`` with ``model``; never raises."""
+        batcher = getattr(self, "_batcher", None)
+        announced = batcher is not None and batcher.arrive(
+            bool(request.environ.get("wsgi.multithread"))
+        )
+        try:
+            return self.do(model, request)
+        except Exception as exc:
+            return self.response_from_exception(exc)
+        finally:
+            if announced:
+                batcher.leave()
+
+    def do(self, model, request):
+        """Parse the request, predict and build the response."""
+        self.validate()
+        if request.method == "POST":
+            payload = self._posted(request)
+            X = self._bulk_matrix(model, payload) if self._bulk else None
+            if X is None:
+                samples = [self._sample(model, data, i) for i, data in enumerate(payload)]
+                X = self._matrix(model, samples)
+            single = False
+        else:
+            X = self._matrix(model, [self.sample_from_data(model, request.args)])
+            single = True
+        params = self.params_from_data(model, request.args)
+        y_pred = self._call_model(model, X, params)
+        if self.predict_proba:
+            y_pred = _label_rows(model, y_pred)
+        return self.response_from_prediction(y_pred, single=single)
+
+    def _bulk_matrix(self, model, payload):
+        """All-float samples of plain JSON numbers in one numpy call; ``None`` if not that simple.
+
+        Anything unusual (a missing key, a string, a bool, null, NaN) returns
+        ``None`` and takes the per-value path, which says what is wrong.
+        """
+        import numpy as np
+
+        names = self._names
+        pick = operator.itemgetter(*names)
+        try:
+            rows = list(map(pick, payload))  # C loops: this runs for every POST
+        except (KeyError, TypeError, IndexError):
+            return None
+        if len(names) == 1:
+            rows = [(value,) for value in rows]
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PLAIN_NUMBERS:
+            return None
+        try:
+            X = np.array(rows, dtype=float)
+        except (OverflowError, ValueError):
+            return None
+        if not np.isfinite(X).all():
+            return None
+        if self._needs_frame(model):
+            import pandas as pd
+
+            return pd.DataFrame(X, columns=names)
+        return X
+
+    def _needs_frame(self, model) -> bool:
+        return self._facts(model)[1]
+
+    def _frame_needed(self, model) -> bool:
+        """Whether ``model`` gets a ``DataFrame`` with the mapping's names (see :mod:`.model_inputs`).
+
+        An array is given instead only for all-float mappings naming the
+        model's columns in order, and models that merely check those names.
+        """
+        names = getattr(model, "feature_names_in_", None)
+        if names is None:
+            return False
+        if self._bulk and [str(n) for n in names] == self._names:
+            return needs_frame(model)
+        return True
+
+    def _posted(self, request) -> list:
+        payload = web.read_json(request)
+        if not isinstance(payload, list):
+            raise RequestError(
+                "the request body must be a JSON list of samples; "
+                f"got a JSON {web.json_kind(payload)}"
+            )
+        if not payload:
+            raise RequestError("the request body is an empty list; send at least one sample")
+        return payload
+
+    def _sample(self, model, data, index: int):
+        if not isinstance(data, dict):
+            raise RequestError(
+                f"sample {index} must be a JSON object of field values; "
+                f"got a JSON {web.json_kind(data)}"
+            )
+        try:
+            return self.sample_from_data(model, data)
+        except RequestError as exc:
+            raise RequestError(f"sample {index}: {exc}", exc.error_code) from None
+
+    def sample_from_data(self, model, data) -> list:
+        """One sample (the mapped values, converted) from a dict-like ``data``."""
+        values = []
+        for name, convert in self._fields:
+            try:
+                raw = data[name]
+            except KeyError:
+                raise RequestError(f"missing value for {name!r}") from None
+            if raw is None:
+                raise RequestError(f"value of {name!r} must not be null")
+            values.append(convert(name, raw))
+        return values
+
+    def params_from_data(self, model, data) -> dict:
+        """The ``params`` present in ``data``, converted, as keyword arguments for predict."""
+        params = {}
+        for name, convert in self._param_fields:
+            if name in data:
+                params[name] = convert(name, data[name])
+        return params
+
+    def _matrix(self, model, samples: list):
+        import numpy as np
+
+        if self.unwrap_sample:
+            return np.array([s[0] for s in samples], dtype=float if self._numeric else object)
+        if self._needs_frame(model):
+            # Fitted on a DataFrame and uses its names: give it the same columns.
+            import pandas as pd
+
+            return pd.DataFrame(samples, columns=self._names)
+        return np.array(samples, dtype=float if self._numeric else object)
+
+    def _call_model(self, model, X, params: dict):
+        """:meth:`predict`, merged with concurrent requests when batching is on."""
+        batcher = getattr(self, "_batcher", None)
+        if batcher is None or params:
+            return self._predict_observed(model, X, **params)
+        if hasattr(X, "columns"):
+            key = (id(model), "frame", tuple(X.columns))
+        else:
+            key = (id(model), "array", getattr(X, "ndim", 0), getattr(X, "dtype", None))
+        return batcher.run(key, X, functools.partial(self._predict_observed, model))
+
+    def _predict_observed(self, model, X, **params):
+        y_pred = self.predict(model, X, **params)
+        for callback in getattr(self, "_observers", None) or ():
+            try:
+                callback(self, model, len(X))
+            except Exception:
+                logger.exception("a predict service observer failed")
+        return y_pred
+
+    def predict(self, model, X, **params):
+        """Call ``model.predict`` (or ``predict_proba``).
+
+        Floating-point overflow inside the model (a finite but huge input such
+        as 1e308) is the model's arithmetic, not a failed request: numpy's
+        warnings are silenced for the call (``errstate`` is context-local).
+        """
+        import numpy as np
+
+        method = model.predict_proba if self.predict_proba else model.predict
+        sklearn = sys.modules.get("sklearn")
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            if sklearn is not None and self._numeric:
+                # The converters let only finite numbers through: spare scikit-learn the check.
+                with sklearn.config_context(assume_finite=True):
+                    return method(X, **params)
+            return method(X, **params)
+
+    def response_from_prediction(self, y_pred, single: bool = True):
+        """The 200 response: ``{"result": ..., "metadata": {...}}``."""
+        result = y_pred.tolist() if hasattr(y_pred, "tolist") else list(y_pred)
+        if single:
+            result = result[0]
+        return json_response({"result": result, "metadata": web.ok_metadata(self._metadata())})
+
+    def response_from_exception(self, exc: BaseException):
+        """The error response, by :func:`pipeforge.web.error_response`'s table."""
+        return web.error_response(exc, self._metadata())
+
+
+class _ModelMisfit(ConfigError):
+    """The served model does not fit a predict service's mapping: 503 until fixed."""
+
+    http_status = 503
+
+
+def _same(model):
+    return model
+
+
+def _ref(model):
+    """A weak reference to ``model`` (a strong one for objects that refuse weak references)."""
+    try:
+        return weakref.ref(model)
+    except TypeError:
+        return functools.partial(_same, model)
+
+
+def _label_rows(model, proba):
+    """``predict_proba`` rows as ``{class label: probability}`` dicts."""
+    rows = proba.tolist() if hasattr(proba, "tolist") else [list(row) for row in proba]
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return rows
+    labels = classes.tolist() if hasattr(classes, "tolist") else list(classes)
+    return [dict(zip(labels, row, strict=False)) for row in rows]
