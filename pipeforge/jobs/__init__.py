@@ -11,7 +11,6 @@ from .queue import (
     fit_job,
     grid_search_job,
     job_queue,
-    job_view,
     model_caches,
     refresh_model_caches,
     require,
@@ -29,5 +28,4 @@ __all__ = [
     "job_queue",
     "wait_for_job",
     "error_message",
-    "job_view",
 ]

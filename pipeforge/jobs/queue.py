@@ -45,7 +45,6 @@ __all__ = [
     "job_queue",
     "wait_for_job",
     "error_message",
-    "job_view",
 ]
 
 logger = logging.getLogger(__name__)
@@ -402,16 +401,3 @@ def wait_for_job(
         if deadline is not None and time.monotonic() >= deadline:
             return record
         time.sleep(poll)
-
-
-def job_view(job_id: str):
-    """``GET /jobs/<job_id>``: one job's record (with a job queue: from any process or host)."""
-    from flask import current_app
-    from werkzeug.exceptions import NotFound
-
-    from ..web import json_response
-
-    record = current_app.extensions["pipeforge"].jobs.get(job_id)
-    if record is None:
-        raise NotFound(f"unknown job {job_id!r} (finished jobs are kept for a limited time)")
-    return json_response(record)

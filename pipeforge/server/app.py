@@ -28,7 +28,6 @@ from ..jobs.queue import (
     JobRunner,
     fit_job,
     job_queue,
-    job_view,
     model_caches,
     refresh_model_caches,
     require,
@@ -245,6 +244,17 @@ def _model_updated(store, model) -> str | None:
     if store.get("model") is model and "model" in mtime:
         return mtime["model"].isoformat()
     return None
+
+
+def job_view(job_id: str):
+    """``GET /jobs/<job_id>``: one job's record (with a job queue: from any process or host)."""
+    from flask import current_app
+    from werkzeug.exceptions import NotFound
+
+    record = current_app.extensions["pipeforge"].jobs.get(job_id)
+    if record is None:
+        raise NotFound(f"unknown job {job_id!r} (finished jobs are kept for a limited time)")
+    return json_response(record)
 
 
 def list_models():
