@@ -16,9 +16,10 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import typing as _typing
 
 
-def _real_palladium_spec():
+def _real_palladium_spec() -> importlib.machinery.ModuleSpec | None:
     """The spec of a ``palladium`` package elsewhere on sys.path that is not this shim."""
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for entry in sys.path:
@@ -65,10 +66,10 @@ else:
 
     _names = _module_getattr(__name__)
 
-    def __getattr__(name):
+    def __getattr__(name: str) -> _typing.Any:
         if name in _MODULES:
             return importlib.import_module(f"{__name__}.{name}")
         return _names(name)
 
-    def __dir__():
+    def __dir__() -> list[str]:
         return sorted({*(n for n in globals() if not n.startswith("_")), *_MODULES, "__version__"})

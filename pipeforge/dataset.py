@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .config_files import path_base, resolve_path, resolve_sqlite_url
+from .config.files import path_base, resolve_path, resolve_sqlite_url
 from .errors import ConfigError, DataError
 from .interfaces import Background, DatasetLoader
+from .sql import create_engine
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import URL
+
+    from .config import Config
+    from .process_store import ProcessStore
+    from .scheduling import RruleThread
 
 __all__ = ["Table", "CSV", "SQL", "EmptyDatasetLoader", "ScheduledDatasetLoader"]
 
 logger = logging.getLogger(__name__)
 
 
-def _split(frame, target_column, ndarray: bool, what: str):
+def _split(
+    frame: pd.DataFrame, target_column: str | None, ndarray: bool, what: str
+) -> tuple[Any, Any]:
     """Split a DataFrame into features and target, as arrays when ``ndarray``."""
     y = None
     if target_column is not None:
@@ -56,7 +68,7 @@ class _FileLoader(DatasetLoader):
         self.read_kwargs = read_kwargs
         self._here: str | None = None
 
-    def initialize_component(self, config) -> None:
+    def initialize_component(self, config: Config) -> None:
         """Remember where relative paths resolve (the config's folder, or the cwd for Palladium configs)."""
         self._here = path_base(config)
 
@@ -69,7 +81,7 @@ class _FileLoader(DatasetLoader):
             )
         return resolve_path(os.fspath(self.path), self._here)
 
-    def __call__(self):
+    def __call__(self) -> tuple[Any, Any]:
         import pandas as pd
 
         kwargs = {"sep": self._default_sep, **self.read_kwargs}
@@ -120,11 +132,11 @@ class SQL(DatasetLoader):
         self.read_kwargs = read_kwargs
         self._here: str | None = None
 
-    def initialize_component(self, config) -> None:
-        """Remember where relative SQLite files resolve (see ``config_files.path_base``)."""
+    def initialize_component(self, config: Config) -> None:
+        """Remember where relative SQLite files resolve (see ``config.files.path_base``)."""
         self._here = path_base(config)
 
-    def _url(self):
+    def _url(self) -> URL:
         from sqlalchemy.exc import ArgumentError
 
         try:
@@ -134,7 +146,7 @@ class SQL(DatasetLoader):
                 f"parameter 'url' of SQL must be an SQLAlchemy URL; got {self.url!r} instead"
             ) from exc
 
-    def __call__(self):
+    def __call__(self) -> tuple[Any, Any]:
         import pandas as pd
         import sqlalchemy
         from sqlalchemy.exc import SQLAlchemyError
@@ -142,8 +154,8 @@ class SQL(DatasetLoader):
         url = self._url()
         shown = url.render_as_string(hide_password=True)
         try:
-            engine = sqlalchemy.create_engine(url)
-        except (SQLAlchemyError, ImportError) as exc:
+            engine = create_engine(url, owner="SQL")
+        except (SQLAlchemyError, ConfigError) as exc:
             raise DataError(f"cannot connect to {shown}: {exc}") from exc
         try:
             with engine.connect() as connection:
@@ -163,7 +175,7 @@ class SQL(DatasetLoader):
 class EmptyDatasetLoader(DatasetLoader):
     """For models that need no data: returns ``(None, None)``."""
 
-    def __call__(self):
+    def __call__(self) -> tuple[None, None]:
         return None, None
 
 
@@ -179,17 +191,17 @@ class ScheduledDatasetLoader(DatasetLoader, Background):
 
     store_key = "data"
 
-    def __init__(self, impl, update_cache_rrule: dict):
+    def __init__(self, impl: Callable[[], tuple[Any, Any]], update_cache_rrule: Mapping[str, Any]):
         self.impl = impl
         self.update_cache_rrule = update_cache_rrule
-        self._process_store = None
-        self._thread = None
+        self._process_store: ProcessStore | None = None
+        self._thread: RruleThread | None = None
 
-    def initialize_component(self, config) -> None:
+    def initialize_component(self, config: Config) -> None:
         """Use the config's process store as the cache."""
         self._process_store = config.process_store
 
-    def _store(self):
+    def _store(self) -> ProcessStore:
         if self._process_store is None:
             from .process_store import ProcessStore
 
@@ -226,7 +238,7 @@ class ScheduledDatasetLoader(DatasetLoader, Background):
         if thread is not None:
             thread.stop(timeout)
 
-    def __call__(self):
+    def __call__(self) -> tuple[Any, Any]:
         store = self._store()
         if self.store_key not in store:
             raise DataError(

@@ -24,6 +24,8 @@ layer turns them into the documented JSON error body.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "PipeforgeError",
     "ConfigError",
@@ -95,7 +97,7 @@ class UnknownVersionError(PersistenceError, LookupError):
     whatever the storage.
     """
 
-    def __init__(self, version, available=()):
+    def __init__(self, version: object, available: Iterable[object] = ()):
         self.version = version
         self.available = list(available)
         known = ", ".join(str(v) for v in self.available) or "none"

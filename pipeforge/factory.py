@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
+from typing import Any
 
 from .errors import ConfigError
 
 __all__ = ["resolve_dotted_name", "decorate", "Partial"]
 
 
-def resolve_dotted_name(name: str):
+def resolve_dotted_name(name: str) -> Any:
     """Import ``name`` (``pkg.mod.attr`` or ``pkg.mod:attr``) and return the object.
 
     Raises :class:`ConfigError` saying what could not be found.
@@ -52,14 +55,14 @@ def resolve_dotted_name(name: str):
     raise ConfigError(f"cannot import {name!r}: no module named {parts[0]!r}")
 
 
-def _import(module_name: str, full: str):
+def _import(module_name: str, full: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except Exception as exc:
         raise ConfigError(f"cannot import {full!r}: {type(exc).__name__}: {exc}") from exc
 
 
-def _walk(obj, attrs, full):
+def _walk(obj: Any, attrs: Iterable[str], full: str) -> Any:
     for attr in attrs:
         try:
             obj = getattr(obj, attr)
@@ -70,7 +73,9 @@ def _walk(obj, attrs, full):
     return obj
 
 
-def decorate(func, config, list_name: str):
+def decorate(
+    func: Callable[..., Any], config: Mapping[str, Any], list_name: str
+) -> Callable[..., Any]:
     """Wrap ``func`` in the decorators named by the config entry ``list_name``.
 
     The entry is a list of dotted names (or callables); the first one listed
@@ -89,7 +94,9 @@ def decorate(func, config, list_name: str):
     return wrapped
 
 
-def Partial(func, **kwargs):  # noqa: N802 (Palladium's name, used as a __factory__)
+def Partial(  # noqa: N802 (Palladium's name, used as a __factory__)
+    func: Callable[..., Any] | str, **kwargs: Any
+) -> functools.partial[Any]:
     """``func`` with ``kwargs`` bound: a function a config can pass where one is expected.
 
     ``func`` may be a dotted name. Palladium's ``palladium.util.Partial``.

@@ -17,9 +17,13 @@ Two optional hooks tie a component to the running program:
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PredictError
+
+if TYPE_CHECKING:
+    from flask import Request, Response
+    from typing_extensions import Self
 
 __all__ = [
     "DatasetLoader",
@@ -44,14 +48,14 @@ class Model(abc.ABC):
     """A scikit-learn style estimator; any sklearn estimator qualifies."""
 
     @abc.abstractmethod
-    def fit(self, X, y=None):
+    def fit(self, X: Any, y: Any = None) -> Self:
         """Fit to ``X`` (and ``y``) and return ``self``."""
 
     @abc.abstractmethod
-    def predict(self, X, **kw):
+    def predict(self, X: Any, **kw: Any) -> Any:
         """Return one prediction per row of ``X``; may raise :class:`PredictError`."""
 
-    def predict_proba(self, X, **kw):
+    def predict_proba(self, X: Any, **kw: Any) -> Any:
         """Return class probabilities, one row per sample."""
         raise NotImplementedError
 
@@ -60,7 +64,7 @@ class ModelPersister(abc.ABC):
     """Stores fitted models under integer versions 1, 2, ... that are never reused."""
 
     @abc.abstractmethod
-    def read(self, version: int | None = None):
+    def read(self, version: int | None = None) -> Any:
         """Return the model with ``version``, or the active one when ``None``.
 
         Raises :class:`~pipeforge.errors.UnknownVersionError` or
@@ -68,7 +72,7 @@ class ModelPersister(abc.ABC):
         """
 
     @abc.abstractmethod
-    def write(self, model) -> int:
+    def write(self, model: Any) -> int:
         """Store ``model`` (inactive) and return its new version.
 
         The version and ``train_timestamp`` are annotated onto the model
@@ -108,7 +112,7 @@ class PredictService(abc.ABC):
     """Turns a web request into predictions and a response (``/predict``)."""
 
     @abc.abstractmethod
-    def __call__(self, model, request):
+    def __call__(self, model: Any, request: Request) -> Response:
         """Answer ``request`` using ``model``."""
 
 
@@ -124,7 +128,7 @@ class Background(abc.ABC):
         """Stop the background work and wait for its thread."""
 
 
-def annotate(obj, metadata: dict | None = None) -> dict:
+def annotate(obj: Any, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Attach ``metadata`` to ``obj`` (merged into ``obj.__metadata__``) and return it all."""
     current = getattr(obj, "__metadata__", None)
     if current is None:

@@ -18,9 +18,11 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
-__all__ = ["MOVED_MODULES", "install"]
+__all__ = ["MOVED_MODULES", "MOVED_NAMES", "install", "moved_name_getattr"]
 
 # old dotted module name -> the module that holds its names now
 MOVED_MODULES: dict[str, str] = {
@@ -28,7 +30,7 @@ MOVED_MODULES: dict[str, str] = {
     "pipeforge.fields": "pipeforge.server.fields",
     "pipeforge.model_inputs": "pipeforge.server.model_inputs",
     "pipeforge.batching": "pipeforge.server.batching",
-    "pipeforge.fast_routes": "pipeforge.server.fast_routes",
+    "pipeforge.fast_routes": "pipeforge.server.front_door",
     "pipeforge.openapi": "pipeforge.server.openapi",
     "pipeforge.openapi_operations": "pipeforge.server.openapi_operations",
     "pipeforge.metrics": "pipeforge.server.metrics",
@@ -42,7 +44,7 @@ MOVED_MODULES: dict[str, str] = {
     "pipeforge.palladium_stores": "pipeforge.persistence.palladium_stores",
     "pipeforge.upgrade": "pipeforge.persistence.upgrade",
     "pipeforge.rq_queue": "pipeforge.jobs.rq",
-    "pipeforge.worker": "pipeforge.jobs.worker",
+    "pipeforge.worker": "pipeforge.cli.worker",
     "pipeforge.queue_scripts": "pipeforge.cli.queue",
     "pipeforge.scripts": "pipeforge.cli.scripts",
     "pipeforge.serve_scripts": "pipeforge.cli.serve",
@@ -53,7 +55,24 @@ MOVED_MODULES: dict[str, str] = {
     "pipeforge.palladium_scripts": "pipeforge.palladium_compat.scripts",
     "pipeforge.cache": "pipeforge.palladium_compat.cache",
     "pipeforge.online.cli": "pipeforge.cli.online",
+    "pipeforge.online.fast_routes": "pipeforge.online.http",
     "pipeforge.pipelines.cli": "pipeforge.cli.pipelines",
+    "pipeforge.config_files": "pipeforge.config.files",
+}
+
+# old dotted name -> where it lives now, for the few names that left their
+# module for a layer above it (a lower layer may not import them back)
+MOVED_NAMES: dict[str, str] = {
+    "pipeforge.jobs.job_view": "pipeforge.server.views:job_view",
+    "pipeforge.palladium_compat.legacy.fit": "pipeforge.palladium_compat.workflow:fit",
+    "pipeforge.palladium_compat.legacy.test": "pipeforge.palladium_compat.workflow:test",
+    "pipeforge.palladium_compat.legacy.print_listing": "pipeforge.palladium_compat.workflow:print_listing",
+    "pipeforge.palladium_compat.legacy.list_models": "pipeforge.palladium_compat.workflow:list_models",
+    "pipeforge.palladium_compat.legacy.grid_search": "pipeforge.palladium_compat.workflow:grid_search",
+    "pipeforge.palladium_compat.legacy.activate": "pipeforge.palladium_compat.workflow:activate",
+    "pipeforge.palladium_compat.legacy.delete": "pipeforge.palladium_compat.workflow:delete",
+    "pipeforge.palladium_compat.legacy.upgrade": "pipeforge.palladium_compat.workflow:upgrade",
+    "pipeforge.palladium_compat.legacy.export": "pipeforge.palladium_compat.workflow:export",
 }
 
 
@@ -73,7 +92,21 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return module
 
     def exec_module(self, module: ModuleType) -> None:
-        module.__spec__ = module.__spec__.loader_state
+        # The import system set the alias's spec (from create_module) just before.
+        module.__spec__ = module.__spec__.loader_state  # type: ignore[union-attr]
+
+
+def moved_name_getattr(module: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that finds ``module``'s names of :data:`MOVED_NAMES` at first use."""
+
+    def __getattr__(name: str) -> Any:
+        target = MOVED_NAMES.get(f"{module}.{name}")
+        if target is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        where, _, attr = target.partition(":")
+        return getattr(importlib.import_module(where), attr)
+
+    return __getattr__
 
 
 def install() -> None:

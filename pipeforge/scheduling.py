@@ -12,16 +12,21 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from dateutil.rrule import rrulebase
 
 __all__ = ["RruleThread", "make_rrule"]
 
 logger = logging.getLogger(__name__)
 
 
-def make_rrule(spec: Any, *, owner: str = "RruleThread", parameter: str = "rrule"):
+def make_rrule(
+    spec: rrulebase | Mapping[str, Any], *, owner: str = "RruleThread", parameter: str = "rrule"
+) -> rrulebase:
     """Turn ``spec`` (an ``rrule`` or a dict of ``rrule`` keyword arguments) into an ``rrule``.
 
     ``freq`` may be given by name (``'HOURLY'``), as config files do. The
@@ -68,7 +73,13 @@ class RruleThread(threading.Thread):
     schedule goes on: one failed refresh must not end all later ones.
     """
 
-    def __init__(self, func: Callable[[], Any], rrule: Any, *, name: str | None = None):
+    def __init__(
+        self,
+        func: Callable[[], Any],
+        rrule: rrulebase | Mapping[str, Any],
+        *,
+        name: str | None = None,
+    ):
         super().__init__(name=name or f"RruleThread({getattr(func, '__name__', func)!s})")
         self.daemon = True
         self.func = func

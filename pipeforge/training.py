@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ConfigError, PipeforgeError, PredictError
 from .interfaces import annotate
 from .model_info import training_info
 from .progress import Progress
 
+if TYPE_CHECKING:
+    from .interfaces import ModelPersister
+
 __all__ = ["FitResult", "fit", "test", "grid_search"]
 
 logger = logging.getLogger(__name__)
+
+#: What loads a dataset: a :class:`~pipeforge.interfaces.DatasetLoader` or any callable.
+Loader = Callable[[], tuple[Any, Any]]
+#: A scorer name, a callable ``(estimator, X, y) -> float``, a dict of those, or ``None``.
+Scoring = str | Callable[..., float] | Mapping[str, Any] | None
 
 
 class FitResult(NamedTuple):
@@ -103,16 +112,16 @@ def _named(prefix: str, scores: dict[str, float], multi: bool) -> dict[str, floa
 
 
 def fit(
-    dataset_loader_train,
-    model,
-    model_persister=None,
+    dataset_loader_train: Loader,
+    model: Any,
+    model_persister: ModelPersister | None = None,
     *,
     persist: bool = True,
     activate: bool = True,
-    dataset_loader_test=None,
+    dataset_loader_test: Loader | None = None,
     evaluate: bool = False,
     persist_if_better_than: float | None = None,
-    scoring=None,
+    scoring: Scoring = None,
     progress: Progress | None = None,
 ) -> FitResult:
     """Load the training data, fit ``model`` and (optionally) evaluate and persist it.
@@ -134,7 +143,7 @@ def fit(
             "persist_if_better_than needs a test dataset loader", key="dataset_loader_test"
         )
 
-    if persist:
+    if persist and model_persister is not None:  # (not None when persisting: checked above)
         # A store that cannot take the model (unreachable, or holding Palladium's models not
         # yet imported by pf-upgrade) fails now rather than after a long training.
         model_persister.list_models()
@@ -171,7 +180,7 @@ def fit(
         annotate(model, scores)
 
     version = None
-    if persist:
+    if persist and model_persister is not None:
         progress.stage("saving")
         version = model_persister.write(model)
         if activate:
@@ -181,10 +190,10 @@ def fit(
 
 
 def test(
-    dataset_loader_test,
-    model_persister,
+    dataset_loader_test: Loader,
+    model_persister: ModelPersister,
     *,
-    scoring=None,
+    scoring: Scoring = None,
     model_version: int | None = None,
     progress: Progress | None = None,
     record: bool = True,
@@ -234,7 +243,7 @@ def _record_test_scores(model_persister, version, scores: dict[str, float]) -> N
         logger.warning("model version %s is no longer stored; scores not recorded", version)
 
 
-test.__test__ = False  # a library function, not something for pytest to collect
+test.__test__ = False  # type: ignore[attr-defined]  # a library function, not for pytest to collect
 
 
 class _CountingScorer:
@@ -273,16 +282,16 @@ def _expected_scorer_calls(search, X, y) -> int:
 
 
 def grid_search(
-    dataset_loader_train,
-    model,
-    grid_search,
+    dataset_loader_train: Loader,
+    model: Any,
+    grid_search: dict[str, Any] | Any,
     *,
-    scoring=None,
+    scoring: Scoring = None,
     save_results: str | None = None,
     persist_best: bool = False,
-    model_persister=None,
+    model_persister: ModelPersister | None = None,
     progress: Progress | None = None,
-):
+) -> Any:
     """Search hyperparameters of ``model`` by cross-validation; return the fitted search.
 
     ``grid_search`` is either a dict of ``GridSearchCV`` keyword arguments
@@ -301,6 +310,7 @@ def grid_search(
             "persisting the best model needs a model persister", key="model_persister"
         )
 
+    search: Any
     if hasattr(grid_search, "fit") and hasattr(grid_search, "get_params"):
         search = grid_search
         if persist_best and search.refit is False:
@@ -359,7 +369,7 @@ def grid_search(
 
         pd.DataFrame(search.cv_results_).to_csv(save_results, index=False)
         logger.info("Saved grid search results to %s", save_results)
-    if persist_best:
+    if persist_best and model_persister is not None:
         progress.stage("saving")
         best = search.best_estimator_
         info = training_info(best, X, getattr(search, "refit_time_", None))

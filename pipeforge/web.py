@@ -75,10 +75,14 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .errors import NoModelError, PredictError, RequestError, UnknownVersionError, VersionError
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+    from werkzeug.wrappers import Request
 
 __all__ = [
     "to_jsonable",
@@ -90,6 +94,7 @@ __all__ = [
     "error_response",
     "read_json",
     "json_kind",
+    "parse_flag",
     "guarded",
     "install_error_handlers",
     "GENERIC_ERROR",
@@ -182,7 +187,11 @@ def dumps(value: Any) -> str:
         return json.dumps(to_jsonable(value), allow_nan=False)
 
 
-def json_response(body: Any, status: int = 200, headers=None):
+def json_response(
+    body: Any,
+    status: int = 200,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+) -> Response:
     """A Flask response with ``body`` encoded by :func:`dumps`."""
     return _response_class()(
         dumps(body), status=status, headers=headers, mimetype="application/json"
@@ -190,7 +199,7 @@ def json_response(body: Any, status: int = 200, headers=None):
 
 
 @functools.cache
-def _response_class():
+def _response_class() -> type[Response]:
     from flask import Response  # imported at first use: scripts need no Flask
 
     return Response
@@ -199,17 +208,19 @@ def _response_class():
 # -- errors --------------------------------------------------------------------
 
 
-def ok_metadata(service_metadata: Mapping | None) -> dict:
+def ok_metadata(service_metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``metadata`` of a successful answer: service name/version, ``status: "OK"``."""
-    metadata = {"service_name": None, "service_version": None}
+    metadata: dict[str, Any] = {"service_name": None, "service_version": None}
     metadata.update(service_metadata or {})
     metadata.update(status="OK", error_code=0)
     return metadata
 
 
-def error_body(service_metadata: Mapping | None, message: str, error_code: int = -1) -> dict:
+def error_body(
+    service_metadata: Mapping[str, Any] | None, message: str, error_code: int = -1
+) -> dict[str, Any]:
     """The one error body: ``{"metadata": {..., "status": "ERROR", "error_code", "error_message"}}``."""
-    metadata = {"service_name": None, "service_version": None}
+    metadata: dict[str, Any] = {"service_name": None, "service_version": None}
     metadata.update(service_metadata or {})
     metadata.update(status="ERROR", error_code=error_code, error_message=message)
     return {"metadata": metadata}
@@ -247,7 +258,9 @@ def _code(exc) -> int:
     return code if isinstance(code, int) and not isinstance(code, bool) else -1
 
 
-def error_response(exc: BaseException, service_metadata: Mapping | None = None):
+def error_response(
+    exc: BaseException, service_metadata: Mapping[str, Any] | None = None
+) -> Response:
     """The JSON error response for ``exc``; an unexpected exception is logged with its traceback."""
     from werkzeug.exceptions import HTTPException
 
@@ -266,7 +279,9 @@ def error_response(exc: BaseException, service_metadata: Mapping | None = None):
     return json_response(error_body(service_metadata, message, code), status, headers)
 
 
-def guarded(view: Callable, service_metadata: Mapping | None = None) -> Callable:
+def guarded(
+    view: Callable[..., Any], service_metadata: Mapping[str, Any] | None = None
+) -> Callable[..., Any]:
     """``view`` answering any exception it raises with :func:`error_response`."""
 
     @functools.wraps(view)
@@ -279,7 +294,7 @@ def guarded(view: Callable, service_metadata: Mapping | None = None) -> Callable
     return answer
 
 
-def install_error_handlers(app, service_metadata: Mapping | None = None) -> None:
+def install_error_handlers(app: Flask, service_metadata: Mapping[str, Any] | None = None) -> None:
     """Answer every error of ``app`` (views, routing, 404/405/413) with the JSON error body."""
     from werkzeug.exceptions import HTTPException
 
@@ -301,7 +316,7 @@ def json_kind(value: Any) -> str:
 
 
 def read_json(
-    request=None,
+    request: Request | None = None,
     *,
     expect: type | tuple[type, ...] | None = None,
     default: Any = _NO_DEFAULT,
@@ -317,7 +332,9 @@ def read_json(
     literals are refused: the body must be strict JSON.
     """
     if request is None:
-        from flask import request
+        from flask import request as current_request
+
+        request = current_request
     mimetype = request.mimetype
     raw = request.get_data(cache=False)
     if not raw.strip() and default is not _NO_DEFAULT:
@@ -339,6 +356,32 @@ def read_json(
         wanted = " or ".join(f"a JSON {json_kind(kind())}" for kind in kinds)
         raise RequestError(f"{what} must be {wanted}; got a JSON {json_kind(value)}")
     return value
+
+
+def parse_flag(name: str, value: Any) -> bool:
+    """A yes/no request value: JSON ``true``/``false``, or ``true``/``false``/``1``/``0`` as text.
+
+    The one rule for every flag a route reads (a predict service's ``bool``
+    fields, ``/fit``'s ``persist``, the pipelines' ``?svg=``), as SPEC section
+    8 has it: the strings are accepted in a query string and, leniently, in a
+    JSON body; a JSON number is not a flag. Anything else is a
+    :class:`~pipeforge.errors.RequestError` (400) naming the field.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    raise RequestError(
+        f"value of {name!r} must be a boolean (JSON true/false, or true/false/1/0 in a "
+        f"query string); got {shown}"
+    )
 
 
 class _NonFinite(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import subprocess
@@ -133,8 +134,119 @@ def test_unknown_import_names_palladium_module():
 
 
 def test_internal_names_say_what_to_use_instead():
-    with pytest.raises(UnsupportedName, match=r"palladium.config.process_config: .*load_config"):
-        exec("from palladium.config import process_config", {})
+    with pytest.raises(UnsupportedName, match=r"palladium.server.predict: .*create_app"):
+        exec("from palladium.server import predict", {})
+
+
+# -- palladium.config: process_config and its handlers ---------------------------------
+
+
+class Recorder:
+    """A component that remembers its arguments and the config it was initialized with."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.initialized_with = None
+
+    def initialize_component(self, config):
+        self.initialized_with = config
+
+
+def test_process_config_processes_a_palladium_users_dicts(tmp_path, monkeypatch):
+    from palladium.config import Config, process_config
+
+    monkeypatch.chdir(tmp_path)
+    first = {
+        "train": {"__factory__": "palladium.dataset.Table", "path": "iris.data", "sep": ","},
+        "model": {"__factory__": "tests.test_palladium_names.Recorder", "a": 1},
+    }
+    second = {
+        "test": {"__copy__": "train", "path": "test.data"},
+        "model": {"__copy__": "model", "b": 2},  # the first dict's model, extended
+        "__python__": "C['b_plus_one'] = C['model']['b'] + 1",
+        "listed": [{"!": "tests.test_palladium_names.Recorder"}],
+    }
+    untouched = copy.deepcopy((first, second))
+    config = process_config(first, second)
+    assert isinstance(config, Config)
+    assert (first, second) == untouched
+    assert config["model"].kwargs == {"a": 1, "b": 2}
+    assert config["model"].initialized_with is config
+    assert config["b_plus_one"] == 3 and isinstance(config["listed"][0], Recorder)
+    assert config["test"].path == "test.data" and config["test"].read_kwargs == {"sep": ","}
+    # relative paths are taken from the current directory, as in Palladium
+    assert config.path_base == str(tmp_path)
+    assert process_config({"x": 1}) == {"x": 1}
+
+
+def test_process_config_errors_name_the_key():
+    from palladium.config import process_config
+
+    with pytest.raises(ConfigError, match=r"^model\.__copy__: __copy__ target 'nope' not found"):
+        process_config({"model": {"__copy__": "nope"}})
+    with pytest.raises(ConfigError, match=r"^x\.__factory__: "):
+        process_config({"x": {"__factory__": "tests.nope.Recorder"}})
+
+
+def test_config_handlers_have_palladiums_shapes():
+    from palladium.config import ComponentHandler, CopyHandler, PythonHandler
+
+    configs = [{"model": {"a": 1}}, {"model": {"__copy__": "model", "b": 2}}]
+    assert CopyHandler.key == "__copy__"
+    handler = CopyHandler(configs)
+    assert handler("model", configs[1]["model"]) == {"a": 1, "b": 2}  # copies itself: earlier
+    assert handler("other", {"__copy__": "model"}) == {"a": 1, "b": 2}  # the newest one
+    assert handler("x", {"__copy__": "missing", "__default__": 5}) == 5
+
+    config = {"n": 1}
+    assert PythonHandler(config)("root", {"__python__": "C['n'] += 1", "k": 0}) == {"k": 0}
+    assert config["n"] == 2
+
+    components = ComponentHandler(config)
+    built = components("model", {"__factory__": "tests.test_palladium_names.Recorder", "c": 3})
+    assert built.kwargs == {"c": 3} and components.components == [built]
+    assert built.initialized_with is None
+    components.finish()
+    assert built.initialized_with is config
+
+
+def test_process_config_runs_handler_phases_of_the_users_own():
+    from palladium.config import ComponentHandler, process_config
+
+    class Upper:
+        key = "__upper__"
+
+        def __init__(self, config):
+            self.config = config
+            self.finished = False
+
+        def __call__(self, name, props):
+            return props[self.key].upper()
+
+        def finish(self):
+            self.finished = True
+
+    seen = []
+
+    def phase1(config):
+        seen.append(Upper(config))
+        return {Upper.key: seen[-1]}
+
+    def phase2(config):
+        return {"__factory__": ComponentHandler(config)}
+
+    config = process_config(
+        {
+            "shout": {"__upper__": "hi"},
+            "model": {"__factory__": "tests.test_palladium_names.Recorder"},
+        },
+        {"alias": {"__copy__": "shout"}},
+        handlers1=phase1,
+        handlers2=phase2,
+    )
+    assert config["shout"] == "HI" and seen[0].finished
+    assert config["alias"] == "HI"  # copied in phase 0, so phase 1 saw it too
+    assert config["model"].initialized_with is config
 
 
 # -- the real Palladium wins ----------------------------------------------------------

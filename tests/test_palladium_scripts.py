@@ -21,7 +21,8 @@ from pipeforge import __version__
 from pipeforge.cli import scripts
 from pipeforge.cli.serve import DEVSERVER_DOC as PF_DEVSERVER_DOC
 from pipeforge.palladium_compat import scripts as pld
-from pipeforge.palladium_compat.scripts import DEVSERVER_DOC, pld_dockerize_main, pld_fit_main
+from pipeforge.palladium_compat.scripts import pld_fit_main
+from pipeforge.palladium_compat.serve import DEVSERVER_DOC, pld_dockerize_main
 from pipeforge.persistence import Database
 from tests.fixtures.gunicorn import _wait_for_url, stop_process
 
@@ -299,7 +300,7 @@ def test_devserver_default_hosts():
 @pytest.mark.parametrize("main", ["pld", "pf"])
 def test_devserver_rejects_a_bad_debug_value(main, capsys, monkeypatch, tmp_path):
     from pipeforge.cli.serve import devserver_main
-    from pipeforge.palladium_compat.scripts import pld_devserver_main
+    from pipeforge.palladium_compat.serve import pld_devserver_main
 
     (tmp_path / "config.py").write_text("{}")
     monkeypatch.setenv("PIPEFORGE_CONFIG", str(tmp_path / "config.py"))

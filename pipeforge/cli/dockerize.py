@@ -32,6 +32,7 @@ __all__ = [
     "requirements_lock",
     "predict_image_name",
     "find_engine",
+    "write_generated",
     "dockerize",
 ]
 
@@ -224,7 +225,7 @@ def _edited(text: str) -> bool:
     return match is None or match.group(1) != _checksum(body)
 
 
-def _write(path: str, body: str, force: bool) -> str:
+def write_generated(path: str, body: str, force: bool) -> str:
     """Write a generated file unless it was edited by hand; say what happened."""
     text = _stamped(body)
     try:
@@ -322,7 +323,7 @@ def dockerize(
     files[".dockerignore"] = dockerignore(app_dir)
     files["requirements-lock.txt"] = requirements_lock(app_dir)
     for name, text in files.items():
-        tell(_write(os.path.join(app_dir, name), text, force))
+        tell(write_generated(os.path.join(app_dir, name), text, force))
     if not build:
         return said
     options = shlex.split(build_options or "")

@@ -103,12 +103,14 @@ def _routes(config) -> None:
     from ..server.app import create_app
 
     app = create_app(config)
-    rules = sorted(app.url_map.iter_rules(), key=lambda rule: (rule.rule, sorted(rule.methods)))
+    rules = sorted(
+        app.url_map.iter_rules(), key=lambda rule: (rule.rule, sorted(rule.methods or ()))
+    )
     rows = [("methods", "route", "endpoint")]
     for rule in rules:
         if rule.endpoint == "static":
             continue
-        methods = ",".join(sorted(m for m in rule.methods if m not in ("HEAD", "OPTIONS")))
+        methods = ",".join(sorted(m for m in rule.methods or () if m not in ("HEAD", "OPTIONS")))
         rows.append((methods, rule.rule, rule.endpoint))
     width0 = max(len(row[0]) for row in rows)
     width1 = max(len(row[1]) for row in rows)
@@ -124,7 +126,7 @@ def _plain(value) -> Any:
     return value
 
 
-def rows_of(X, y) -> Iterator[tuple[dict, Any]]:
+def rows_of(X: Any, y: Any) -> Iterator[tuple[dict, Any]]:
     """``(features, ground truth)`` pairs from a dataset loader's ``(X, y)``."""
     if y is None:
         raise UsageError(

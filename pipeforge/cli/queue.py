@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import PipeforgeError, UsageError
@@ -19,7 +19,7 @@ __all__ = ["fit_on_queue", "grid_search_on_queue", "run_on_queue"]
 
 
 def _queue(config):
-    from ..jobs.queue import job_queue
+    from ..jobs import job_queue
 
     queue = job_queue(config)
     if queue is None:
@@ -31,9 +31,9 @@ def _queue(config):
     return queue
 
 
-def run_on_queue(config, func: Callable, name: str, **kwargs) -> Any:
+def run_on_queue(config: Mapping[str, Any], func: Callable, name: str, **kwargs: Any) -> Any:
     """Queue ``func(config, **kwargs)``, wait for a worker to finish it and return its result."""
-    from ..jobs.queue import wait_for_job
+    from ..jobs import wait_for_job
 
     queue = _queue(config)
     job_id = queue.enqueue(func, config, name=name, **kwargs)
@@ -56,9 +56,11 @@ def run_on_queue(config, func: Callable, name: str, **kwargs) -> Any:
     return record.get("info")
 
 
-def fit_on_queue(args, config, threshold: float | None) -> int:
+def fit_on_queue(
+    args: Mapping[str, Any], config: Mapping[str, Any], threshold: float | None
+) -> int:
     """``pf-fit --queue``: the fit as a job; prints scores and the stored version like ``pf-fit``."""
-    from ..jobs.queue import fit_job
+    from ..jobs import fit_job
 
     persist = not args["--no-save"]
     result = run_on_queue(
@@ -83,9 +85,11 @@ def fit_on_queue(args, config, threshold: float | None) -> int:
     return 0
 
 
-def grid_search_on_queue(args, config, results_table: Callable) -> int:
+def grid_search_on_queue(
+    args: Mapping[str, Any], config: Mapping[str, Any], results_table: Callable[[Any], str]
+) -> int:
     """``pf-grid-search --queue``: the search as a job; the results are printed and saved here."""
-    from ..jobs.queue import grid_search_job
+    from ..jobs import grid_search_job
 
     persist = bool(args["--persist-best"])
     result = run_on_queue(config, grid_search_job, "grid_search", persist_best=persist)

@@ -21,7 +21,19 @@ from typing import Any
 
 from ..errors import ConfigError, PipeforgeError, PredictError, UsageError
 
-__all__ = ["run_script", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
+__all__ = [
+    "run_script",
+    "model_version_option",
+    "number_option",
+    "positive_int_option",
+    "EXIT_OK",
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "STORE_ENTRIES",
+]
+
+#: the config entries of the commands that only read and change the model store
+STORE_ENTRIES = ("model_persister",)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -225,7 +237,27 @@ def _start_background(config, mode: str) -> list:
     return started
 
 
-def positive_int_option(value, option: str) -> int | None:
+def model_version_option(value: Any, option: str) -> int | None:
+    """A command-line option or argument naming a model version (``None`` if not given)."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option} must be an integer model version; got {value!r}") from None
+
+
+def number_option(value: Any, option: str) -> float | None:
+    """A command-line option that must be a number, such as a score (``None`` if not given)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option} must be a number; got {value!r}") from None
+
+
+def positive_int_option(value: Any, option: str) -> int | None:
     """A command-line option that must be a whole number of at least 1 (``None`` if not given)."""
     if value is None:
         return None

@@ -8,11 +8,17 @@ usage/config errors, 1 on other failures). For production, serve
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from .dockerize import DOCKERIZE_DOC, dockerfiles, dockerize_main, predict_image_name
 from .run import run_script
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ..config import Config
 
 __all__ = [
     "devserver_main",
@@ -48,7 +54,7 @@ def bare_debug_means_one(argv: Sequence[str] | None) -> list[str]:
     return ["--debug=1" if arg == "--debug" else arg for arg in argv]
 
 
-def serve(args, config, *, flask_app=None) -> None:
+def serve(args: Mapping[str, Any], config: Config, *, flask_app: Flask | None = None) -> None:
     """Run ``config``'s app on Flask's server with the ``--host/--port/--debug`` of ``args``."""
     from ..server.app import create_app
 

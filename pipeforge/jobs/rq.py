@@ -22,10 +22,14 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, JobQueueError
-from .queue import JobQueue
+from .interface import JobQueue
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq import Queue
 
 __all__ = ["RQJobQueue", "TASK"]
 
@@ -94,7 +98,7 @@ class RQJobQueue(JobQueue):
         abandoned_after: float = 30.0,
         keep: int = 50,
         max_age: float = 24 * 3600.0,
-    ):
+    ) -> None:
         self.url = url
         self.name = name
         self.job_timeout = job_timeout
@@ -129,7 +133,7 @@ class RQJobQueue(JobQueue):
                     key="job_queue",
                 )
 
-    def connection(self):
+    def connection(self) -> Redis:
         """This process's Redis client (created on first use)."""
         cached = self.__dict__.get("_redis")
         if cached is not None and cached[0] == os.getpid():
@@ -149,7 +153,7 @@ class RQJobQueue(JobQueue):
                 cached = self.__dict__["_redis"] = (os.getpid(), client)
         return cached[1]
 
-    def queue(self, name: str | None = None):
+    def queue(self, name: str | None = None) -> Queue:
         """The ``rq.Queue`` jobs go to (or the queue ``name`` on the same server)."""
         from rq import Queue
 
@@ -174,7 +178,9 @@ class RQJobQueue(JobQueue):
         self._redis_call("connect", lambda: self.connection().ping())
 
     # -- JobQueue -------------------------------------------------------------
-    def enqueue(self, func: Callable, config=None, *, name: str | None = None, **kwargs) -> str:
+    def enqueue(
+        self, func: Callable, config: Any = None, *, name: str | None = None, **kwargs: Any
+    ) -> str:
         """Put ``func(worker's config, **kwargs)`` on the queue; return the job id."""
         func_name = _dotted(func)
         label = name or func_name.rsplit(":", 1)[-1]

@@ -1,4 +1,4 @@
-"""``pf-worker``: run the background jobs of the ``job_queue`` on this host.
+"""What a ``pf-worker`` process runs: the background jobs of the ``job_queue`` on this host.
 
 A worker loads the configuration named by ``PIPEFORGE_CONFIG`` once (in
 ``fit`` mode) and then runs jobs from the RQ queue(s), each in a forked
@@ -10,6 +10,10 @@ A horse dies with its worker: killing the worker (even with SIGKILL) stops
 the job, which then stays without heartbeat and reads as failed (see
 :mod:`pipeforge.rq_queue`). Model and op-store writes are transactional, so
 a job killed mid-write leaves no partial version behind.
+
+The command itself (options, config checks, messages) is
+:mod:`pipeforge.cli.worker`; this module is the machinery it starts, and
+what the work horses import (:data:`pipeforge.jobs.rq.TASK`).
 """
 
 from __future__ import annotations
@@ -18,42 +22,15 @@ import ctypes
 import logging
 import os
 import signal
-import socket
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..cli.run import positive_int_option
-from ..errors import ConfigError
+if TYPE_CHECKING:
+    from .rq import RQJobQueue
 
-__all__ = ["main", "run_task"]
+__all__ = ["run_task", "preload", "start_worker"]
 
 logger = logging.getLogger(__name__)
-
-DOC = """Run background jobs (fits, grid searches, cache updates, pipeline runs) from Redis.
-
-Uses the 'job_queue' entry of the configuration named by PIPEFORGE_CONFIG
-(an RQ queue on a Redis server, see docs/scaling-out.md) and everything the
-jobs need: 'dataset_loader_train', 'model', 'model_persister', 'pipelines'...
-Start as many workers, on as many hosts, as you like; each runs one job at
-a time. Ctrl-C (or SIGTERM) lets the current job finish, twice stops it.
-
-Usage:
-  pf-worker [options] [<queue>...]
-
-Arguments:
-  <queue>                 Queue names to take jobs from, most urgent first
-                          (default: the job_queue's own queue).
-
-Options:
-  --burst                 Run the jobs waiting now, then exit.
-  --name=<name>           The worker's name (default: <host>.<pid>).
-  --heartbeat=<seconds>   How often the worker reports that its job is alive;
-                          keep it well below the queue's 'abandoned_after'
-                          [default: 5].
-  --max-jobs=<n>          Exit after running this many jobs.
-  --debug                 Show tracebacks of errors.
-  -h --help               Show this screen.
-"""
 
 
 def run_task(func_name: str, kwargs: dict[str, Any]) -> Any:
@@ -64,7 +41,7 @@ def run_task(func_name: str, kwargs: dict[str, Any]) -> Any:
     """
     from ..config import get_config
     from ..factory import resolve_dotted_name
-    from .queue import error_message
+    from .interface import error_message
 
     try:
         func = resolve_dotted_name(func_name)
@@ -112,7 +89,7 @@ def _worker_class():
     return PipeforgeWorker
 
 
-def _preload(config) -> None:
+def preload(config: Mapping[str, Any]) -> None:
     """Import what jobs need once, here: every forked work horse then starts with it."""
     import importlib
 
@@ -127,37 +104,22 @@ def _preload(config) -> None:
             logger.debug("not preloading %s: %s", name, exc)
 
 
-def _body(args, config) -> int:
-    from .queue import job_queue
-    from .rq import RQJobQueue
+def start_worker(
+    queue: RQJobQueue,
+    names: Sequence[str],
+    *,
+    name: str,
+    heartbeat: int | None = None,
+    burst: bool = False,
+    max_jobs: int | None = None,
+) -> None:
+    """Run the jobs of ``queue``'s queues ``names`` (most urgent first) until stopped.
 
-    heartbeat = positive_int_option(args["--heartbeat"], "--heartbeat")
-    max_jobs = positive_int_option(args["--max-jobs"], "--max-jobs")
-    queue = job_queue(config)
-    if not isinstance(queue, RQJobQueue):
-        raise ConfigError(
-            "pf-worker needs a 'job_queue' entry such as "
-            "{'__factory__': 'pipeforge.jobs.rq.RQJobQueue', 'url': 'redis://127.0.0.1:6379/0'}",
-            source=", ".join(str(s) for s in config.sources) or None,
-            key="job_queue",
-        )
-    _preload(config)
-    names = args["<queue>"] or [queue.name]
-    name = args["--name"] or f"{socket.gethostname()}.{os.getpid()}"
-    queue.ping()
+    ``heartbeat``: seconds between the reports that a job is alive; ``burst``:
+    stop once no job waits; ``max_jobs``: stop after that many jobs.
+    """
+    options = {} if heartbeat is None else {"job_monitoring_interval": heartbeat}
     worker = _worker_class()(
-        [queue.queue(n) for n in names],
-        name=name,
-        connection=queue.connection(),
-        job_monitoring_interval=heartbeat,
+        [queue.queue(n) for n in names], name=name, connection=queue.connection(), **options
     )
-    print(f"pf-worker {name}: taking jobs from {', '.join(names)} on {queue!r}", flush=True)
-    worker.work(burst=bool(args["--burst"]), max_jobs=max_jobs, logging_level="INFO")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``pf-worker``; returns the exit status."""
-    from ..cli.run import run_script
-
-    return run_script(DOC, argv, _body, mode="fit")
+    worker.work(burst=burst, max_jobs=max_jobs, logging_level="INFO")

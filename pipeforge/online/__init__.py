@@ -5,10 +5,17 @@ the logic in :mod:`pipeforge.online.service`, the shared state in a store
 (:class:`SQLStore` by default, :class:`RedisStore` for high traffic).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .compose import pipeline
 from .partial_fit import PartialFitModel, as_online_model
 from .sql_store import SQLStore
 from .store import OnlineStore
+
+if TYPE_CHECKING:
+    from .redis_store import RedisStore
 
 __all__ = [
     "SQLStore",
@@ -20,7 +27,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type[RedisStore]:
     if name == "RedisStore":  # redis is an optional dependency
         from .redis_store import RedisStore
 

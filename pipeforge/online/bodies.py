@@ -28,7 +28,7 @@ __all__ = [
 _MAX_ID = 255
 
 
-def plain(value) -> Any:
+def plain(value: Any) -> Any:
     """A prediction as JSON types (numpy scalars, label keys; non-finite numbers -> None)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -44,7 +44,7 @@ def plain(value) -> Any:
     return str(value)
 
 
-def _key(key) -> str:
+def _key(key: Any) -> str:
     if isinstance(key, str):
         return key
     if isinstance(key, bool) or key is None:
@@ -52,21 +52,21 @@ def _key(key) -> str:
     return str(plain(key))
 
 
-def encode_prediction(prediction) -> str:
+def encode_prediction(prediction: Any) -> str:
     """The prediction kept with an ``id``: class labels keep their JSON type (``true`` stays a bool)."""
     if isinstance(prediction, dict):
         return json.dumps({"p": [[plain(k), plain(v)] for k, v in prediction.items()]})
     return json.dumps({"v": plain(prediction)})
 
 
-def decode_prediction(text: str):
+def decode_prediction(text: str) -> Any:
     data = json.loads(text)
     if "p" in data:
         return {label: p for label, p in data["p"]}
     return data.get("v")
 
 
-def request_id(body: dict) -> str | None:
+def request_id(body: dict[str, Any]) -> str | None:
     if "id" not in body or body["id"] is None:
         return None
     value = body["id"]
@@ -78,7 +78,7 @@ def request_id(body: dict) -> str | None:
     return key
 
 
-def model_name(body: dict) -> str | None:
+def model_name(body: dict[str, Any]) -> str | None:
     name = body.get("model")
     if name is None:
         return None
@@ -87,7 +87,7 @@ def model_name(body: dict) -> str | None:
     return name
 
 
-def features(body: dict, required: bool) -> dict | None:
+def features(body: dict[str, Any], required: bool) -> dict[str, Any] | None:
     if "features" not in body or body["features"] is None:
         if required:
             raise RequestError("the body needs 'features': an object of feature names and values")
@@ -100,7 +100,7 @@ def features(body: dict, required: bool) -> dict | None:
     return value
 
 
-def _short(value) -> str:
+def _short(value: Any) -> str:
     text = (
         json.dumps(value)
         if isinstance(value, list | dict | str | int | float | bool)

@@ -13,11 +13,15 @@ River's ``compose.Pipeline(*steps)`` takes its steps positionally, which a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from river.compose import Pipeline
 
 __all__ = ["pipeline"]
 
 
-def pipeline(steps: Sequence):
+def pipeline(steps: Sequence[Any]) -> Pipeline:
     """``river.compose.Pipeline(*steps)``."""
     from river import compose
 

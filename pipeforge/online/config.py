@@ -29,11 +29,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .flavors import FLAVORS, model_problem
 from .partial_fit import as_online_model
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["ModelSpec", "OnlineSettings", "read_settings", "NAME_PATTERN", "check_name"]
 
@@ -84,12 +87,12 @@ class OnlineSettings:
     pending_ttl: float | None = PENDING_TTL
 
 
-def _error(config, key: str, problem: str) -> ConfigError:
+def _error(config: Config, key: str, problem: str) -> ConfigError:
     source = ", ".join(getattr(config, "sources", []) or []) or None
     return ConfigError(problem, source=source, key=key)
 
 
-def _specs(config) -> list[ModelSpec]:
+def _specs(config: Config) -> list[ModelSpec]:
     entries = config.get("online_models") or {}
     if not isinstance(entries, dict):
         raise _error(
@@ -145,7 +148,7 @@ def _specs(config) -> list[ModelSpec]:
     return specs
 
 
-def read_settings(config) -> OnlineSettings:
+def read_settings(config: Config) -> OnlineSettings:
     """The online settings of ``config`` (ConfigError when something is wrong)."""
     from .sql_store import SQLStore
     from .store import OnlineStore

@@ -40,7 +40,7 @@ def check_flavor(flavor: Any) -> str:
     raise ValueError(f"flavor must be one of {allowed}; got {flavor!r}")
 
 
-def _unwrap(model, depth: int = 0):
+def _unwrap(model: Any, depth: int = 0) -> Any:
     """The estimator that answers for ``model``: the last step of pipelines, wrapped models."""
     if depth > 20:
         return model
@@ -54,7 +54,7 @@ def _unwrap(model, depth: int = 0):
     return model
 
 
-def model_kind(model) -> str | None:
+def model_kind(model: Any) -> str | None:
     """``"regressor"``, ``"classifier"`` or ``None`` (unknown) for River and wrapped scikit-learn models."""
     kind = getattr(model, "online_kind", None)  # PartialFitModel says so itself
     if kind in ("regressor", "classifier"):
@@ -71,14 +71,14 @@ def model_kind(model) -> str | None:
     return None
 
 
-def _multiclass(model) -> bool:
+def _multiclass(model: Any) -> bool:
     try:
         return bool(getattr(model, "_multiclass", True))
     except Exception:
         return True
 
 
-def model_problem(model, flavor: str) -> str | None:
+def model_problem(model: Any, flavor: str) -> str | None:
     """Why ``model`` cannot serve ``flavor``, or ``None`` when it can."""
     name = type(model).__name__
     if not callable(getattr(model, "learn_one", None)):
@@ -104,7 +104,7 @@ def model_problem(model, flavor: str) -> str | None:
     return None
 
 
-def predict(model, flavor: str, features: dict):
+def predict(model: Any, flavor: str, features: dict[str, Any]) -> Any:
     """The model's answer: probabilities by class where it has them, else its prediction."""
     if flavor != "regression":
         proba = getattr(model, "predict_proba_one", None)
@@ -113,16 +113,16 @@ def predict(model, flavor: str, features: dict):
     return model.predict_one(features)
 
 
-def positive_label(model):
+def positive_label(model: Any) -> Any:
     """The label counted as positive by binary metrics (River: ``True``)."""
     return getattr(model, "positive_label", True)
 
 
-def _plain_number(value) -> bool:
+def _plain_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def ground_truth(model, flavor: str, value):
+def ground_truth(model: Any, flavor: str, value: Any) -> Any:
     """``value`` as the model learns it, or :class:`BadGroundTruth` when it does not fit the flavor."""
     if value is None:
         raise BadGroundTruth("'ground_truth' must not be null")
@@ -158,6 +158,6 @@ def ground_truth(model, flavor: str, value):
     return value
 
 
-def _short(value) -> str:
+def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -7,13 +7,24 @@ Registered by :func:`pipeforge.server.create_app` when the config has
 also in ``online_admin_decorators``. The JSON bodies are chantilly's and are
 listed in ``docs/online-learning.md``; requests are read and answers and
 errors written by :mod:`pipeforge.web`, the app's one HTTP boundary.
+
+``POST /api/predict`` and ``POST /api/learn`` are called once per event of a
+stream, and the online model itself needs a few microseconds; Flask's request
+machinery was a third of what pipeforge spent on a learn (``bench/online.py``,
+in-process profile). So :func:`register_routes` also offers them to the app's
+front door (:mod:`pipeforge.server.front_door`), which answers them without
+Flask unless ``online_decorators`` is set: both ways call the same
+:func:`answer_event`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .. import web
 from ..factory import decorate
@@ -21,7 +32,17 @@ from ..web import json_response
 from .config import read_settings
 from .service import OnlineService
 
-__all__ = ["register_routes", "sse_message"]
+if TYPE_CHECKING:
+    from flask import Flask, Response
+    from werkzeug.wrappers import Request
+    from werkzeug.wrappers import Response as WSGIResponse
+
+    from ..config import Config
+
+__all__ = ["register_routes", "sse_message", "answer_event", "online_routes"]
+
+#: one event call of the service: ``(service, body, started) -> (answer, status)``
+EventCall = Callable[[OnlineService, dict, int], tuple[Any, int]]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +71,26 @@ def _body() -> dict:
     return web.read_json(expect=dict)
 
 
-def init():
+def _predict_event(service: OnlineService, body: dict, started: int) -> tuple[Any, int]:
+    return service.predict(body, started)
+
+
+def _learn_event(service: OnlineService, body: dict, started: int) -> tuple[Any, int]:
+    return service.learn(body, started), 201
+
+
+def answer_event(call: EventCall, service: OnlineService, request: Request) -> Response:
+    """Answer ``POST /api/predict`` or ``/api/learn`` (``call``): Flask's view and the front door.
+
+    The request's body must be a JSON object (else 400); errors are raised,
+    for the app's handlers (or the front door) to answer.
+    """
+    started = time.perf_counter_ns()
+    answer, status = call(service, web.read_json(request, expect=dict), started)
+    return json_response(answer, status)
+
+
+def init() -> Response:
     from flask import request
 
     service = _service()
@@ -59,32 +99,33 @@ def init():
     return json_response(service.init(_body()), 201)
 
 
-def predict():
-    started = time.perf_counter_ns()
-    answer, status = _service().predict(_body(), started)
-    return json_response(answer, status)
+def predict() -> Response:
+    from flask import request
+
+    return answer_event(_predict_event, _service(), request)
 
 
-def learn():
-    started = time.perf_counter_ns()
-    return json_response(_service().learn(_body(), started), 201)
+def learn() -> Response:
+    from flask import request
+
+    return answer_event(_learn_event, _service(), request)
 
 
-def metrics():
+def metrics() -> Response:
     from flask import request
 
     return json_response(_service().metrics(request.args.get("model")))
 
 
-def stats():
+def stats() -> Response:
     return json_response(_service().stats())
 
 
-def models():
+def models() -> Response:
     return json_response(_service().models())
 
 
-def upload(name: str | None = None):
+def upload(name: str | None = None) -> Response:
     from flask import request
 
     service = _service()
@@ -93,7 +134,7 @@ def upload(name: str | None = None):
     return json_response(answer, 201)
 
 
-def download(name: str | None = None):
+def download(name: str | None = None) -> Response:
     from flask import Response
 
     blob = _service().download(name)
@@ -105,14 +146,14 @@ def download(name: str | None = None):
     )
 
 
-def delete(name: str):
+def delete(name: str) -> Response:
     from flask import Response
 
     _service().delete(name)
     return Response(status=204)
 
 
-def _stream(kinds: tuple[str, ...], chantilly_metrics: bool):
+def _stream(kinds: tuple[str, ...], chantilly_metrics: bool) -> Response:
     from flask import Response, request
 
     service = _service()
@@ -123,7 +164,7 @@ def _stream(kinds: tuple[str, ...], chantilly_metrics: bool):
     wanted = request.args.get("model")
     seconds = service.settings.stream_seconds
 
-    def generate():
+    def generate() -> Iterator[str]:
         nonlocal cursor
         yield "retry: 1000\n\n"
         started = last_beat = time.monotonic()
@@ -151,44 +192,69 @@ def _stream(kinds: tuple[str, ...], chantilly_metrics: bool):
     return Response(generate(), mimetype="text/event-stream", headers=headers)
 
 
-def stream_metrics():
+def stream_metrics() -> Response:
     return _stream(("metrics",), chantilly_metrics=True)
 
 
-def stream_events():
+def stream_events() -> Response:
     return _stream(("predict", "learn"), chantilly_metrics=False)
 
 
-_ROUTES = (
-    # rule, view, methods, admin
-    ("/init", init, ["GET"], False),
-    ("/init", init, ["POST"], True),
-    ("/predict", predict, ["POST"], False),
-    ("/learn", learn, ["POST"], False),
-    ("/metrics", metrics, ["GET"], False),
-    ("/stats", stats, ["GET"], False),
-    ("/models", models, ["GET"], False),
-    ("/model", download, ["GET"], False),
-    ("/model/<name>", download, ["GET"], False),
-    ("/model", upload, ["POST"], True),
-    ("/model/<name>", upload, ["POST"], True),
-    ("/model/<name>", delete, ["DELETE"], True),
-    ("/stream/metrics", stream_metrics, ["GET"], False),
-    ("/stream/events", stream_events, ["GET"], False),
+_PREFIX = "/api"
+_ROUTES: tuple[tuple[str, Callable[..., Response], list[str], bool, EventCall | None], ...] = (
+    # rule, view, methods, admin, the event call of a hot route
+    ("/init", init, ["GET"], False, None),
+    ("/init", init, ["POST"], True, None),
+    ("/predict", predict, ["POST"], False, _predict_event),
+    ("/learn", learn, ["POST"], False, _learn_event),
+    ("/metrics", metrics, ["GET"], False, None),
+    ("/stats", stats, ["GET"], False, None),
+    ("/models", models, ["GET"], False, None),
+    ("/model", download, ["GET"], False, None),
+    ("/model/<name>", download, ["GET"], False, None),
+    ("/model", upload, ["POST"], True, None),
+    ("/model/<name>", upload, ["POST"], True, None),
+    ("/model/<name>", delete, ["DELETE"], True, None),
+    ("/stream/metrics", stream_metrics, ["GET"], False, None),
+    ("/stream/events", stream_events, ["GET"], False, None),
 )
 
 
-def register_routes(app, config) -> OnlineService:
-    """Add the ``/api`` routes for the config's online models to ``app``."""
+def online_routes(app: Flask, config: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    """``(method, path) -> handler`` of the online API's routes that skip Flask (0.1's name).
+
+    The routes are offered to the front door by :func:`register_routes`;
+    this reads which of them the app's door answers.
+    """
+    hot = getattr(app.wsgi_app, "hot_routes", {})
+    return {key: handler for key, handler in hot.items() if key[1].startswith(_PREFIX)}
+
+
+def register_routes(
+    app: Flask,
+    config: Config,
+    hot_routes: dict[tuple[str, str], Callable[[Request], WSGIResponse]] | None = None,
+) -> OnlineService:
+    """Add the ``/api`` routes for the config's online models to ``app``.
+
+    ``hot_routes`` (the app's front door's) gets ``POST /api/predict`` and
+    ``/api/learn`` when no decorator list wraps them.
+    """
     from flask import Blueprint
 
     service = OnlineService(read_settings(config))
     app.extensions["pipeforge_online"] = service
-    blueprint = Blueprint("online", __name__, url_prefix="/api")
-    for rule, view, methods, admin in _ROUTES:
-        wrapped = decorate(view, config, "online_admin_decorators") if admin else view
-        wrapped = decorate(wrapped, config, "online_decorators")
+    blueprint = Blueprint("online", __name__, url_prefix=_PREFIX)
+    for rule, view, methods, admin, event in _ROUTES:
+        lists = ["online_decorators", "online_admin_decorators"] if admin else ["online_decorators"]
+        wrapped = view
+        for list_name in reversed(lists):
+            wrapped = decorate(wrapped, config, list_name)
         endpoint = f"{view.__name__}_{methods[0].lower()}{'_named' if '<' in rule else ''}"
         blueprint.add_url_rule(rule, endpoint=endpoint, view_func=wrapped, methods=methods)
+        bare = not any(config.get(list_name) for list_name in lists)
+        if event is not None and bare and hot_routes is not None:
+            for method in methods:
+                hot_routes[method, _PREFIX + rule] = functools.partial(answer_event, event, service)
     app.register_blueprint(blueprint)  # errors: the app's handlers (pipeforge.web), by http_status
     return service

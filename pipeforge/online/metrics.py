@@ -25,13 +25,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["new_state", "delta", "merge", "update", "values", "count"]
 
 _EPS = 1e-15
 
 
-def new_state(flavor: str) -> dict:
+def new_state(flavor: str) -> dict[str, Any]:
     """The counters of a model that has been scored on nothing yet."""
     if flavor == "regression":
         return {"n": 0, "abs": 0.0, "sq": 0.0, "sy": 0.0, "syy": 0.0, "smape": 0.0}
@@ -40,12 +41,12 @@ def new_state(flavor: str) -> dict:
     return {"n": 0, "ok": 0, "np": 0, "loss": 0.0, "tp": {}, "pred": {}, "true": {}}
 
 
-def count(state: Mapping) -> int:
+def count(state: Mapping[str, Any]) -> int:
     """How many predictions the metrics were computed on."""
     return int(state.get("n", 0))
 
 
-def _label(prediction):
+def _label(prediction: Any) -> Any:
     """The predicted label: the most probable class of a probability dict."""
     if isinstance(prediction, Mapping):
         if not prediction:
@@ -54,7 +55,7 @@ def _label(prediction):
     return prediction
 
 
-def _probability(prediction: Mapping, label) -> float:
+def _probability(prediction: Mapping[Any, Any], label: Any) -> float:
     p = prediction.get(label, 0.0)
     try:
         p = float(p)
@@ -63,7 +64,7 @@ def _probability(prediction: Mapping, label) -> float:
     return min(max(p, _EPS), 1.0)
 
 
-def delta(flavor: str, y_true, prediction, positive=True) -> dict | None:
+def delta(flavor: str, y_true: Any, prediction: Any, positive: Any = True) -> dict[str, Any] | None:
     """The counters one scored prediction adds (``None`` when there is no prediction to score)."""
     if prediction is None or (isinstance(prediction, Mapping) and not prediction):
         return None
@@ -86,7 +87,7 @@ def delta(flavor: str, y_true, prediction, positive=True) -> dict | None:
             "smape": 2.0 * abs(err) / denominator if denominator else 0.0,
         }
     label = _label(prediction)
-    change: dict = {"n": 1}
+    change: dict[str, Any] = {"n": 1}
     if isinstance(prediction, Mapping):
         change["np"] = 1
         change["loss"] = -math.log(_probability(prediction, y_true))
@@ -104,7 +105,7 @@ def delta(flavor: str, y_true, prediction, positive=True) -> dict | None:
     return change
 
 
-def merge(state: Mapping, change: Mapping | None) -> dict:
+def merge(state: Mapping[str, Any], change: Mapping[str, Any] | None) -> dict[str, Any]:
     """``state`` plus the counters of ``change`` (a :func:`delta` or another state); a new dict."""
     merged = dict(state)
     if not change:
@@ -120,7 +121,9 @@ def merge(state: Mapping, change: Mapping | None) -> dict:
     return merged
 
 
-def update(state: Mapping, flavor: str, y_true, prediction, positive=True) -> dict:
+def update(
+    state: Mapping[str, Any], flavor: str, y_true: Any, prediction: Any, positive: Any = True
+) -> dict[str, Any]:
     """New counters after scoring ``prediction`` against ``y_true`` (the input is left alone)."""
     return merge(state, delta(flavor, y_true, prediction, positive))
 
@@ -133,7 +136,7 @@ def _f1(precision: float, recall: float) -> float:
     return _ratio(2 * precision * recall, precision + recall)
 
 
-def values(state: Mapping, flavor: str) -> dict[str, float]:
+def values(state: Mapping[str, Any], flavor: str) -> dict[str, float]:
     """The metric values, by chantilly's names."""
     n = state.get("n", 0)
     if flavor == "regression":

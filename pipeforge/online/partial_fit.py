@@ -12,13 +12,16 @@ are ``None`` (not counted by the metrics).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["PartialFitModel", "as_online_model"]
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     item = getattr(value, "item", None)
     return item() if callable(item) else value
 
@@ -28,8 +31,8 @@ class PartialFitModel:
 
     def __init__(
         self,
-        estimator,
-        classes: Sequence | None = None,
+        estimator: Any,
+        classes: Sequence[Any] | None = None,
         features: Sequence[str] | None = None,
     ):
         self.estimator = estimator
@@ -44,7 +47,7 @@ class PartialFitModel:
         return "classifier" if is_classifier(self.estimator) else "regressor"
 
     @property
-    def positive_label(self):
+    def positive_label(self) -> Any:
         """sklearn's convention: the greater of the two classes is the positive one."""
         return sorted(self.classes)[-1] if self.classes else True
 
@@ -70,7 +73,7 @@ class PartialFitModel:
         return f"PartialFitModel({self.estimator!r}, classes={self.classes!r})"
 
     # -- the online interface -----------------------------------------------------------
-    def _row(self, x: dict, names: Sequence[str]):
+    def _row(self, x: dict[str, Any], names: Sequence[str]) -> np.ndarray:
         import numpy as np
 
         row = []
@@ -96,7 +99,7 @@ class PartialFitModel:
             names = self.features
         return names
 
-    def learn_one(self, x: dict, y: Any) -> None:
+    def learn_one(self, x: dict[str, Any], y: Any) -> None:
         names = self.features or self.__dict__.get("feature_names_") or sorted(x)
         row = self._row(x, names)
         if self.online_kind == "classifier":
@@ -105,13 +108,13 @@ class PartialFitModel:
             self.estimator.partial_fit(row, [float(y)])
         self.feature_names_ = list(names)
 
-    def predict_one(self, x: dict):
+    def predict_one(self, x: dict[str, Any]) -> Any:
         names = self._names()
         if names is None:
             return None
         return _plain(self.estimator.predict(self._row(x, names))[0])
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Callable[[dict[str, Any]], dict[Any, float] | None]:
         # predict_proba_one exists only where the estimator can give probabilities,
         # so flavors pick predict_one for e.g. a hinge-loss SGDClassifier.
         if name == "predict_proba_one" and self.online_kind == "classifier":
@@ -120,7 +123,7 @@ class PartialFitModel:
                 return self._predict_proba_one
         raise AttributeError(name)
 
-    def _predict_proba_one(self, x: dict):
+    def _predict_proba_one(self, x: dict[str, Any]) -> dict[Any, float] | None:
         names = self._names()
         if names is None:
             return None
@@ -128,7 +131,9 @@ class PartialFitModel:
         return {_plain(c): float(p) for c, p in zip(self.estimator.classes_, proba, strict=True)}
 
 
-def as_online_model(model, classes: Sequence | None = None, features: Sequence[str] | None = None):
+def as_online_model(
+    model: Any, classes: Sequence[Any] | None = None, features: Sequence[str] | None = None
+) -> Any:
     """``model`` itself when it has ``learn_one``; a scikit-learn ``partial_fit`` estimator wrapped.
 
     Raises ``ValueError`` saying what is missing otherwise.

@@ -70,7 +70,7 @@ class Replica:
 class Replicas:
     """The copies of one process, by model name."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._items: dict[str, Replica] = {}
         self._lock = threading.Lock()
 

@@ -1,4 +1,4 @@
-"""What the online API does, independent of HTTP: init, predict, learn, models, metrics, stats.
+"""What the online API does, independent of HTTP: predict, learn and replay.
 
 :class:`OnlineService` checks each request's body (every bad input is a
 :class:`~pipeforge.errors.RequestError` or one of
@@ -6,111 +6,40 @@
 model on this process's copy (:mod:`pipeforge.online.replicas`) and writes
 through the shared store (:mod:`pipeforge.online.store`). The HTTP routes
 (:mod:`pipeforge.online.http`) and ``pf-online`` both call it.
+
+The service is one object made of one part per concern: its state, setup
+and ``/api/init`` (:mod:`pipeforge.online.service_setup`), managing models
+(:mod:`pipeforge.online.model_admin`), metrics and statistics
+(:mod:`pipeforge.online.monitoring`), and, here, the requests that run a
+model: predict, learn, and the replay of history by ``pf-online replay``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
-import os
 import pickle
-import threading
 import time
-import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import RequestError
 from . import bodies
 from . import flavors as fl
 from . import metrics as mt
-from .config import OnlineSettings, check_name
-from .errors import UnknownModelError, UploadDisabledError
-from .partial_fit import as_online_model
-from .replicas import Replicas
-from .store import Event, ModelInfo, Pending, Seed
+from .errors import UnknownModelError
+from .model_admin import ModelAdmin
+from .monitoring import Monitoring, humanize_ns, metrics_event
+from .store import Event, ModelInfo, Pending
+
+if TYPE_CHECKING:
+    from ..progress import Progress
 
 __all__ = ["OnlineService", "humanize_ns"]
 
-logger = logging.getLogger(__name__)
 
-
-def humanize_ns(ns: int) -> str:
-    """A duration in ns as chantilly writes it: ``3ms408μs682ns``."""
-    if ns <= 0:
-        return "0ns"
-    parts = []
-    for unit, size in (
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("μs", 1_000),
-    ):
-        count, ns = divmod(ns, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    if ns:
-        parts.append(f"{ns}ns")
-    return "".join(parts)
-
-
-class OnlineService:
+class OnlineService(ModelAdmin, Monitoring):
     """The online API of one app (or one ``pf-online`` run) over a shared store."""
-
-    def __init__(self, settings: OnlineSettings):
-        self.settings = settings
-        self.store = settings.store
-        self.replicas = Replicas()
-        self._default_name: str | None = None  # the default model's name, as last seen
-        self._ready_pid: int | None = None
-        self._ready_lock = threading.Lock()
-
-    # -- setup ------------------------------------------------------------------------------
-    def seeds(self) -> list[Seed]:
-        return [
-            Seed(
-                spec.name,
-                spec.flavor,
-                pickle.dumps(spec.model, protocol=5),
-                spec.default,
-                mt.new_state(spec.flavor),
-            )
-            for spec in self.settings.models
-        ]
-
-    def ensure_ready(self) -> None:
-        """Put the config's models into the store, once per process (first request, not import)."""
-        if self._ready_pid == os.getpid():
-            return
-        with self._ready_lock:
-            if self._ready_pid != os.getpid():
-                self.store.ready(self.seeds(), self.settings.flavor)
-                self._ready_pid = os.getpid()
-
-    # -- init ---------------------------------------------------------------------------------
-    def get_init(self) -> dict:
-        self.ensure_ready()
-        flavor = self.store.flavor()
-        if flavor is None:
-            raise RequestError(
-                'no flavor has been set; POST /api/init with {"flavor": ...} '
-                "(or declare online_models in the config)"
-            )
-        return {"flavor": flavor, "storage": self.store.kind, **_versions()}
-
-    def init(self, body: Any) -> dict:
-        if not isinstance(body, dict) or "flavor" not in body:
-            raise RequestError("the body needs 'flavor': one of " + ", ".join(fl.FLAVORS))
-        try:
-            flavor = fl.check_flavor(body["flavor"])
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
-        self.store.reset(flavor, self.seeds())
-        self.replicas.clear()
-        self._ready_pid = os.getpid()
-        logger.info("online store erased; flavor is now %r", flavor)
-        return {"flavor": flavor, "storage": self.store.kind, **_versions()}
 
     # -- predict ------------------------------------------------------------------------------
     def predict(self, body: Any, started_ns: int | None = None) -> tuple[dict, int]:
@@ -118,7 +47,7 @@ class OnlineService:
         started_ns = time.perf_counter_ns() if started_ns is None else started_ns
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object with 'features'")
-        features = bodies.features(body, required=True)
+        features = cast(dict, bodies.features(body, required=True))  # required: never None
         key = bodies.request_id(body)
         name = bodies.model_name(body)
         self.ensure_ready()
@@ -135,7 +64,9 @@ class OnlineService:
         self.store.record_stat("predict", time.perf_counter_ns() - started_ns)
         return {"model": info.name, "prediction": plain}, (201 if key is not None else 200)
 
-    def _predict_and_keep(self, info: ModelInfo, listening: bool, key, features, body) -> Any:
+    def _predict_and_keep(
+        self, info: ModelInfo, listening: bool, key: str | None, features: dict, body: dict
+    ) -> Any:
         """Predict with the copy brought up to ``info``, then keep the id; the prediction."""
         text = json.dumps(features) if key is not None or listening else None
         replica = self.replicas.slot(info.name)
@@ -148,7 +79,7 @@ class OnlineService:
                 raise bodies.model_failed(info.name, "predict from", exc) from None
         plain = bodies.plain(prediction)
         pending = None
-        if key is not None:
+        if key is not None and text is not None:
             pending = (key, Pending(info.name, text, bodies.encode_prediction(prediction)))
         events = [self._predict_event(info, features, plain, body)] if listening else []
         self.store.after_predict(pending, events)
@@ -162,7 +93,9 @@ class OnlineService:
         kept); ``None`` when there is no copy to try.
         """
         guess = name if name is not None else self._default_name
-        replica = self.replicas.get(guess) if guess is not None else None
+        if guess is None:
+            return None
+        replica = self.replicas.get(guess)
         if replica is None:
             return None
         with replica.lock:
@@ -184,7 +117,7 @@ class OnlineService:
         return plain, info
 
     @staticmethod
-    def _predict_event(info: ModelInfo, features: dict, plain, body: dict) -> Event:
+    def _predict_event(info: ModelInfo, features: dict, plain: Any, body: dict) -> Event:
         data = {"model": info.name, "features": features, "prediction": plain}
         if "id" in body:
             data["id"] = body["id"]
@@ -192,6 +125,7 @@ class OnlineService:
 
     # -- learn ----------------------------------------------------------------------------------
     def learn(self, body: Any, started_ns: int | None = None) -> dict:
+        """``POST /api/learn``: learn the ground truth of an earlier ``id`` or of features."""
         started_ns = time.perf_counter_ns() if started_ns is None else started_ns
         if not isinstance(body, dict):
             raise RequestError(
@@ -282,135 +216,16 @@ class OnlineService:
             "prediction": bodies.plain(prediction),
             "ground_truth": bodies.plain(y),
         }
-        return [Event("learn", json.dumps(learn)), _metrics_event(info, state)]
-
-    # -- models ---------------------------------------------------------------------------------
-    def check_upload(self) -> None:
-        """Raise the 403 that says how to turn uploads on, unless they are on."""
-        if not self.settings.allow_upload:
-            raise UploadDisabledError(
-                "uploading models is off: it runs the uploaded code on the server. To turn it on, "
-                "set online: {allow_upload: true} in the config and guard it with "
-                "online_admin_decorators (e.g. a token check)"
-            )
-
-    def upload(self, data: bytes, name: str | None = None, flavor: str | None = None) -> dict:
-        """Store a pickled model (``POST /api/model``); it becomes the default."""
-        self.check_upload()
-        return self.add_model(data, name=name, flavor=flavor, source="upload")
-
-    def add_model(self, data: bytes, *, name: str | None, flavor: str | None, source: str) -> dict:
-        self.ensure_ready()
-        if name is not None and check_name(name):
-            raise RequestError(check_name(name))
-        if flavor is not None:
-            try:
-                flavor = fl.check_flavor(flavor)
-            except ValueError as exc:
-                raise RequestError(str(exc)) from None
-        flavor = flavor or self.store.flavor()
-        if flavor is None:
-            raise RequestError(
-                'no flavor has been set; POST /api/init with {"flavor": ...} first (or pass ?flavor=)'
-            )
-        if not data:
-            raise RequestError("the body must be a pickled model; got an empty body")
-        try:
-            model = pickle.loads(data)
-        except Exception as exc:
-            raise RequestError(f"the body is not a pickled model ({type(exc).__name__})") from None
-        try:
-            model = as_online_model(model)
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
-        problem = fl.model_problem(model, flavor)
-        if problem:
-            raise RequestError(f"the model does not fit flavor {flavor!r}: {problem}")
-        name = name or f"model-{uuid.uuid4().hex[:8]}"
-        blob = pickle.dumps(model, protocol=5)
-        self.store.put_model(
-            name, flavor, blob, source=source, make_default=True, metrics=mt.new_state(flavor)
-        )
-        self.replicas.drop(name)
-        logger.info("stored online model %r (%s, %d bytes)", name, flavor, len(blob))
-        return {"name": name}
-
-    def download(self, name: str | None) -> bytes:
-        self.ensure_ready()
-        info, _ = self.store.lookup(name)
-        replica = self.replicas.slot(info.name)
-        with replica.lock:
-            self.replicas.sync(replica, info, lambda uid, v: self.store.catch_up(info.name, uid, v))
-            return pickle.dumps(replica.model, protocol=5)
-
-    def delete(self, name: str) -> None:
-        self.ensure_ready()
-        if not self.store.delete_model(name):
-            raise UnknownModelError(f"no online model named {name!r}")
-        self.replicas.drop(name)
-
-    def models(self) -> dict:
-        self.ensure_ready()
-        infos = self.store.models()
-        return {
-            "models": sorted(info.name for info in infos),
-            "default": self.store.default(),
-            "info": {
-                info.name: {
-                    "flavor": info.flavor,
-                    "n_learnt": info.n_learnt,
-                    "n_scored": mt.count(info.metrics),
-                    "version": info.version,
-                    "source": info.source,
-                    "created": info.created,
-                }
-                for info in infos
-            },
-        }
-
-    def metrics(self, name: str | None = None) -> dict:
-        self.ensure_ready()
-        if name is None:
-            name = self.store.default()
-            if name is None:
-                if self.store.flavor() is None:
-                    raise RequestError(
-                        'no flavor has been set; POST /api/init with {"flavor": ...}'
-                    )
-                raise UnknownModelError(
-                    "no default online model; name one with ?model= or upload one"
-                )
-        info = self.store.model(name)
-        if info is None:
-            raise UnknownModelError(f"no online model named {name!r}")
-        return mt.values(info.metrics, info.flavor)
-
-    def stats(self) -> dict:
-        self.ensure_ready()
-        rows = self.store.stats()
-        recent = time.time() - 60.0
-        answer = {}
-        for endpoint in ("predict", "learn"):
-            mine = [r for r in rows if r["endpoint"] == endpoint]
-            n = sum(int(r["n"]) for r in mine)
-            mean = int(sum(float(r["total"]) for r in mine) / n) if n else 0
-            live = [r for r in mine if float(r["at"]) >= recent] or sorted(
-                mine, key=lambda r: r["at"]
-            )[-1:]
-            weight = sum(int(r["n"]) for r in live)
-            ewm = int(sum(float(r["ewm"]) * int(r["n"]) for r in live) / weight) if weight else 0
-            answer[endpoint] = {
-                "n_calls": n,
-                "mean_duration": mean,
-                "mean_duration_human": humanize_ns(mean),
-                "ewm_duration": ewm,
-                "ewm_duration_human": humanize_ns(ewm),
-            }
-        return answer
+        return [Event("learn", json.dumps(learn)), metrics_event(info, state)]
 
     # -- replay ---------------------------------------------------------------------------------
     def replay(
-        self, name: str, rows: Iterable[tuple[dict, Any]], *, chunk: int = 500, progress=None
+        self,
+        name: str,
+        rows: Iterable[tuple[dict, Any]],
+        *,
+        chunk: int = 500,
+        progress: Progress | None = None,
     ) -> dict:
         """Predict then learn each ``(features, ground truth)`` row; the run's metrics by name.
 
@@ -466,22 +281,6 @@ class OnlineService:
                 snapshot=pickle.dumps(model, protocol=5),
                 metrics=state,
                 keep_log=0,
-                events=[_metrics_event(info, state)],
+                events=[metrics_event(info, state)],
             )
         return info.flavor, own
-
-
-def _metrics_event(info: ModelInfo, state) -> Event:
-    """The ``metrics`` SSE event of a model after a learn (its metrics and their count)."""
-    data = {"model": info.name, "metrics": mt.values(state, info.flavor), "n": mt.count(state)}
-    return Event("metrics", json.dumps(data))
-
-
-def _versions() -> dict:
-    versions = {}
-    for module in ("river", "sklearn"):
-        try:
-            versions[f"{module}_version"] = __import__(module).__version__
-        except ImportError:
-            versions[f"{module}_version"] = None
-    return versions

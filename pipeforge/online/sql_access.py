@@ -20,19 +20,44 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ConfigError
 from .errors import StoreError
 
+if TYPE_CHECKING:
+    import sqlite3
+    from typing import TypeAlias
+
+    import psycopg
+    from sqlalchemy.engine import Engine
+
+    from ..config import Config
+    from ..persistence.database import Database
+
+    #: A driver connection of the store: sqlite3's or psycopg's (both have ``execute``).
+    DriverConnection: TypeAlias = sqlite3.Connection | psycopg.Connection[Any]
+    #: What ``DriverConnection.execute`` returns.
+    DriverCursor: TypeAlias = sqlite3.Cursor | psycopg.Cursor[Any]
+
 __all__ = ["SQLAccess"]
 
-_ABANDONED: list = []  # connections inherited across fork: never closed by the child
+_ABANDONED: list[Any] = []  # connections inherited across fork: never closed by the child
 
 
 class SQLAccess:
     """The database side of :class:`~pipeforge.online.sql_store.SQLStore` (created at first use)."""
 
-    def __init__(self, url, *, synchronous: str, table_prefix: str, engine_options, config):
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        synchronous: str,
+        table_prefix: str,
+        engine_options: dict[str, Any] | None,
+        config: Config | None,
+    ):
         self.url = url
         self.synchronous = synchronous
         self.table_prefix = table_prefix
@@ -40,16 +65,16 @@ class SQLAccess:
         self.config = config
         self._lock_obj = threading.Lock()
         self._local = threading.local()
-        self._opened: list = []  # (pid, connection) of every connection opened
+        self._opened: list[tuple[int, Any]] = []  # (pid, connection) of every connection opened
         self._sql_cache: dict[str, str] = {}
-        self._setup_cache = None
-        self._database_obj = None
+        self._setup_cache: tuple[Engine, str] | None = None
+        self._database_obj: Database | None = None
         self._own_database = False
 
     def _lock(self) -> threading.Lock:
         return self._lock_obj
 
-    def _database(self):
+    def _database(self) -> tuple[Database, bool]:
         from ..persistence.database import Database
 
         config = self.config
@@ -63,7 +88,7 @@ class SQLAccess:
             database.initialize_component(config)
         return database, True
 
-    def setup(self):
+    def setup(self) -> tuple[Engine, str]:
         """(engine, dialect name, table names), created at first use."""
         setup = self._setup_cache
         if setup is not None:
@@ -83,7 +108,7 @@ class SQLAccess:
                 setup = self._setup_cache = (engine, dialect)
         return setup
 
-    def _create_tables(self, engine) -> None:
+    def _create_tables(self, engine: Engine) -> None:
         import sqlalchemy as sa
 
         p = self.table_prefix
@@ -91,7 +116,7 @@ class SQLAccess:
         col, text, big = sa.Column, sa.Text, sa.BigInteger
         # Small rows keyed by text: SQLite keeps them in their key's b-tree (WITHOUT ROWID),
         # so a write touches one b-tree instead of a table and its key's index.
-        compact = {"sqlite_with_rowid": False}
+        compact: dict[str, Any] = {"sqlite_with_rowid": False}
         sa.Table(
             f"{p}meta",
             md,
@@ -178,10 +203,10 @@ class SQLAccess:
             with engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
-    def conn(self):
+    def conn(self) -> DriverConnection:
         """This thread's driver connection (autocommit; transactions are explicit)."""
         local = self._local
-        conn = getattr(local, "conn", None)
+        conn: Any = getattr(local, "conn", None)  # sqlite3's or psycopg's, by the dialect
         if conn is not None and local.pid == os.getpid():
             return conn
         if conn is not None:
@@ -243,11 +268,11 @@ class SQLAccess:
             cache[text] = sql
         return sql
 
-    def run(self, conn, text: str, params=()):
+    def run(self, conn: DriverConnection, text: str, params: Sequence[Any] = ()) -> DriverCursor:
         return conn.execute(self.sql(text), params)
 
     @contextlib.contextmanager
-    def txn(self, write: bool = True):
+    def txn(self, write: bool = True) -> Iterator[DriverConnection]:
         _engine, dialect = self.setup()
         try:
             conn = self.conn()
@@ -272,7 +297,7 @@ class SQLAccess:
             raise
 
     @contextlib.contextmanager
-    def folded_txn(self, hot: tuple[str, ...] = ()):
+    def folded_txn(self, hot: tuple[str, ...] = ()) -> Iterator[Folded]:
         """A PostgreSQL write transaction whose ``BEGIN`` and ``COMMIT`` travel with statements.
 
         Yields a :class:`Folded`: each :meth:`Folded.send` is one simple
@@ -286,7 +311,7 @@ class SQLAccess:
         import psycopg
 
         try:
-            conn = self.conn()
+            conn = cast("psycopg.Connection[Any]", self.conn())  # PostgreSQL's, here
         except Exception as exc:
             raise StoreError(f"cannot connect to the online store: {exc}") from exc
         local = self._local
@@ -308,7 +333,7 @@ class SQLAccess:
                 raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
             raise
 
-    def read(self, text: str, params=()) -> list:
+    def read(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             return self.run(self.conn(), text, params).fetchall()
         except Exception as exc:
@@ -325,11 +350,11 @@ class SQLAccess:
             "DatabaseError",
         )
 
-    def drop_broken(self, conn) -> None:
+    def drop_broken(self, conn: DriverConnection | None) -> None:
         if conn is None or getattr(conn, "closed", False) or getattr(conn, "broken", False):
             self.drop_conn()
 
-    def write(self, text: str, params) -> None:
+    def write(self, text: str, params: Sequence[Any]) -> None:
         try:
             self.run(self.conn(), text, params)
         except Exception as exc:
@@ -339,7 +364,7 @@ class SQLAccess:
             raise
 
 
-def _rollback(conn) -> None:
+def _rollback(conn: DriverConnection) -> None:
     """``ROLLBACK``; on PostgreSQL straight through libpq.
 
     psycopg answers a ``ROLLBACK`` it sees with ``DEALLOCATE ALL`` (in case
@@ -363,28 +388,38 @@ class Folded:
     ``EXECUTE``, so PostgreSQL neither parses nor plans them again.
     """
 
-    def __init__(self, conn, cursor, sql):
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        cursor: psycopg.ClientCursor[Any],
+        sql: Callable[[str], str],
+    ):
         self.conn = conn
         self.cursor = cursor
         self._sql = sql
         self._prepared: dict[str, str] = {}
         self._token = uuid.uuid4().hex[:8]  # new names if the old ones were deallocated
 
-    def prepare(self, texts) -> None:
+    def prepare(self, texts: Iterable[str]) -> None:
         for text in texts:
             if text in self._prepared:
                 continue
-            count = itertools.count(1)
-            numbered = re.sub(r"%s", lambda _m, c=count: f"${next(c)}", self._sql(text))
+            numbered, n_params = _numbered(self._sql(text))
             name = f"pf_online_{self._token}_{len(self._prepared)}"
             self.conn.execute(f"PREPARE {name} AS {numbered}")
-            params = ", ".join(["%s"] * (next(count) - 1))
+            params = ", ".join(["%s"] * n_params)
             self._prepared[text] = f"EXECUTE {name}({params})" if params else f"EXECUTE {name}"
 
-    def send(self, statements, *, begin: bool = False, commit: bool = False) -> list:
+    def send(
+        self,
+        statements: Iterable[tuple[str, Sequence[Any]]],
+        *,
+        begin: bool = False,
+        commit: bool = False,
+    ) -> list[Any]:
         """Run ``(text, params)`` statements in one round trip; with ``begin``, the first's rows."""
         parts = ["BEGIN"] if begin else []
-        params: list = []
+        params: list[Any] = []
         for text, bound in statements:
             parts.append(self._prepared.get(text) or self._sql(text))
             params.extend(bound)
@@ -396,3 +431,10 @@ class Folded:
             return []
         cursor.nextset()
         return cursor.fetchall()
+
+
+def _numbered(sql: str) -> tuple[str, int]:
+    """``sql`` with its ``%s`` placeholders numbered ``$1, $2, ...``, and how many there are."""
+    count = itertools.count(1)
+    numbered = re.sub(r"%s", lambda _m: f"${next(count)}", sql)
+    return numbered, next(count) - 1

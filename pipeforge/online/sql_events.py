@@ -14,8 +14,14 @@ time, so its ids appear in order.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from .store import LISTENER_TTL, Event, now
+
+if TYPE_CHECKING:
+    from .sql_access import DriverConnection, DriverCursor
 
 __all__ = ["SQLEvents"]
 
@@ -45,16 +51,26 @@ def _format_cursor(last: int, gaps: dict[int, float]) -> str:
 class SQLEvents:
     """The event methods of :class:`~pipeforge.online.sql_store.SQLStore` (a mixin)."""
 
-    def _record(self, conn, events: list[Event]) -> None:
+    if TYPE_CHECKING:  # what SQLStore provides
+        poll_interval: float
+
+        def _run(
+            self, conn: DriverConnection, text: str, params: Sequence[Any] = ()
+        ) -> DriverCursor: ...
+        def _read(self, text: str, params: Sequence[Any] = ()) -> list[Any]: ...
+        def _txn(self, write: bool = True) -> AbstractContextManager[DriverConnection]: ...
+        def _put_meta(self, conn: DriverConnection, key: str, value: str) -> None: ...
+
+    def _record(self, conn: DriverConnection, events: list[Event]) -> None:
         for statement, params in self._event_statements(events):
             self._run(conn, statement, params)
 
-    def _event_statements(self, events: list[Event]) -> list[tuple[str, tuple]]:
+    def _event_statements(self, events: list[Event]) -> list[tuple[str, tuple[Any, ...]]]:
         """The statements that write ``events`` (and now and then drop the oldest)."""
         if not events:
             return []
         at = now()
-        statements = [
+        statements: list[tuple[str, tuple[Any, ...]]] = [
             (
                 "INSERT INTO {p}events (kind, data, at) VALUES (?, ?, ?)",
                 (event.kind, event.data, at),
@@ -83,7 +99,7 @@ class SQLEvents:
         deadline = time.monotonic() + timeout
         while True:
             query = "SELECT id, kind, data FROM {p}events WHERE id > ?"
-            params: list = [last]
+            params: list[Any] = [last]
             if gaps:
                 query += " OR id IN (" + ", ".join("?" * len(gaps)) + ")"
                 params.extend(gaps)

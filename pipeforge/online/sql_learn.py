@@ -26,10 +26,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
-from .errors import UnknownModelError
+from .errors import UnknownIdError, UnknownModelError
 from .sql_events import INSERT_EVENT, TRIM_EVENTS
-from .store import CatchUp, Learning, ModelInfo, Pending, now
+from .store import CatchUp, Event, Learning, ModelInfo, Pending, now
+
+if TYPE_CHECKING:
+    from .sql_access import DriverConnection, DriverCursor, Folded, SQLAccess
 
 __all__ = ["SQLLearn"]
 
@@ -77,7 +83,7 @@ _UPSERT_PENDING = (
 )
 
 
-def _learning_info(row) -> ModelInfo:
+def _learning_info(row: Sequence[Any]) -> ModelInfo:
     """The model's record before this learn, from the ``UPDATE … RETURNING`` that counted it."""
     name, uid, flavor, version, snapshot_version, n_learnt, source, created = row
     return ModelInfo(
@@ -94,6 +100,34 @@ def _learning_info(row) -> ModelInfo:
 
 class SQLLearn:
     """The learn and keep methods of :class:`~pipeforge.online.sql_store.SQLStore` (a mixin)."""
+
+    if TYPE_CHECKING:  # what SQLStore provides
+
+        def _access(self) -> SQLAccess: ...
+        def _run(
+            self, conn: DriverConnection, text: str, params: Sequence[Any] = ()
+        ) -> DriverCursor: ...
+        def _read(self, text: str, params: Sequence[Any] = ()) -> list[Any]: ...
+        def _write(self, text: str, params: Sequence[Any]) -> None: ...
+        def _txn(self, write: bool = True) -> AbstractContextManager[DriverConnection]: ...
+        def _record(self, conn: DriverConnection, events: list[Event]) -> None: ...
+        def _unknown(
+            self, name: str | None, conn: DriverConnection | None = None
+        ) -> UnknownModelError: ...
+        def pending_ttl(self) -> float | None: ...
+        def unknown_id(self, pending_id: str | None) -> UnknownIdError: ...
+        def _event_statements(self, events: list[Event]) -> list[tuple[str, tuple[Any, ...]]]: ...
+        def _fold(
+            self, conn: DriverConnection, uid: str, base: dict[str, Any], after: int, upto: int
+        ) -> dict[str, Any]: ...
+        def _catch_up(
+            self,
+            conn: DriverConnection,
+            uid: str,
+            version: int,
+            have_uid: str | None,
+            have_version: int,
+        ) -> CatchUp: ...
 
     def _postgres(self) -> bool:
         return self._access().setup()[1] == "postgresql"
@@ -124,14 +158,14 @@ class SQLLearn:
             logger.warning("deleting expired ids failed; trying again later", exc_info=True)
 
     # -- predict ---------------------------------------------------------------------------
-    def after_predict(self, pending, events) -> None:
+    def after_predict(self, pending: tuple[str, Pending] | None, events: list[Event]) -> None:
         if pending is None and not events:
             return
         row = None
         if pending is not None:
             key, record = pending
             row = (key, record.model, record.features, record.prediction, now())
-        if not events:
+        if row is not None and not events:  # (no events: there is a row, see above)
             # One statement is its own transaction: no BEGIN/COMMIT round trips.
             self._write(_UPSERT_PENDING, row)
         else:
@@ -142,7 +176,9 @@ class SQLLearn:
         if row is not None and self._sweep_due():
             self._sweep()
 
-    def keep_current(self, name, uid, version, pending):
+    def keep_current(
+        self, name: str | None, uid: str, version: int, pending: tuple[str, Pending]
+    ) -> tuple[ModelInfo, bool, bool]:
         key, record = pending
         text = _KEEP.replace("{name}", "?" if name is not None else _DEFAULT)
         params = (key, record.features, record.prediction, now(), uid, version)
@@ -157,7 +193,7 @@ class SQLLearn:
 
     # -- learn -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def learning(self, pending_id: str | None, name: str | None):
+    def learning(self, pending_id: str | None, name: str | None) -> Iterator[Learning]:
         where = "name = ?" if name is not None else "name = " + _DEFAULT
         by_name = (name,) if name is not None else ()
         if self._postgres():
@@ -197,7 +233,15 @@ class SQLLearn:
             if not learning.committed:
                 raise RuntimeError("a learn left without commit")  # rolls the transaction back
 
-    def _take(self, conn, rows, pending, pending_id, name, folded) -> _SQLLearning:
+    def _take(
+        self,
+        conn: DriverConnection,
+        rows: list[Any],
+        pending: Pending | None,
+        pending_id: str | None,
+        name: str | None,
+        folded: Folded | None,
+    ) -> _SQLLearning:
         if not rows:
             if pending is not None:
                 raise UnknownModelError(
@@ -212,7 +256,14 @@ class SQLLearn:
 
 
 class _SQLLearning(Learning):
-    def __init__(self, store, conn, pending: Pending | None, model: ModelInfo, folded):
+    def __init__(
+        self,
+        store: SQLLearn,
+        conn: DriverConnection,
+        pending: Pending | None,
+        model: ModelInfo,
+        folded: Folded | None,
+    ):
         self.store = store
         self.conn = conn
         self.pending = pending
@@ -221,11 +272,11 @@ class _SQLLearning(Learning):
         self.committed = False
         self.listening = False
 
-    def catch_up(self, have_uid, have_version) -> CatchUp:
+    def catch_up(self, have_uid: str | None, have_version: int) -> CatchUp:
         model = self.model
         return self.store._catch_up(self.conn, model.uid, model.version, have_uid, have_version)
 
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, Any]:
         store, model = self.store, self.model
         rows = store._run(
             self.conn, "SELECT metrics FROM {p}models WHERE name = ?", (model.name,)
@@ -234,10 +285,19 @@ class _SQLLearning(Learning):
             self.conn, model.uid, json.loads(rows[0][0]), model.snapshot_version, model.version
         )
 
-    def commit(self, *, entries, learnt, snapshot=None, metrics=None, keep_log=0, events=()) -> int:
+    def commit(
+        self,
+        *,
+        entries: list[tuple[str, str, str | None]],
+        learnt: int,
+        snapshot: bytes | None = None,
+        metrics: dict[str, Any] | None = None,
+        keep_log: int = 0,
+        events: Sequence[Event] = (),
+    ) -> int:
         store, model = self.store, self.model
         version = model.version + learnt
-        statements: list[tuple[str, tuple]] = []
+        statements: list[tuple[str, tuple[Any, ...]]] = []
         for i, entry in enumerate(entries):
             statements.append((_INSERT_LOG, (model.uid, model.version + 1 + i, *entry)))
         if learnt != 1:  # the lock counted one learn already

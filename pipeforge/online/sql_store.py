@@ -24,6 +24,9 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from . import metrics
@@ -32,6 +35,10 @@ from .sql_access import SQLAccess
 from .sql_events import SQLEvents
 from .sql_learn import SQLLearn
 from .store import CatchUp, ModelInfo, OnlineStore, Seed, new_uid, now
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .sql_access import DriverConnection, DriverCursor
 
 __all__ = ["SQLStore"]
 
@@ -42,7 +49,7 @@ logger = logging.getLogger(__name__)
 _MODEL_COLUMNS = "name, uid, flavor, version, snapshot_version, n_learnt, source, created, metrics"
 
 
-def _info(row, with_metrics: bool = True) -> ModelInfo:
+def _info(row: Sequence[Any], with_metrics: bool = True) -> ModelInfo:
     name, uid, flavor, version, snapshot_version, n_learnt, source, created, metrics = row
     return ModelInfo(
         name=name,
@@ -74,7 +81,7 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         *,
         synchronous: str = "NORMAL",
         table_prefix: str = "pf_online_",
-        engine_options: dict | None = None,
+        engine_options: dict[str, Any] | None = None,
         poll_interval: float = 0.1,
     ):
         self.url = url
@@ -87,11 +94,11 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         return f"SQLStore(url={self.url!r})"
 
     # -- setup --------------------------------------------------------------------------
-    def bind(self, config) -> None:
+    def bind(self, config: Config) -> None:
         self.__dict__["_config"] = config
 
     def _check(self) -> None:
-        def bad(param, expected, got):
+        def bad(param: str, expected: str, got: object) -> ConfigError:
             return ConfigError(
                 f"parameter {param!r} of SQLStore must be {expected}; got {got!r} instead"
             )
@@ -132,19 +139,19 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
             access.close()
 
     # The statements below are written with ``{p}`` for the table prefix and ``?`` placeholders.
-    def _run(self, conn, text: str, params=()):
+    def _run(self, conn: DriverConnection, text: str, params: Sequence[Any] = ()) -> DriverCursor:
         return self._access().run(conn, text, params)
 
     def _sql(self, text: str) -> str:
         return self._access().sql(text)
 
-    def _txn(self, write: bool = True):
+    def _txn(self, write: bool = True) -> AbstractContextManager[DriverConnection]:
         return self._access().txn(write)
 
-    def _read(self, text: str, params=()) -> list:
+    def _read(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._access().read(text, params)
 
-    def _write(self, text: str, params) -> None:
+    def _write(self, text: str, params: Sequence[Any]) -> None:
         self._access().write(text, params)
 
     # -- flavor, seeding, reset ----------------------------------------------------------
@@ -152,7 +159,7 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         rows = self._read("SELECT v FROM {p}meta WHERE k = 'flavor'")
         return rows[0][0] if rows else None
 
-    def _put_meta(self, conn, key: str, value: str) -> None:
+    def _put_meta(self, conn: DriverConnection, key: str, value: str) -> None:
         self._run(
             conn,
             "INSERT INTO {p}meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
@@ -167,7 +174,7 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         with self._txn() as conn:
             self._seed(conn, missing, flavor)
 
-    def _seed(self, conn, seeds: list[Seed], flavor: str | None) -> None:
+    def _seed(self, conn: DriverConnection, seeds: list[Seed], flavor: str | None) -> None:
         have = {row[0]: row[1] for row in self._run(conn, "SELECT k, v FROM {p}meta").fetchall()}
         if flavor is not None and "flavor" not in have:
             self._put_meta(conn, "flavor", flavor)
@@ -205,17 +212,20 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         )
         return infos[0] if infos else None
 
-    def _with_deltas(self, query: str, params) -> list[ModelInfo]:
+    def _with_deltas(self, query: str, params: Sequence[Any]) -> list[ModelInfo]:
         """Model records whose metrics include the deltas logged since their snapshot."""
         with self._txn(write=False) as conn:
             infos = [_info(row) for row in self._run(conn, query, params).fetchall()]
             for info in infos:
-                info.metrics = self._fold(
-                    conn, info.uid, info.metrics, info.snapshot_version, info.version
-                )
+                if info.metrics is not None:  # (always read here)
+                    info.metrics = self._fold(
+                        conn, info.uid, info.metrics, info.snapshot_version, info.version
+                    )
         return infos
 
-    def _fold(self, conn, uid: str, base: dict, after: int, upto: int) -> dict:
+    def _fold(
+        self, conn: DriverConnection, uid: str, base: dict[str, Any], after: int, upto: int
+    ) -> dict[str, Any]:
         if upto <= after:
             return base
         rows = self._run(
@@ -232,7 +242,15 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         rows = self._read("SELECT v FROM {p}meta WHERE k = 'default'")
         return rows[0][0] if rows else None
 
-    def _insert_model(self, conn, name, flavor, blob, source, metrics) -> ModelInfo:
+    def _insert_model(
+        self,
+        conn: DriverConnection,
+        name: str,
+        flavor: str,
+        blob: bytes,
+        source: str,
+        metrics: dict[str, Any],
+    ) -> ModelInfo:
         uid = new_uid()
         created = now()
         row = (name, uid, flavor, 0, 0, 0, source, created, json.dumps(metrics))
@@ -246,7 +264,16 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         )
         return _info(row)
 
-    def put_model(self, name, flavor, blob, *, source, make_default, metrics) -> ModelInfo:
+    def put_model(
+        self,
+        name: str,
+        flavor: str,
+        blob: bytes,
+        *,
+        source: str,
+        make_default: bool,
+        metrics: dict[str, Any],
+    ) -> ModelInfo:
         with self._txn() as conn:
             self._forget(conn, name)
             info = self._insert_model(conn, name, flavor, blob, source, metrics)
@@ -254,7 +281,7 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
                 self._put_meta(conn, "default", name)
         return info
 
-    def _forget(self, conn, name: str) -> bool:
+    def _forget(self, conn: DriverConnection, name: str) -> bool:
         rows = self._run(
             conn, "SELECT uid FROM {p}models WHERE name = ? FOR UPDATE", (name,)
         ).fetchall()
@@ -289,7 +316,7 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         info = ModelInfo(model, uid, flavor, int(version), int(snapshot_version))
         return info, listeners is not None and float(listeners) > now()
 
-    def _unknown(self, name: str | None, conn=None) -> UnknownModelError:
+    def _unknown(self, name: str | None, conn: DriverConnection | None = None) -> UnknownModelError:
         query = "SELECT name FROM {p}models ORDER BY name"
         rows = self._run(conn, query).fetchall() if conn is not None else self._read(query)
         known = ", ".join(repr(row[0]) for row in rows) or "none"
@@ -309,7 +336,14 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
             uid, version = rows[0]
             return self._catch_up(conn, uid, int(version), have_uid, have_version)
 
-    def _catch_up(self, conn, uid: str, version: int, have_uid, have_version: int) -> CatchUp:
+    def _catch_up(
+        self,
+        conn: DriverConnection,
+        uid: str,
+        version: int,
+        have_uid: str | None,
+        have_version: int,
+    ) -> CatchUp:
         log = "SELECT version, features, y FROM {p}log WHERE uid = ? AND version > ? AND version <= ? ORDER BY version"
         if have_uid == uid and have_version <= version:
             entries = self._run(conn, log, (uid, have_version, version)).fetchall()
@@ -326,7 +360,7 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
             raise StoreError(f"the online store lost log entries of model {uid}")
         return CatchUp(uid, version, data, snap_version, [tuple(e) for e in entries])
 
-    def _write_stats(self, rows: list[tuple]) -> None:
+    def _write_stats(self, rows: list[tuple[Any, ...]]) -> None:
         with self._txn() as conn:
             for row in rows:
                 self._run(
@@ -338,7 +372,7 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
                 )
 
     # -- monitoring ---------------------------------------------------------------------
-    def stats(self) -> list[dict]:
+    def stats(self) -> list[dict[str, Any]]:
         self.flush_stats()
         rows = self._read("SELECT endpoint, n, total, ewm, at FROM {p}stats")
         keys = ("endpoint", "n", "total", "ewm", "at")

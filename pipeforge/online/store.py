@@ -15,23 +15,27 @@ new snapshot only every so often, so learning costs a few small writes, not
 a pickle of the model. Each process keeps its own copy of each model (see
 :mod:`pipeforge.online.replicas`) and brings it up to date by replaying the
 log entries it has not seen.
+
+This module is the interface both implement; the records it takes and
+returns are :mod:`pipeforge.online.records`, and each process's counting of
+calls for ``GET /api/stats`` is :mod:`pipeforge.online.call_stats`.
 """
 
 from __future__ import annotations
 
 import abc
-import atexit
 import contextlib
 import logging
-import os
-import socket
-import threading
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from .call_stats import ProcessStats
 from .errors import UnknownIdError
+from .records import CatchUp, Event, ModelInfo, Pending, Seed, new_uid
+from .records import now as now  # the stores' clock, imported from here by the SQL modules
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = [
     "OnlineStore",
@@ -46,76 +50,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EWM_ALPHA = 0.3  # chantilly's weight of the newest duration
 LISTENER_TTL = 30.0  # seconds an SSE stream counts as listening after its last heartbeat
-STATS_SECONDS = 1.0  # how often a process writes its call statistics
-
-
-def new_uid() -> str:
-    """A fresh identity for a stored model: a replaced model never shares its cache entry."""
-    return uuid.uuid4().hex
-
-
-def now() -> float:
-    return time.time()
-
-
-@dataclass(slots=True)
-class ModelInfo:
-    """A stored model's record (without the model itself)."""
-
-    name: str
-    uid: str
-    flavor: str
-    version: int
-    snapshot_version: int = 0
-    n_learnt: int = 0
-    source: str = ""
-    created: float = 0.0
-    metrics: dict | None = None
-
-
-@dataclass(frozen=True)
-class Pending:
-    """What ``/api/predict`` stored under an ``id``: model name, features and prediction (JSON)."""
-
-    model: str
-    features: str
-    prediction: str
-
-
-@dataclass(frozen=True)
-class Event:
-    """An event for the SSE streams: ``kind`` (``predict``, ``learn``, ``metrics``) and JSON text."""
-
-    kind: str
-    data: str
-
-
-@dataclass(frozen=True)
-class Seed:
-    """A model of the config, put into the store the first time the store sees its name."""
-
-    name: str
-    flavor: str
-    blob: bytes
-    default: bool = False
-    metrics: dict = field(default_factory=dict)
-
-
-@dataclass
-class CatchUp:
-    """What a process needs to bring its copy of a model to the stored version.
-
-    ``snapshot`` is ``None`` when the copy at ``(uid, have_version)`` can
-    simply replay ``entries`` (``(version, features JSON, ground truth JSON)``).
-    """
-
-    uid: str
-    version: int
-    snapshot: bytes | None = None
-    snapshot_version: int = 0
-    entries: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 class Learning(abc.ABC):
@@ -148,7 +83,7 @@ class Learning(abc.ABC):
         snapshot: bytes | None = None,
         metrics: dict | None = None,
         keep_log: int = 0,
-        events: list[Event] = (),
+        events: Sequence[Event] = (),
     ) -> int:
         """Store the learn atomically; returns the model's new version.
 
@@ -161,90 +96,13 @@ class Learning(abc.ABC):
         """
 
 
-class _ProcessStats:
-    """This process's call statistics, counted in memory and written by a thread once a second.
-
-    Each process writes its own row (so processes never contend for one),
-    and a request never waits for it. ``GET /api/stats`` sums the rows.
-    """
-
-    def __init__(self, write):
-        self._write = write
-        self._lock = threading.Lock()
-        self._pid = None
-        self.token = ""
-        self._ewm: dict[str, float] = {}
-        self._pending: dict[str, list] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def record(self, endpoint: str, duration_ns: int) -> None:
-        with self._lock:
-            if self._pid != os.getpid():  # a new process (fork): new row, new thread
-                self._pid = os.getpid()
-                self.token = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}"
-                self._ewm.clear()
-                self._pending.clear()
-                self._stop = threading.Event()
-                self._thread = threading.Thread(
-                    target=self._run, name="pipeforge-online-stats", daemon=True
-                )
-                self._thread.start()
-                atexit.register(self.flush)
-            old = self._ewm.get(endpoint)
-            ewm = (
-                float(duration_ns)
-                if old is None
-                else EWM_ALPHA * duration_ns + (1 - EWM_ALPHA) * old
-            )
-            self._ewm[endpoint] = ewm
-            entry = self._pending.setdefault(endpoint, [0, 0.0])
-            entry[0] += 1
-            entry[1] += duration_ns
-
-    def _run(self) -> None:
-        while not self._stop.wait(STATS_SECONDS):
-            self.flush()
-
-    def flush(self) -> None:
-        """Write what this process counted since the last flush (errors are logged, counts kept)."""
-        with self._lock:
-            if self._pid != os.getpid() or not self._pending:
-                return
-            rows = [
-                (self.token, e, n, total, self._ewm[e], now())
-                for e, (n, total) in self._pending.items()
-            ]
-            self._pending = {}
-        try:
-            self._write(rows)
-        except Exception:
-            logger.warning("writing call statistics failed; retrying later", exc_info=True)
-            with self._lock:
-                for _token, endpoint, n, total, _ewm, _at in rows:
-                    entry = self._pending.setdefault(endpoint, [0, 0.0])
-                    entry[0] += n
-                    entry[1] += total
-
-    def discard(self) -> None:
-        """Forget what was counted and not written yet (the store is being erased)."""
-        with self._lock:
-            self._pending = {}
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._pid == os.getpid():
-            self._thread.join(5.0)
-        self.flush()
-
-
 class OnlineStore(abc.ABC):
     """Where online models and their state live, shared by every process (see the module doc)."""
 
     #: shown by ``GET /api/init`` as ``storage``
     kind = "abstract"
 
-    def bind(self, config) -> None:  # noqa: B027 - optional hook
+    def bind(self, config: Config) -> None:  # noqa: B027 - optional hook
         """Learn the config's folder and siblings before first use (no I/O here)."""
 
     def expire_pending(self, seconds: float | None) -> None:
@@ -255,7 +113,7 @@ class OnlineStore(abc.ABC):
         """How long an ``id`` waits for its learn, in seconds (``None``: until an init)."""
         return self.__dict__.get("_pending_ttl")
 
-    def unknown_id(self, pending_id: str) -> UnknownIdError:
+    def unknown_id(self, pending_id: str | None) -> UnknownIdError:
         """The 404 of a learn whose ``id`` has nothing stored."""
         ttl = self.pending_ttl()
         why = "it was never predicted with, or it was learnt already"
@@ -283,14 +141,17 @@ class OnlineStore(abc.ABC):
         """
         raise NotImplementedError
 
-    def _process_stats(self) -> _ProcessStats:
+    def _process_stats(self) -> ProcessStats:
         stats = self.__dict__.get("_proc_stats")
         if stats is None:
-            stats = self.__dict__.setdefault("_proc_stats", _ProcessStats(self._write_stats))
+            stats = self.__dict__.setdefault("_proc_stats", ProcessStats(self._write_stats))
         return stats
 
     def record_stat(self, endpoint: str, duration_ns: int) -> None:
-        """Count one answered call of ``endpoint`` (written within :data:`STATS_SECONDS`)."""
+        """Count one answered call of ``endpoint`` (written within ``STATS_SECONDS``).
+
+        See :mod:`pipeforge.online.call_stats`.
+        """
         self._process_stats().record(endpoint, duration_ns)
 
     def _discard_stats(self) -> None:
@@ -395,8 +256,3 @@ class OnlineStore(abc.ABC):
         stats = self.__dict__.get("_proc_stats")
         if stats is not None:
             stats.stop()
-
-
-def iter_chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

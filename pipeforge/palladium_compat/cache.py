@@ -19,7 +19,7 @@ import hashlib
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
@@ -38,11 +38,13 @@ class AbstractCache:
 
     cache: Any = None
 
-    def __init__(self, compute_key: Callable | None = None, ignore: bool | Callable = False):
+    def __init__(
+        self, compute_key: Callable | None = None, ignore: bool | Callable = False
+    ) -> None:
         self.compute_key = compute_key
         self.ignore = ignore
 
-    def __call__(self, func):
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         self.func = func
 
         @wraps(func)
@@ -61,7 +63,7 @@ class AbstractCache:
             self.cache[key] = value
             return value
 
-        cached.__cache__ = self
+        cached.__cache__ = self  # type: ignore[attr-defined]
         return cached
 
 
@@ -73,13 +75,13 @@ class DiskCache(AbstractCache):
 
     filename_tmpl = os.path.join(tempfile.gettempdir(), "pld", "cache-{module}.{func}-{key}.pickle")
 
-    def __init__(self, *args, filename_tmpl: str | None = None, **kwargs):
+    def __init__(self, *args: Any, filename_tmpl: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if filename_tmpl is not None:
             self.filename_tmpl = filename_tmpl
 
     @property
-    def cache(self):
+    def cache(self) -> DiskCache:
         return self
 
     def _filename(self, key) -> str:
@@ -93,23 +95,23 @@ class DiskCache(AbstractCache):
             module=self.func.__module__, func=self.func.__name__, key=digest
         )
 
-    def load(self, filename: str):
+    def load(self, filename: str) -> Any:
         import joblib
 
         return joblib.load(filename)
 
-    def dump(self, value, filename: str) -> None:
+    def dump(self, value: Any, filename: str) -> None:
         import joblib
 
         joblib.dump(value, filename)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         filename = self._filename(key)
         if not os.path.exists(filename):
             raise KeyError(key)
         return self.load(filename)
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: Any, value: Any) -> None:
         filename = self._filename(key)
         os.makedirs(os.path.dirname(filename) or ".", exist_ok=True)
         tmp = temp_name(filename)
@@ -124,16 +126,16 @@ class DiskCache(AbstractCache):
 class PickleDiskCache(DiskCache):
     """A :class:`DiskCache` that uses the standard pickle instead of joblib."""
 
-    def load(self, filename: str):
+    def load(self, filename: str) -> Any:
         with open(filename, "rb") as handle:
             return pickle.load(handle)
 
-    def dump(self, value, filename: str) -> None:
+    def dump(self, value: Any, filename: str) -> None:
         with open(filename, "wb") as handle:
             pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def compute_key_attrs(attrs):
+def compute_key_attrs(attrs: Iterable[str]) -> Callable[..., tuple]:
     """A ``compute_key`` for methods: the key is the values of ``self``'s ``attrs``."""
 
     def compute_key(self, *args, **kwargs):

@@ -5,8 +5,9 @@ in module globals, and user modules reach for them: ``from palladium.server
 import app``, ``from palladium.util import process_store``,
 ``@args_from_config``. pipeforge passes these things around explicitly;
 this module is the one place that offers them the old way, each built on
-first use, for the names in :mod:`pipeforge.palladium_names`. pipeforge's own
-code never imports it.
+first use, for the names in :mod:`pipeforge.palladium_names`. Outside this
+package, pipeforge's own code never imports it; the ``pld-*`` commands use
+its app and its listing (:func:`print_listing`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,38 @@ import abc
 import contextlib
 import inspect
 import logging
-import math
 import os
 import threading
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import datetime
 from functools import wraps
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PipeforgeError
 from ..interfaces import Model as _PipeforgeModel
+from ..moved_modules import moved_name_getattr
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+__all__ = [
+    "shared_app",
+    "wsgi_app",
+    "process_store",
+    "args_from_config",
+    "PluggableDecorator",
+    "get_metadata",
+    "apply_kwargs",
+    "timer",
+    "session_scope",
+    "memory_usage_psutil",
+    "run_job",
+    "make_ujson_response",
+    "CrossValidationGenerator",
+    "logger",
+]
 
 logger = logging.getLogger("palladium")  # Palladium's logger name: users' logging configs use it
 
@@ -36,7 +58,7 @@ _shared: dict = {}
 # -- the Flask app and the config of this process ------------------------------------
 
 
-def shared_app():
+def shared_app() -> Flask:
     """``palladium.server.app``: the one Flask object of this process, made on first use.
 
     User modules may register routes or extensions on it while the config
@@ -50,7 +72,7 @@ def shared_app():
         return _shared["app"]
 
 
-def wsgi_app():
+def wsgi_app() -> Flask:
     """``palladium.wsgi:app``: the service built on :func:`shared_app` from the environment's config.
 
     Like ``pipeforge.wsgi:app``: a broken config stops gunicorn with one line
@@ -122,7 +144,7 @@ process_store = _ProcessStoreProxy()
 # -- helpers that read the config themselves ------------------------------------------
 
 
-def args_from_config(func):
+def args_from_config(func: Callable[..., Any]) -> Callable[..., Any]:
     """Fill the parameters of ``func`` the caller leaves out from the config entries of the same name."""
     parameters = list(inspect.signature(func).parameters)
 
@@ -150,11 +172,11 @@ class PluggableDecorator:
     The list is read at the first call, once the config exists.
     """
 
-    def __init__(self, decorator_config_name: str):
+    def __init__(self, decorator_config_name: str) -> None:
         self.decorator_config_name = decorator_config_name
 
-    def __call__(self, func):
-        wrapped = []
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        wrapped: list[Callable[..., Any]] = []
 
         @wraps(func)
         def wrapper(*args, **kwargs):
@@ -176,14 +198,16 @@ def get_metadata(error_code: int = 0, error_message: str | None = None, status: 
     return metadata
 
 
-def apply_kwargs(func, **kwargs):
+def apply_kwargs(func: Callable[..., Any], **kwargs: Any) -> Any:
     """Call ``func`` with those of ``kwargs`` it has parameters for."""
     accepted = inspect.signature(func).parameters
     return func(**{name: value for name, value in kwargs.items() if name in accepted})
 
 
 @contextlib.contextmanager
-def timer(log=None, message=None):
+def timer(
+    log: Callable[[str], Any] | None = None, message: str | None = None
+) -> Iterator[dict[str, float]]:
     """Log ``message...`` and ``message done in N sec.`` around a block; yields a dict with ``elapsed``."""
     if log is not None:
         log(f"{message}...")
@@ -196,7 +220,7 @@ def timer(log=None, message=None):
 
 
 @contextlib.contextmanager
-def session_scope(session):
+def session_scope(session: Any) -> Iterator[Any]:
     """Commit an SQLAlchemy session after the block, roll back on an error, close it always."""
     try:
         yield session
@@ -216,7 +240,7 @@ def memory_usage_psutil() -> tuple[float, float]:
     return info.rss / 2**20, info.vms / 2**20
 
 
-def run_job(func, **params):
+def run_job(func: Callable[..., Any], **params: Any) -> tuple[threading.Thread, str]:
     """Run ``func(**params)`` in a thread, recorded under ``process_metadata['jobs']``; return ``(thread, job_id)``."""
     job_id = str(uuid.uuid4())
     jobs = process_store["process_metadata"].setdefault("jobs", {})
@@ -241,17 +265,20 @@ def run_job(func, **params):
     return thread, job_id
 
 
-def make_ujson_response(obj, status_code: int = 200):
+def make_ujson_response(obj: Any, status_code: int = 200) -> Response:
     """A JSON Flask response (Palladium encoded with ujson; the output is the same JSON)."""
     from ..server.predict_service import json_response
 
     return json_response(obj, status_code)
 
 
+_moved_name = moved_name_getattr(__name__)
+
+
 # -- Palladium's interfaces that pipeforge does not have as such ---------------------
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Model needs scikit-learn, so it is made on first use.
     if name == "Model":
         with _lock:
@@ -266,124 +293,12 @@ def __getattr__(name: str):
 
                 _shared["Model"] = Model
             return _shared["Model"]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _moved_name(name)  # the model functions moved to .workflow
 
 
 class CrossValidationGenerator(abc.ABC):
     """Yields ``(train_indices, test_indices)`` pairs, like scikit-learn's splitters."""
 
     @abc.abstractmethod
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
         """Yield the splits."""
-
-
-# -- Palladium's functions that took their arguments from the config -----------------
-
-
-@args_from_config
-def fit(
-    dataset_loader_train,
-    model,
-    model_persister=None,
-    persist=True,
-    activate=True,
-    dataset_loader_test=None,
-    evaluate=False,
-    persist_if_better_than=None,
-    scoring=None,
-):
-    """Fit, evaluate and store the config's model; returns the model (as Palladium's ``fit``)."""
-    from .. import training
-    from ..factory import decorate
-
-    run = decorate(training.fit, _config(), "fit_decorators")
-    return run(
-        dataset_loader_train,
-        model,
-        model_persister,
-        persist=persist,
-        activate=activate,
-        dataset_loader_test=dataset_loader_test,
-        evaluate=evaluate or persist_if_better_than is not None,
-        # Palladium stored a model whose score equals the threshold; pipeforge wants "better".
-        persist_if_better_than=None
-        if persist_if_better_than is None
-        else math.nextafter(persist_if_better_than, -math.inf),
-        scoring=scoring,
-    ).model
-
-
-@args_from_config
-def test(dataset_loader_test, model_persister, scoring=None, model_version=None):
-    """Score a stored model on the test data; returns Palladium's ``["name: score", ...]`` lines."""
-    from .. import training
-
-    if scoring is not None and not isinstance(scoring, dict):
-        scoring = {"score": scoring}
-    scores = training.test(
-        dataset_loader_test, model_persister, scoring=scoring, model_version=model_version
-    )
-    return [f"{name}: {value}" for name, value in scores.items()]
-
-
-test.__test__ = False  # a library function, not a test for pytest to collect
-
-
-@args_from_config
-def list_models(model_persister):
-    """Print the stored models and the store's properties as ``pld-list`` does."""
-    from .scripts import print_listing
-
-    print_listing(model_persister)
-
-
-@args_from_config
-def grid_search(
-    dataset_loader_train,
-    model,
-    grid_search,
-    scoring=None,
-    save_results=None,
-    persist_best=False,
-    model_persister=None,
-):
-    """Run the config's grid search; returns the fitted search object."""
-    from .. import training
-
-    return training.grid_search(
-        dataset_loader_train,
-        model,
-        grid_search,
-        scoring=scoring,
-        save_results=save_results,
-        persist_best=persist_best,
-        model_persister=model_persister,
-    )
-
-
-@args_from_config
-def activate(model_persister, model_version):
-    model_persister.activate(model_version)
-    logger.info("Activated model with version %s.", model_version)
-
-
-@args_from_config
-def delete(model_persister, model_version):
-    model_persister.delete(model_version)
-    logger.info("Deleted model with version %s.", model_version)
-
-
-@args_from_config
-def upgrade(model_persister, from_version=None, to_version=None):
-    """Run the model store's upgrade steps; returns the steps that ran."""
-    return model_persister.upgrade(from_version=from_version, to_version=to_version)
-
-
-@args_from_config
-def export(model_persister, model_persister_export, model_version=None, activate=True):
-    """Copy a model to ``model_persister_export``; returns its version there."""
-    model = model_persister.read(version=model_version)
-    version = model_persister_export.write(model)
-    if activate:
-        model_persister_export.activate(version)
-    return version

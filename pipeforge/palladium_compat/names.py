@@ -46,16 +46,14 @@ class UnsupportedName(PipeforgeError, ImportError):
     """
 
 
-_INTERNAL_CONFIG = Unsupported(
-    "Palladium's config handlers are internal; pipeforge.config.load_config processes "
-    "__factory__, __copy__ and __python__"
-)
 _INTERNAL_SERVER = Unsupported(
     "this was internal to Palladium's server; pipeforge.server.create_app builds the "
     "/predict views from the config's predict services"
 )
+_CONFIG = "pipeforge.palladium_compat.config"
 _LEGACY = "pipeforge.palladium_compat.legacy"
 _SCRIPTS = "pipeforge.palladium_compat.scripts"
+_WORKFLOW = "pipeforge.palladium_compat.workflow"
 
 # module -> {Palladium name: "pipeforge.module:attribute" (a trailing "()" calls it)}
 NAMES: dict[str, dict[str, Any]] = {
@@ -78,10 +76,10 @@ NAMES: dict[str, dict[str, Any]] = {
         "Config": "pipeforge.config:Config",
         "get_config": "pipeforge.config:get_config",
         "initialize_config": "pipeforge.config:initialize_config",
-        "process_config": _INTERNAL_CONFIG,
-        "ComponentHandler": _INTERNAL_CONFIG,
-        "CopyHandler": _INTERNAL_CONFIG,
-        "PythonHandler": _INTERNAL_CONFIG,
+        "process_config": f"{_CONFIG}:process_config",
+        "ComponentHandler": f"{_CONFIG}:ComponentHandler",
+        "CopyHandler": f"{_CONFIG}:CopyHandler",
+        "PythonHandler": f"{_CONFIG}:PythonHandler",
     },
     "palladium.dataset": {
         "CSV": "pipeforge.dataset:CSV",
@@ -91,16 +89,16 @@ NAMES: dict[str, dict[str, Any]] = {
         "ScheduledDatasetLoader": "pipeforge.dataset:ScheduledDatasetLoader",
     },
     "palladium.eval": {
-        "test": f"{_LEGACY}:test",
-        "list": f"{_LEGACY}:list_models",
+        "test": f"{_WORKFLOW}:test",
+        "list": f"{_WORKFLOW}:list_models",
         "test_cmd": f"{_SCRIPTS}:pld_test_main",
         "list_cmd": f"{_SCRIPTS}:pld_list_main",
     },
     "palladium.fit": {
-        "fit": f"{_LEGACY}:fit",
-        "activate": f"{_LEGACY}:activate",
-        "delete": f"{_LEGACY}:delete",
-        "grid_search": f"{_LEGACY}:grid_search",
+        "fit": f"{_WORKFLOW}:fit",
+        "activate": f"{_WORKFLOW}:activate",
+        "delete": f"{_WORKFLOW}:delete",
+        "grid_search": f"{_WORKFLOW}:grid_search",
         "with_parallel_backend": "pipeforge.fit:with_parallel_backend",
         "fit_cmd": f"{_SCRIPTS}:pld_fit_main",
         "admin_cmd": f"{_SCRIPTS}:pld_admin_main",
@@ -144,7 +142,7 @@ NAMES: dict[str, dict[str, Any]] = {
         "list": "pipeforge.server:list_models",
         "alive": "pipeforge.server:alive",
         "make_ujson_response": f"{_LEGACY}:make_ujson_response",
-        "devserver_cmd": f"{_SCRIPTS}:pld_devserver_main",
+        "devserver_cmd": "pipeforge.palladium_compat.serve:pld_devserver_main",
         "stream_cmd": f"{_SCRIPTS}:pld_stream_main",
         "predict": _INTERNAL_SERVER,
         "create_predict_function": _INTERNAL_SERVER,
@@ -167,8 +165,8 @@ NAMES: dict[str, dict[str, Any]] = {
         "session_scope": f"{_LEGACY}:session_scope",
         "timer": f"{_LEGACY}:timer",
         "logger": f"{_LEGACY}:logger",
-        "upgrade": f"{_LEGACY}:upgrade",
-        "export": f"{_LEGACY}:export",
+        "upgrade": f"{_WORKFLOW}:upgrade",
+        "export": f"{_WORKFLOW}:export",
         "upgrade_cmd": f"{_SCRIPTS}:pld_upgrade_main",
         "version_cmd": f"{_SCRIPTS}:pld_version_main",
         "export_cmd": f"{_SCRIPTS}:pld_export_main",
@@ -180,7 +178,7 @@ NAMES: dict[str, dict[str, Any]] = {
 MODULES = tuple(name.split(".", 1)[1] for name in NAMES if "." in name)
 
 
-def _load(target: str):
+def _load(target: str) -> Any:
     module_name, _, attr = target.partition(":")
     call = attr.endswith("()")
     module = importlib.import_module(module_name)
@@ -188,7 +186,7 @@ def _load(target: str):
     return obj() if call else obj
 
 
-def resolve(module: str, name: str):
+def resolve(module: str, name: str) -> Any:
     """The object standing in for Palladium's ``module.name``.
 
     Raises :class:`UnsupportedName` for names pipeforge does not provide,
@@ -245,10 +243,10 @@ def resolve_dotted(name: str, resolve_pipeforge_name: Callable[[str], Any]) -> A
         ) from None
 
 
-def module_getattr(module: str):
+def module_getattr(module: str) -> Callable[[str], Any]:
     """A module ``__getattr__`` serving ``module``'s names from the table (used by ``palladium/``)."""
 
-    def __getattr__(name: str):
+    def __getattr__(name: str) -> Any:
         if name.startswith("__") and name.endswith("__") and name not in NAMES[module]:
             raise AttributeError(name)
         return resolve(module, name)

@@ -1,28 +1,34 @@
-"""The ``pld-*`` commands: Palladium's scripts, with Palladium's options and outputs, run by pipeforge.
+"""The ``pld-*`` model commands: Palladium's scripts, with Palladium's options and outputs.
 
 A Palladium project's shell scripts, cron jobs and Dockerfiles call
-``pld-fit``, ``pld-list``, ...; these run pipeforge's script bodies, but
-speak as Palladium did: ``pld-list`` and ``pld-grid-search`` print what
-Palladium printed, ``pld-fit``/``pld-test``/``pld-admin``/``pld-export``
+``pld-fit``, ``pld-list``, ...; these run pipeforge's training and model
+store, but speak as Palladium did: ``pld-list`` and ``pld-grid-search``
+print what Palladium printed, ``pld-fit``/``pld-test``/``pld-admin``/``pld-export``
 report through the ``palladium`` logger in Palladium's words (on stderr,
-unless the config's ``logging`` entry says otherwise), ``pld-devserver``
-listens on ``0.0.0.0`` by default. Errors and exit statuses are pipeforge's
-(:func:`pipeforge.cli.run_script`). Heavy imports stay inside the bodies.
+unless the config's ``logging`` entry says otherwise). Errors and exit
+statuses are pipeforge's (:func:`pipeforge.cli.run_script`). Heavy imports
+stay inside the bodies. The serving commands (``pld-devserver``,
+``pld-dockerize``) are :mod:`pipeforge.palladium_compat.serve`; their
+``*_main`` are also importable from here, as in earlier versions.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..cli import scripts
-from ..cli import serve as serve_scripts
-from ..cli.run import run_script
-from ..errors import PipeforgeError, UsageError
+from ..cli.models import STORE_ENTRIES, dataset_loader, upgrade_body, version_body
+from ..cli.run import model_version_option, number_option, run_script
+from ..cli.stream import predict_stream
+from ..progress import Progress
+from .serve import pld_devserver_main, pld_dockerize_main
+from .workflow import print_listing
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "pld_fit_main",
@@ -36,7 +42,6 @@ __all__ = [
     "pld_version_main",
     "pld_devserver_main",
     "pld_dockerize_main",
-    "print_listing",
 ]
 
 logger = logging.getLogger("palladium")
@@ -97,15 +102,15 @@ def _fit(args, config) -> int:
     from .. import training
     from ..factory import decorate
 
-    threshold = scripts._float_option(args["--save-if-better-than"], "--save-if-better-than")
+    threshold = number_option(args["--save-if-better-than"], "--save-if-better-than")
     evaluate = bool(args["--evaluate"]) or threshold is not None
     persist = not args["--no-save"]
     test_loader = None
     if evaluate and (threshold is not None or "dataset_loader_test" in config):
-        test_loader = scripts._loader(config, "dataset_loader_test")
+        test_loader = dataset_loader(config, "dataset_loader_test")
     fit = decorate(training.fit, config, "fit_decorators")
     result = fit(
-        scripts._loader(config, "dataset_loader_train"),
+        dataset_loader(config, "dataset_loader_train"),
         config["model"],
         config["model_persister"] if persist else None,
         persist=persist,
@@ -115,7 +120,7 @@ def _fit(args, config) -> int:
         # Palladium stored a model whose score equals the threshold; pipeforge wants "better".
         persist_if_better_than=None if threshold is None else math.nextafter(threshold, -math.inf),
         scoring=config.get("scoring"),
-        progress=scripts._progress(),
+        progress=Progress(),
     )
     for name, value in result.scores.items():
         label = {"score_train": "Train score:", "score_test": "Test score: "}.get(name)
@@ -153,16 +158,16 @@ def _test(args, config) -> int:
     from .. import training
 
     persister = config["model_persister"]
-    version = scripts._int_option(args["--model-version"], "--model-version")
+    version = model_version_option(args["--model-version"], "--model-version")
     scoring = config.get("scoring")
     if scoring is not None and not isinstance(scoring, dict):
         scoring = {"score": scoring}  # Palladium called a single scorer "score"
     scores = training.test(
-        scripts._loader(config, "dataset_loader_test"),
+        dataset_loader(config, "dataset_loader_test"),
         persister,
         scoring=scoring,
         model_version=version,
-        progress=scripts._progress(),
+        progress=Progress(),
     )
     if version is None:
         version = persister.list_properties().get("active-model")
@@ -191,25 +196,13 @@ Options:
 """
 
 
-def print_listing(persister) -> None:
-    """Print ``Models:`` and ``Properties:`` each followed by its pretty-printed value, as Palladium."""
-    from pprint import pprint
-
-    print("Models:")
-    pprint(persister.list_models())
-    print("Properties:")
-    pprint(persister.list_properties())
-
-
 def _list(args, config) -> int:
     print_listing(config["model_persister"])
     return 0
 
 
 def pld_list_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(
-        LIST_DOC, argv, _list, mode="fit", entries=scripts._STORE_ENTRIES, short_lived=True
-    )
+    return run_script(LIST_DOC, argv, _list, mode="fit", entries=STORE_ENTRIES, short_lived=True)
 
 
 # -- pld-admin ------------------------------------------------------------------------
@@ -230,7 +223,7 @@ Options:
 
 
 def _admin(args, config) -> int:
-    version = scripts._int_option(args["<version>"], "<version>")
+    version = model_version_option(args["<version>"], "<version>")
     persister = config["model_persister"]
     if args["activate"]:
         persister.activate(version)
@@ -247,7 +240,7 @@ def pld_admin_main(argv: Sequence[str] | None = None) -> int:
         argv,
         _palladium_logging(_admin),
         mode="fit",
-        entries=scripts._STORE_ENTRIES,
+        entries=STORE_ENTRIES,
         short_lived=True,
     )
 
@@ -270,7 +263,7 @@ Options:
 """
 
 
-def results_frame(search):
+def results_frame(search: Any) -> pd.DataFrame:
     """``cv_results_`` as a DataFrame, best rank first when there is a single score."""
     import pandas as pd
 
@@ -287,13 +280,13 @@ def _grid_search(args, config) -> int:
 
     persist = bool(args["--persist-best"])
     search = training.grid_search(
-        scripts._loader(config, "dataset_loader_train"),
+        dataset_loader(config, "dataset_loader_train"),
         config["model"],
         config["grid_search"],
         scoring=config.get("scoring"),
         persist_best=persist,
         model_persister=config["model_persister"] if persist else None,
-        progress=scripts._progress(),
+        progress=Progress(),
     )
     results = results_frame(search)
     with pd.option_context(
@@ -332,8 +325,8 @@ Options:
 """
 
 
-def _stream(args, config) -> int:
-    return scripts._stream({"--model-version": None, **args}, config, prog="pld-stream")
+def _stream(args: Mapping[str, Any], config: Mapping[str, Any]) -> int:
+    return predict_stream(config, prog="pld-stream")
 
 
 def pld_stream_main(argv: Sequence[str] | None = None) -> int:
@@ -359,7 +352,7 @@ Options:
 
 def _export(args, config) -> int:
     source, target = config["model_persister"], config["model_persister_export"]
-    model = source.read(version=scripts._int_option(args["--version"], "--version"))
+    model = source.read(version=model_version_option(args["--version"], "--version"))
     version = target.write(model)
     if not args["--no-activate"]:
         target.activate(version)
@@ -388,9 +381,9 @@ def pld_upgrade_main(argv: Sequence[str] | None = None) -> int:
     return run_script(
         UPGRADE_DOC,
         argv,
-        scripts._upgrade,
+        upgrade_body,
         mode="fit",
-        entries=scripts._STORE_ENTRIES,
+        entries=STORE_ENTRIES,
         short_lived=True,
     )
 
@@ -407,99 +400,4 @@ Options:
 
 
 def pld_version_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(VERSION_DOC, argv, scripts._version, needs_config=False, short_lived=True)
-
-
-# -- pld-devserver, pld-dockerize -----------------------------------------------------
-
-DEVSERVER_DOC = """Serve the web API for development (Palladium's pld-devserver, run by pipeforge).
-
-Serves the app 'palladium.server.app' of the configuration, as
-'gunicorn palladium.wsgi:app' does; use gunicorn for anything but development.
-
-Usage:
-  pld-devserver [options]
-
-Options:
-  --host=<host>     The interface to listen on [default: 0.0.0.0].
-  --port=<port>     The port to listen on [default: 5000].
-  --debug=<debug>   1: Flask debug mode, and tracebacks of startup errors [default: 0].
-  -h --help         Show this screen.
-"""
-
-
-def _devserver(args, config) -> None:
-    from .legacy import shared_app
-
-    serve_scripts.serve(args, config, flask_app=shared_app())
-
-
-def pld_devserver_main(argv: Sequence[str] | None = None) -> int:
-    argv = serve_scripts.bare_debug_means_one(argv)
-    return run_script(DEVSERVER_DOC, argv, _devserver, mode="predict")
-
-
-DOCKERIZE_DOC = """Write (and build) Docker images for an application (Palladium's pld-dockerize, run by pipeforge).
-
-PATH_TO_APP holds config.py (and optionally requirements.txt, a
-python_packages/ folder and setup.py). BASE_IMAGE_NAME must have pipeforge
-installed. Dockerfile-app and Dockerfile-predict are written into the
-current directory, as Palladium did; IMAGE_NAME gets the application,
-IMAGE_NAME-predict also fits the model and serves palladium.wsgi:app with
-gunicorn on port 8000.
-
-Usage:
-  pld-dockerize [options] PATH_TO_APP BASE_IMAGE_NAME IMAGE_NAME
-
-Options:
-  -d          Write the Dockerfiles but do not build the images.
-  --debug     Show tracebacks of errors.
-  -h --help   Show this screen.
-"""
-
-# pipeforge's Dockerfiles, spoken in Palladium's names.
-_PALLADIUM_WORDS = (
-    ("PIPEFORGE_CONFIG", "PALLADIUM_CONFIG"),
-    ("pipeforge.wsgi:app", "palladium.wsgi:app"),
-    ("RUN pf-fit", "RUN pld-fit"),
-    ("pf-dockerize", "pld-dockerize"),
-)
-
-
-def _dockerize(args, config) -> int:
-    from ..cli import dockerize
-
-    app_dir = args["PATH_TO_APP"]
-    if not os.path.isdir(app_dir):
-        raise UsageError(f"PATH_TO_APP {app_dir!r} is not a directory")
-    image = args["IMAGE_NAME"]
-    files = dockerize.dockerfiles(app_dir, args["BASE_IMAGE_NAME"], image)
-    engine = [] if args["-d"] else dockerize.find_engine()  # before anything is written
-    for name, text in files.items():
-        for ours, theirs in _PALLADIUM_WORDS:
-            text = text.replace(ours, theirs)
-        with open(name, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        print(f"wrote {name}")
-    # The build context gets what pf-dockerize writes there: what stays out, the pinned versions.
-    for name, text in (
-        (".dockerignore", dockerize.dockerignore(app_dir)),
-        ("requirements-lock.txt", dockerize.requirements_lock(app_dir)),
-    ):
-        print(dockerize._write(os.path.join(app_dir, name), text, False))
-    if args["-d"]:
-        return 0
-    for dockerfile, tag in (
-        ("Dockerfile-app", image),
-        ("Dockerfile-predict", dockerize.predict_image_name(image)),
-    ):
-        command = [*engine, "build", "-f", dockerfile, "-t", tag, app_dir]
-        print("running: " + " ".join(command), flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise PipeforgeError(f"building {tag} failed (see the output of the build above)")
-        print(f"built {tag}")
-    return 0
-
-
-def pld_dockerize_main(argv: Sequence[str] | None = None) -> int:
-    return run_script(DOCKERIZE_DOC, argv, _dockerize, needs_config=False)
+    return run_script(VERSION_DOC, argv, version_body, needs_config=False, short_lived=True)

@@ -1,9 +1,12 @@
 """Where fitted models are kept under integer versions, and how they are read back.
 
 The rooms: ``database`` (SQLAlchemy), ``file`` and ``filelike`` are the
-persisters; ``storage`` turns a model into chunks of bytes and back for all of
-them; ``model_cache`` keeps the active model in memory; ``upgrade`` migrates
-stores; ``palladium_stores`` reads the stores Palladium 1.2 wrote.
+persisters; ``tables`` holds the SQL store's tables (its engine comes from
+:mod:`pipeforge.sql`); ``chunks`` turns a model into compressed chunks
+of bytes and back; ``storage`` holds what the persisters share;
+``model_cache`` keeps the active model in memory; ``upgrade`` migrates
+stores; ``palladium_stores`` reads the stores Palladium 1.2 wrote (each
+persister imports them into its own layout).
 """
 
 from .database import Database

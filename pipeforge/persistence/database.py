@@ -1,13 +1,15 @@
-"""Model persisters: where fitted models are kept under integer versions.
+"""The SQL model persister: models in a database, under versions claimed in the write's transaction.
 
 :class:`Database` keeps models in an SQL database (SQLite by default,
-PostgreSQL for deployments), :class:`~pipeforge.file_persister.File` in
-files on disk. Both stream models through
-:mod:`pipeforge.model_storage` (pickled, compressed, chunked), so neither
-writing nor reading holds a second full copy of a model. Version numbers
-are claimed inside the write's transaction and never reused.
-:class:`~pipeforge.model_cache.CachedUpdatePersister` wraps either one
-with an in-process cache.
+PostgreSQL for deployments), :class:`~pipeforge.persistence.File` in files
+on disk. Both stream models through :mod:`pipeforge.persistence.chunks`
+(pickled, compressed, chunked), so neither writing nor reading holds a
+second full copy of a model. Version numbers are claimed inside the write's
+transaction and never reused. The tables are described in
+:mod:`~pipeforge.persistence.tables`, the engine is made by
+:mod:`~pipeforge.sql`.
+:class:`~pipeforge.persistence.CachedUpdatePersister` wraps either one with
+an in-process cache.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import os
 import re
 import threading
 import weakref
+from typing import TYPE_CHECKING, Any
 
-from ..config_files import path_base, resolve_sqlite_url
+from ..config.files import path_base
 from ..errors import (
     ConfigError,
     ModelWriteError,
@@ -28,21 +31,23 @@ from ..errors import (
     UnknownVersionError,
     UnmigratedStoreError,
 )
-from .file import File
-from .model_cache import CachedUpdatePersister
-from .palladium_stores import PalladiumTables, import_into_database, unmigrated_message
+from ..sql import create_engine, describe_url
+from .palladium_stores import PalladiumTables, report_import, unmigrated_message
 from .storage import (
     DEFAULT_COMPRESS,
     NO_ACTIVE,
     PersisterBase,
     as_version,
-    db_version,
     json_default,
     warn_library_mismatch,
 )
+from .tables import StoreTables
 from .upgrade import UpgradeSteps
 
-__all__ = ["Database", "File", "CachedUpdatePersister"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["Database"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +57,8 @@ DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 class Database(PersisterBase):
     """Models pickled into an SQL database, in chunks of ``chunk_size`` bytes.
 
-    Four tables (suffixed with ``table_postfix``): ``pipeforge_models``
+    Four tables (suffixed with ``table_postfix``, see
+    :class:`~pipeforge.persistence.tables.StoreTables`): ``pipeforge_models``
     (version, metadata), ``pipeforge_model_chunks`` (version, index, bytes),
     ``pipeforge_properties`` and ``pipeforge_counters`` (the version
     counter, bumped in the same transaction that stores the model).
@@ -71,9 +77,9 @@ class Database(PersisterBase):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         table_postfix: str = "",
         compress: int | bool = DEFAULT_COMPRESS,
-        poolclass=None,
+        poolclass: Any = None,
         pickler: str = "pickle",
-        engine_options: dict | None = None,
+        engine_options: dict[str, Any] | None = None,
     ):
         self.url = url
         self.chunk_size = chunk_size
@@ -83,13 +89,13 @@ class Database(PersisterBase):
         self.pickler = pickler
         self.engine_options = engine_options
         self._state_lock = threading.Lock()
-        self._engine = None
-        self._pid = None
+        self._engine: Engine | None = None
+        self._pid: int | None = None
         self._here: str | None = None
         self._palladium: PalladiumTables | None = None
 
-    def initialize_component(self, config) -> None:
-        """A relative SQLite file resolves like every path (see ``config_files.path_base``)."""
+    def initialize_component(self, config: Any) -> None:
+        """A relative SQLite file resolves like every path (see ``config.files.path_base``)."""
         self._here = path_base(config)
 
     def __repr__(self) -> str:
@@ -114,7 +120,7 @@ class Database(PersisterBase):
             raise bad("engine_options", "a dict of create_engine arguments", self.engine_options)
         self._check_common()
 
-    def _connect(self):
+    def _connect(self) -> Engine:
         """The engine, created (with the tables) at first use; safe across fork."""
         with self._state_lock:
             if self._engine is not None:
@@ -123,35 +129,21 @@ class Database(PersisterBase):
                     self._pid = os.getpid()
                 return self._engine
             self._check()
-            import sqlalchemy as sa
-
-            options = dict(self.engine_options or {})
-            poolclass = self.poolclass
-            if isinstance(poolclass, str):
-                from ..factory import resolve_dotted_name
-
-                poolclass = resolve_dotted_name(poolclass)
-            if poolclass is not None:
-                options["poolclass"] = poolclass
-            if self.url.startswith("sqlite"):
-                options.setdefault("connect_args", {}).setdefault("timeout", 60)
-            try:
-                url = _usable_driver(resolve_sqlite_url(self.url, self._here))
-                engine = sa.create_engine(url, **options)
-            except (sa.exc.ArgumentError, ImportError) as exc:
-                raise ConfigError(
-                    f"parameter 'url' of Database must be a usable SQLAlchemy URL; "
-                    f"got {self.url!r} instead ({exc})"
-                ) from exc
-            self._tables = self._define_tables(sa)
-            self._create(engine, sa)
+            engine = create_engine(
+                self.url,
+                here=self._here,
+                poolclass=self.poolclass,
+                engine_options=self.engine_options,
+            )
+            self._tables = StoreTables(self.table_postfix)
+            self._tables.create(engine)
             self._palladium = PalladiumTables.find(engine, self.table_postfix)
             self._engine, self._pid = engine, os.getpid()
             # Close pooled connections when this persister goes away, not at interpreter exit.
             self._finalizer = weakref.finalize(self, engine.dispose)
             return engine
 
-    def engine(self):
+    def engine(self) -> Engine:
         """The SQLAlchemy engine (created with the tables at first use), for stores sharing this database."""
         return self._connect()
 
@@ -162,157 +154,50 @@ class Database(PersisterBase):
                 self._finalizer()
                 self._engine = None
 
-    def _define_tables(self, sa):
-        md = sa.MetaData()
-        p = self.table_postfix
-        col = sa.Column
-        return {
-            "md": md,
-            "models": sa.Table(
-                f"pipeforge_models{p}",
-                md,
-                col("version", sa.Integer, primary_key=True, autoincrement=False),
-                col("metadata", sa.Text, nullable=False),
-                col("chunks", sa.Integer, nullable=False),
-                col("stored_bytes", sa.BigInteger, nullable=False),
-                col("pickler", sa.String(16), nullable=False),
-                col("compression", sa.String(16), nullable=False),
-            ),
-            "chunks": sa.Table(
-                f"pipeforge_model_chunks{p}",
-                md,
-                col("version", sa.Integer, primary_key=True, autoincrement=False),
-                col("idx", sa.Integer, primary_key=True, autoincrement=False),
-                col("data", sa.LargeBinary, nullable=False),
-            ),
-            "properties": sa.Table(
-                f"pipeforge_properties{p}",
-                md,
-                col("name", sa.String(64), primary_key=True),
-                col("value", sa.Text, nullable=False),
-            ),
-            "counters": sa.Table(
-                f"pipeforge_counters{p}",
-                md,
-                col("name", sa.String(64), primary_key=True),
-                col("value", sa.Integer, nullable=False),
-            ),
-        }
-
-    def _create(self, engine, sa) -> None:
-        t = self._tables
-        seeds = [
-            (t["counters"], {"name": "model-version", "value": 0}),
-            (t["counters"], {"name": "admin", "value": 0}),
-            (t["properties"], {"name": "db-version", "value": db_version()}),
-        ]
-        for attempt in range(3):  # another process may be creating the same tables
-            try:
-                t["md"].create_all(engine)
-                for table, row in seeds:
-                    with engine.begin() as conn:
-                        key = table.c.name == row["name"]
-                        if conn.execute(sa.select(table.c.name).where(key)).first() is None:
-                            conn.execute(table.insert().values(**row))
-                return
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
-                if attempt == 2:
-                    raise
-
-    # -- helpers ---------------------------------------------------------
-    def _counter(self, conn) -> int:
-        import sqlalchemy as sa
-
-        counters = self._tables["counters"]
-        query = sa.select(counters.c.value).where(counters.c.name == "model-version")
-        return int(conn.execute(query).scalar() or 0)
-
-    def _guard(self, conn) -> None:
+    def _guard(self, conn: Connection) -> None:
         """Refuse to work on a store whose Palladium models pf-upgrade has not imported."""
         palladium = self._palladium
         if palladium is None:
             return
-        counter = self._counter(conn)
+        counter = self._tables.last_version(conn)
         pending = [v for v in palladium.versions(conn) if v > counter]
         if pending:
             raise UnmigratedStoreError(
                 unmigrated_message(self._describe(), pending, palladium.properties(conn))
             )
 
-    def _available(self, conn) -> list[int]:
-        import sqlalchemy as sa
-
-        models = self._tables["models"]
-        return [r[0] for r in conn.execute(sa.select(models.c.version))]
-
-    def _lock(self, conn, name: str = "admin") -> None:
-        """Take the store's write lock (a row lock; SQLite's write lock)."""
-        import sqlalchemy as sa
-
-        counters = self._tables["counters"]
-        conn.execute(
-            sa.update(counters).where(counters.c.name == name).values(value=counters.c.value)
-        )
-
-    def _get_property(self, conn, name: str) -> str | None:
-        import sqlalchemy as sa
-
-        props = self._tables["properties"]
-        return conn.execute(sa.select(props.c.value).where(props.c.name == name)).scalar()
-
-    def _put_property(self, conn, name: str, value: str | None) -> None:
-        import sqlalchemy as sa
-
-        props = self._tables["properties"]
-        where = props.c.name == name
-        if value is None:
-            conn.execute(sa.delete(props).where(where))
-        elif conn.execute(sa.update(props).where(where).values(value=value)).rowcount == 0:
-            conn.execute(props.insert().values(name=name, value=value))
-
     def _set_property(self, name: str, value: str) -> None:
         with self._connect().begin() as conn:
-            self._lock(conn)
-            self._put_property(conn, name, value)
+            self._tables.lock(conn)
+            self._tables.put_property(conn, name, value)
 
     # -- ModelPersister --------------------------------------------------
-    def write(self, model) -> int:
-        import sqlalchemy as sa
-
+    def write(self, model: Any) -> int:
         engine = self._connect()
-        t = self._tables
+        tables = self._tables
         saved = self._saved_metadata(model)
         try:
             with engine.begin() as conn:
                 self._guard(conn)
-                counters = t["counters"]
-                version = conn.execute(
-                    sa.update(counters)
-                    .where(counters.c.name == "model-version")
-                    .values(value=counters.c.value + 1)
-                    .returning(counters.c.value)
-                ).scalar_one()
+                version = tables.claim_version(conn)
                 metadata = self._annotate(model, version)
 
                 def emit(idx, data):
-                    conn.execute(t["chunks"].insert().values(version=version, idx=idx, data=data))
+                    tables.add_chunk(conn, version, idx, data)
 
                 try:
                     sink = self._dump(model, emit, self.chunk_size)
                     text = json.dumps(metadata, default=json_default)
                 except Exception as exc:
                     raise ModelWriteError(f"cannot store model: {exc}") from exc
-                conn.execute(
-                    t["models"]
-                    .insert()
-                    .values(
-                        version=version,
-                        metadata=text,
-                        chunks=sink.count,
-                        stored_bytes=sink.stored_bytes,
-                        pickler=self.pickler,
-                        compression="zlib" if self._level else "none",
-                    )
+                tables.add_model(
+                    conn,
+                    version,
+                    text,
+                    chunks=sink.count,
+                    stored_bytes=sink.stored_bytes,
+                    pickler=self.pickler,
+                    compression="zlib" if self._level else "none",
                 )
         except BaseException:
             self._restore(model, saved)
@@ -320,29 +205,29 @@ class Database(PersisterBase):
         logger.info("stored model version %s (%s bytes)", version, sink.stored_bytes)
         return version
 
-    def read(self, version=None):
+    def read(self, version: int | str | None = None) -> Any:
         import sqlalchemy as sa
 
         engine = self._connect()
-        t = self._tables
+        tables = self._tables
         with engine.connect() as conn:
             self._guard(conn)
             if version is None:
-                version = self._get_property(conn, "active-model")
+                version = tables.get_property(conn, "active-model")
                 if version is None:
                     raise NoModelError(NO_ACTIVE)
             number = as_version(version)
             row = None
             if number is not None:
                 row = conn.execute(
-                    sa.select(t["models"]).where(t["models"].c.version == number)
+                    sa.select(tables.models).where(tables.models.c.version == number)
                 ).first()
-            if row is None:
-                self._resolve(version, self._available(conn))
-                raise UnknownVersionError(number, self._available(conn))  # deleted meanwhile
+            if row is None or number is None:
+                self._resolve(version, tables.versions(conn))
+                raise UnknownVersionError(number, tables.versions(conn))  # deleted meanwhile
             metadata = json.loads(row.metadata)
             warn_library_mismatch(metadata, number)
-            chunks = t["chunks"]
+            chunks = tables.chunks
 
             def pieces():
                 for idx in range(row.chunks):
@@ -357,32 +242,33 @@ class Database(PersisterBase):
 
             return self._load(pieces(), row.compression, row.pickler)
 
-    def activate(self, version) -> None:
+    def activate(self, version: int | str) -> None:
         with self._connect().begin() as conn:
-            self._lock(conn)
+            tables = self._tables
+            tables.lock(conn)
             self._guard(conn)
-            number = self._resolve(version, self._available(conn))
-            self._put_property(conn, "active-model", str(number))
+            number = self._resolve(version, tables.versions(conn))
+            tables.put_property(conn, "active-model", str(number))
 
-    def delete(self, version) -> None:
+    def delete(self, version: int | str) -> None:
         import sqlalchemy as sa
 
         engine = self._connect()
-        t = self._tables
+        tables = self._tables
         with engine.begin() as conn:
-            self._lock(conn)
+            tables.lock(conn)
             self._guard(conn)
-            number = self._resolve(version, self._available(conn))
-            conn.execute(sa.delete(t["chunks"]).where(t["chunks"].c.version == number))
-            conn.execute(sa.delete(t["models"]).where(t["models"].c.version == number))
-            if self._get_property(conn, "active-model") == str(number):
-                self._put_property(conn, "active-model", None)
+            number = self._resolve(version, tables.versions(conn))
+            conn.execute(sa.delete(tables.chunks).where(tables.chunks.c.version == number))
+            conn.execute(sa.delete(tables.models).where(tables.models.c.version == number))
+            if tables.get_property(conn, "active-model") == str(number):
+                tables.put_property(conn, "active-model", None)
 
     def list_models(self) -> list[dict]:
         import sqlalchemy as sa
 
         engine = self._connect()
-        models = self._tables["models"]
+        models = self._tables.models
         query = sa.select(models.c.version, models.c.metadata).order_by(models.c.version)
         with engine.connect() as conn:
             self._guard(conn)
@@ -392,18 +278,19 @@ class Database(PersisterBase):
         import sqlalchemy as sa
 
         engine = self._connect()
-        props = self._tables["properties"]
+        props = self._tables.properties
         with engine.connect() as conn:
             return {n: v for n, v in conn.execute(sa.select(props.c.name, props.c.value))}
 
-    def update_metadata(self, version, changes: dict) -> dict:
+    def update_metadata(self, version: int | str, changes: dict) -> dict:
         """Merge ``changes`` into the stored metadata of ``version`` (e.g. test scores)."""
         import sqlalchemy as sa
 
         with self._connect().begin() as conn:
-            models = self._tables["models"]
-            self._lock(conn)
-            number = self._resolve(version, self._available(conn))
+            tables = self._tables
+            models = tables.models
+            tables.lock(conn)
+            number = self._resolve(version, tables.versions(conn))
             text = conn.execute(
                 sa.select(models.c.metadata).where(models.c.version == number)
             ).scalar_one()
@@ -418,30 +305,65 @@ class Database(PersisterBase):
     # -- Palladium's stores --------------------------------------------------
     def _describe(self) -> str:
         """The store's URL for messages, without its password."""
-        from sqlalchemy.engine import make_url
-
-        return f"model store {make_url(self.url).render_as_string(hide_password=True)}"
+        return f"model store {describe_url(self.url)}"
 
     def _import_foreign(self) -> list[str]:
-        """Import the models Palladium wrote into this database (pf-upgrade's first step)."""
+        return self.import_palladium()
+
+    def import_palladium(self, palladium: PalladiumTables | None = None) -> list[str]:
+        """Import the models Palladium wrote into this database (pf-upgrade's first step).
+
+        Every Palladium version above the version counter comes over
+        (metadata as stored, the gzip pickle rechunked, not unpickled); the
+        counter moves past the highest number Palladium used; Palladium's
+        active version is taken over if pipeforge has none. One
+        transaction, holding the store's locks, so no ``pf-fit`` claims a
+        number meanwhile. Running it again finds nothing to import.
+        ``palladium``: the tables to import (by default Palladium's tables
+        with this store's ``table_postfix``, if there are any). Returns what
+        was done, one line (or none).
+        """
         engine = self._connect()
-        if self._palladium is None:
+        palladium = self._palladium if palladium is None else palladium
+        if palladium is None:
             return []
-        return import_into_database(self, engine, self._palladium)
-
-
-def _usable_driver(url):
-    """``postgresql://`` means psycopg2; use psycopg 3 when only that one is installed.
-
-    Palladium's configs name PostgreSQL that way, and pipeforge installs psycopg 3.
-    """
-    import importlib.util
-
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.drivername != "postgresql" or importlib.util.find_spec("psycopg2"):
-        return url
-    if not importlib.util.find_spec("psycopg"):
-        return url
-    return parsed.set(drivername="postgresql+psycopg")
+        tables = self._tables
+        with engine.begin() as conn:
+            tables.lock(conn, "model-version")
+            tables.lock(conn)
+            counter = tables.last_version(conn)
+            versions = palladium.versions(conn)
+            imported = [v for v in versions if v > counter]
+            previous = (tables.get_property(conn, "palladium-imported") or "").split(",")
+            skipped = [v for v in versions if v <= counter and str(v) not in previous]
+            for version in imported:
+                count = size = 0
+                for blob in palladium.blobs(conn, version):
+                    for start in range(0, len(blob), self.chunk_size):
+                        piece = blob[start : start + self.chunk_size]
+                        tables.add_chunk(conn, version, count, piece)
+                        count, size = count + 1, size + len(piece)
+                tables.add_model(
+                    conn,
+                    version,
+                    palladium.metadata(conn, version),
+                    chunks=count,
+                    stored_bytes=size,
+                    pickler="pickle",
+                    compression="gzip",
+                )
+            highest = palladium.highest(conn)
+            if highest > counter:
+                tables.skip_versions(conn, highest)
+            properties = palladium.properties(conn)
+            active = properties.get("active-model")  # taken over unless pipeforge has its own
+            if active in {str(v) for v in imported} and not tables.get_property(
+                conn, "active-model"
+            ):
+                tables.put_property(conn, "active-model", active)
+            else:
+                active = None
+            if imported:
+                done = [p for p in previous if p] + [str(v) for v in imported]
+                tables.put_property(conn, "palladium-imported", ",".join(done))
+        return report_import(f"tables {palladium.names}", imported, active, skipped, properties)

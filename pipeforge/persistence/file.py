@@ -13,8 +13,11 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
 
-from ..config_files import path_base, resolve_path
+from ..config.files import path_base, resolve_path
 from ..errors import (
     ConfigError,
     ModelWriteError,
@@ -22,15 +25,14 @@ from ..errors import (
     PersistenceError,
     UnmigratedStoreError,
 )
+from .chunks import BLOCK, COMPRESSIONS
 from .palladium_stores import (
     PalladiumFiles,
-    import_into_files,
     is_palladium_metadata,
+    report_import,
     unmigrated_message,
 )
 from .storage import (
-    BLOCK,
-    COMPRESSIONS,
     DEFAULT_COMPRESS,
     NO_ACTIVE,
     PersisterBase,
@@ -44,6 +46,11 @@ from .upgrade import UpgradeSteps
 __all__ = ["File"]
 
 logger = logging.getLogger(__name__)
+
+
+def _header(pickler: str, compression: str) -> bytes:
+    """The first line of a model file: what wrote the bytes after it."""
+    return f"pipeforge-model 1 {pickler} {compression}\n".encode()
 
 
 class File(PersisterBase):
@@ -76,8 +83,8 @@ class File(PersisterBase):
         self._checked = False
         self._here: str | None = None
 
-    def initialize_component(self, config) -> None:
-        """A relative ``path`` resolves like every path (see ``config_files.path_base``)."""
+    def initialize_component(self, config: Any) -> None:
+        """A relative ``path`` resolves like every path (see ``config.files.path_base``)."""
         self._here = path_base(config)
 
     def __repr__(self) -> str:
@@ -137,7 +144,7 @@ class File(PersisterBase):
             raise UnmigratedStoreError(unmigrated_message(store, pending, data["properties"]))
 
     @contextlib.contextmanager
-    def _locked(self):
+    def _locked(self) -> Iterator[None]:
         import fcntl
 
         self._check()
@@ -182,7 +189,7 @@ class File(PersisterBase):
                 props[name] = value
             self._save_json("properties", props)
 
-    def write(self, model) -> int:
+    def write(self, model: Any) -> int:
         saved = self._saved_metadata(model)
         with self._locked():
             props = self._props()
@@ -197,7 +204,7 @@ class File(PersisterBase):
                 metadata = self._annotate(model, version)
                 with open(tmp, "xb") as handle:
                     compression = "zlib" if self._level else "none"
-                    handle.write(f"pipeforge-model 1 {self.pickler} {compression}\n".encode())
+                    handle.write(_header(self.pickler, compression))
                     try:
                         self._dump(model, lambda _, data: handle.write(data), BLOCK)
                         json.dumps(metadata, default=json_default)
@@ -216,7 +223,7 @@ class File(PersisterBase):
                 raise
         return version
 
-    def read(self, version=None):
+    def read(self, version: int | str | None = None) -> Any:
         self._check()
         self._guard()
         if version is None:
@@ -243,7 +250,7 @@ class File(PersisterBase):
             chunks = iter(lambda: handle.read(BLOCK), b"")
             return self._load(chunks, header[3], header[2])
 
-    def activate(self, version) -> None:
+    def activate(self, version: int | str) -> None:
         with self._locked():
             models = self._load_json("metadata", [])
             self._guard(models=models)
@@ -252,7 +259,7 @@ class File(PersisterBase):
             props["active-model"] = str(number)
             self._save_json("properties", props)
 
-    def delete(self, version) -> None:
+    def delete(self, version: int | str) -> None:
         with self._locked():
             models = self._load_json("metadata", [])
             self._guard(models=models)
@@ -273,7 +280,7 @@ class File(PersisterBase):
     def list_properties(self) -> dict[str, str]:
         return {k: str(v) for k, v in self._props().items() if not k.startswith("_")}
 
-    def update_metadata(self, version, changes: dict) -> dict:
+    def update_metadata(self, version: int | str, changes: dict) -> dict:
         """Merge ``changes`` into the stored metadata of ``version`` (e.g. test scores)."""
         with self._locked():
             models = self._load_json("metadata", [])
@@ -285,6 +292,71 @@ class File(PersisterBase):
 
     # -- Palladium's stores --------------------------------------------------
     def _import_foreign(self) -> list[str]:
-        """Import the models Palladium's ``File`` wrote with this path (pf-upgrade's first step)."""
+        return self.import_palladium()
+
+    def import_palladium(self, palladium: PalladiumFiles | None = None) -> list[str]:
+        """Import the models Palladium's ``File`` wrote with this path (pf-upgrade's first step).
+
+        Every Palladium version above the last version pipeforge knows comes
+        over: its gzip pickle byte for byte behind pipeforge's header line,
+        its metadata as Palladium listed it. Palladium's active version is
+        taken over if pipeforge has none. Palladium's files are only read; a
+        failed copy leaves none of the new files behind. Running it again
+        finds nothing to import. ``palladium``: the files to import (by
+        default those of this ``path``). Returns what was done, one line
+        (or none).
+        """
         self._check()
-        return import_into_files(self, self._palladium_files())
+        palladium = self._palladium_files() if palladium is None else palladium
+        with self._locked():
+            data = palladium.read()
+            if data is None:
+                return []
+            props = self._props()
+            models = self._load_json("metadata", [])
+            last = self._last_version(props, models)
+            entries = {int(m["version"]): m for m in data["models"] if "version" in m}
+            imported = [v for v in sorted(entries) if v > last]
+            previous = str(props.get("palladium-imported", "")).split(",")
+            skipped = [v for v in sorted(entries) if v <= last and str(v) not in previous]
+            self._copy_palladiums(palladium, imported)
+            added = [dict(entries[v], version=v) for v in imported]
+            try:
+                self._save_json("metadata", [*models, *added])
+            except BaseException:
+                for version in imported:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._file(version))
+                raise
+            active = data["properties"].get("active-model")  # unless pipeforge has its own
+            if active in {str(v) for v in imported} and "active-model" not in props:
+                props["active-model"] = active
+            else:
+                active = None
+            props["_last-version"] = max([last, *imported])
+            if imported:
+                props["palladium-imported"] = ",".join(
+                    [p for p in previous if p] + [str(v) for v in imported]
+                )
+            self._save_json("properties", props)
+        files = f"{palladium.metadata_file} and its .pkl.gz files"
+        return report_import(files, imported, active, skipped, data["properties"])
+
+    def _copy_palladiums(self, palladium: PalladiumFiles, versions: list[int]) -> None:
+        """Copy Palladium's model files of ``versions`` into pipeforge's: all of them, or none."""
+        copies: dict[int, str] = {}
+        try:
+            for version in versions:
+                copies[version] = temp_name(self._file(version))
+                with open(palladium.model_file(version), "rb") as source:
+                    with open(copies[version], "xb") as handle:
+                        handle.write(_header("pickle", "gzip"))
+                        shutil.copyfileobj(source, handle, BLOCK)
+            for version, tmp in copies.items():
+                os.replace(tmp, self._file(version))
+        except BaseException:
+            for version, tmp in copies.items():
+                for path in (tmp, self._file(version)):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+            raise

@@ -26,9 +26,11 @@ import logging
 import os
 import pickle
 import tempfile
+from typing import Any
 
-from ..config_files import path_base, resolve_path
+from ..config.files import path_base, resolve_path
 from ..errors import ConfigError, ModelWriteError, NoModelError, PersistenceError
+from .chunks import trim_heap
 from .storage import (
     DEFAULT_COMPRESS,
     NO_ACTIVE,
@@ -36,7 +38,6 @@ from .storage import (
     db_version,
     json_default,
     temp_name,
-    trim_heap,
     warn_library_mismatch,
 )
 from .upgrade import UpgradeSteps
@@ -50,7 +51,7 @@ class FileLikeIO(abc.ABC):
     """The file operations :class:`FileLike` uses; paths are whatever the store understands."""
 
     @abc.abstractmethod
-    def open(self, path: str, mode: str = "r"):
+    def open(self, path: str, mode: str = "r") -> Any:
         """A file object (usable with ``with``) for ``path``; modes ``r``, ``rb``, ``wb``.
 
         Raises ``FileNotFoundError`` when reading a path that does not exist.
@@ -68,7 +69,7 @@ class FileLikeIO(abc.ABC):
 class FileIO(FileLikeIO):
     """Local files; a file opened for writing appears under its name only once closed."""
 
-    def open(self, path: str, mode: str = "r"):
+    def open(self, path: str, mode: str = "r") -> Any:
         if "w" not in mode:
             return open(path, mode)  # noqa: SIM115 (the caller closes it)
         return _replace_on_close(path, mode)
@@ -103,7 +104,7 @@ class RestIO(FileLikeIO):
     without an error.
     """
 
-    def __init__(self, auth=None, timeout: float = 60.0):
+    def __init__(self, auth: Any = None, timeout: float = 60.0):
         self.auth = auth
         self.timeout = timeout
         self._session = None
@@ -134,7 +135,7 @@ class RestIO(FileLikeIO):
             )
         return response
 
-    def open(self, path: str, mode: str = "r"):
+    def open(self, path: str, mode: str = "r") -> Any:
         if "w" in mode:
             return self._upload_on_close(path)
         response = self._request("GET", path, stream=True)
@@ -181,8 +182,8 @@ class FileLike(PersisterBase):
         self.pickler = pickler
         self._here: str | None = None
 
-    def initialize_component(self, config) -> None:
-        """A relative local ``path`` resolves like every path (see ``config_files.path_base``)."""
+    def initialize_component(self, config: Any) -> None:
+        """A relative local ``path`` resolves like every path (see ``config.files.path_base``)."""
         self._here = path_base(config)
 
     def __repr__(self) -> str:
@@ -242,7 +243,7 @@ class FileLike(PersisterBase):
             data["properties"][name] = value
         self._write_metadata(data)
 
-    def write(self, model) -> int:
+    def write(self, model: Any) -> int:
         saved = self._saved_metadata(model)
         data = self._read_metadata()
         known = [m["version"] for m in data["models"]]
@@ -280,7 +281,7 @@ class FileLike(PersisterBase):
         else:
             pickle.dump(model, stream, protocol=5)
 
-    def read(self, version=None):
+    def read(self, version: int | str | None = None) -> Any:
         data = self._read_metadata()
         if version is None:
             version = data["properties"].get("active-model")
@@ -309,13 +310,13 @@ class FileLike(PersisterBase):
         trim_heap()
         return model
 
-    def activate(self, version) -> None:
+    def activate(self, version: int | str) -> None:
         data = self._read_metadata()
         number = self._resolve(version, [m["version"] for m in data["models"]])
         data["properties"]["active-model"] = str(number)
         self._write_metadata(data)
 
-    def delete(self, version) -> None:
+    def delete(self, version: int | str) -> None:
         data = self._read_metadata()
         number = self._resolve(version, [m["version"] for m in data["models"]])
         data["models"] = [m for m in data["models"] if m["version"] != number]
@@ -339,7 +340,7 @@ class Rest(FileLike):
     def __init__(
         self,
         url: str,
-        auth=None,
+        auth: Any = None,
         compress: int | bool = DEFAULT_COMPRESS,
         pickler: str = "pickle",
         timeout: float = 60.0,

@@ -14,12 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NoModelError, UnmigratedStoreError
 from ..interfaces import Background, ModelPersister, annotate
 from ..process_store import ProcessStore
 from .storage import as_version
+
+if TYPE_CHECKING:
+    from ..scheduling import RruleThread
 
 __all__ = ["CachedUpdatePersister"]
 
@@ -47,12 +51,12 @@ class CachedUpdatePersister(ModelPersister, Background):
         self._process_store: ProcessStore | None = None
         self._lock = threading.RLock()  # serialises refreshes; never taken to serve a read
         self._store_lock = threading.Lock()
-        self._thread = None
+        self._thread: RruleThread | None = None
         self._last_attempt = float("-inf")
         self._unmigrated: UnmigratedStoreError | None = None  # said again by read()
         self._observers: list = []
 
-    def observe(self, callback) -> None:
+    def observe(self, callback: Callable[[str], Any]) -> None:
         """Call ``callback(outcome)`` after each refresh: ``"loaded"``, ``"unchanged"`` or ``"failed"``.
 
         For instrumentation (the web service's ``/metrics``); a callback must
@@ -70,7 +74,7 @@ class CachedUpdatePersister(ModelPersister, Background):
     def __repr__(self) -> str:
         return f"CachedUpdatePersister(impl={self.impl!r})"
 
-    def initialize_component(self, config) -> None:
+    def initialize_component(self, config: Any) -> None:
         """Share the config's process store, so ``/alive`` sees the cached model."""
         store = getattr(config, "process_store", None)
         if store is not None:
@@ -173,7 +177,7 @@ class CachedUpdatePersister(ModelPersister, Background):
         return self._thread is not None and self._thread.is_alive()
 
     # -- ModelPersister ----------------------------------------------------
-    def read(self, version=None):
+    def read(self, version: int | None = None) -> Any:
         """The cached model (or ``impl.read(version)`` for an explicit version)."""
         if version is not None:
             return self.impl.read(version)
@@ -193,20 +197,20 @@ class CachedUpdatePersister(ModelPersister, Background):
             )
         return model
 
-    def write(self, model) -> int:
+    def write(self, model: Any) -> int:
         version = self.impl.write(model)
         if self.started:
             self._refresh_quietly()
         return version
 
-    def activate(self, version) -> None:
+    def activate(self, version: int) -> None:
         self.impl.activate(version)
         if self.started or "model" in self.cache:
             self._refresh_quietly()
         else:
             self._last_attempt = float("-inf")  # let the next read() load it at once
 
-    def delete(self, version) -> None:
+    def delete(self, version: int) -> None:
         self.impl.delete(version)
         with self._lock:
             cached = self.cache.get("model")
@@ -224,7 +228,7 @@ class CachedUpdatePersister(ModelPersister, Background):
     def upgrade(self, from_version: str | None = None, to_version: str | None = None) -> list[str]:
         return self.impl.upgrade(from_version, to_version)
 
-    def update_metadata(self, version, changes: dict) -> dict:
+    def update_metadata(self, version: int, changes: dict) -> dict:
         """Update the store, and the cached model's metadata when it is that version."""
         metadata = self.impl.update_metadata(version, changes)
         cached = self.cache.get("model")

@@ -9,25 +9,33 @@ on. Its ``File`` writes ``<path>.pkl.gz`` per version and one
 "properties": {...}}``.
 
 pipeforge's own layout differs, so the persisters use this module to
-notice such models (and refuse to pretend the store is empty) and to
-import them in ``pf-upgrade``: same version numbers, same metadata, the
-compressed pickles copied byte for byte (nothing is unpickled), while
-Palladium's tables and files stay exactly as they were for a rollback.
+notice such models (and refuse to pretend the store is empty) and to read
+them when ``pf-upgrade`` imports them into their own layout: same version
+numbers, same metadata, the compressed pickles copied byte for byte
+(nothing is unpickled), while Palladium's tables and files stay exactly as
+they were for a rollback. This module reads Palladium's formats only; each
+persister writes its own (``Database.import_palladium``,
+``File.import_palladium``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+    from sqlalchemy.engine import Connection, Engine
 
 __all__ = [
     "PalladiumTables",
     "PalladiumFiles",
     "unmigrated_message",
+    "import_note",
+    "report_import",
+    "is_palladium_metadata",
     "import_into_database",
     "import_into_files",
 ]
@@ -73,17 +81,18 @@ def import_note(
 class PalladiumTables:
     """Palladium's three tables in one database (read only), or nothing if they are absent."""
 
-    def __init__(self, models, chunks, properties):
+    def __init__(self, models: Table, chunks: Table, properties: Table):
         self.models = models
         self.chunks = chunks
         self.properties_table = properties
 
     @property
     def names(self) -> str:
+        """The three tables' names, for messages."""
         return ", ".join(t.name for t in (self.models, self.chunks, self.properties_table))
 
     @classmethod
-    def find(cls, engine, table_postfix: str = "") -> PalladiumTables | None:
+    def find(cls, engine: Engine, table_postfix: str = "") -> PalladiumTables | None:
         """Palladium's tables in ``engine``'s database, if all three are there."""
         import sqlalchemy as sa
 
@@ -108,13 +117,14 @@ class PalladiumTables:
             tables[base] = table
         return cls(tables["models"], tables["model_chunks"], tables["properties"])
 
-    def versions(self, conn) -> list[int]:
+    def versions(self, conn: Connection) -> list[int]:
+        """The versions Palladium lists, in order."""
         import sqlalchemy as sa
 
         query = sa.select(self.models.c.version).order_by(self.models.c.version)
         return [int(v) for (v,) in conn.execute(query)]
 
-    def highest(self, conn) -> int:
+    def highest(self, conn: Connection) -> int:
         """The highest version number Palladium has used, deleted ones included.
 
         Palladium's ``delete`` leaves a model's chunks behind, so their
@@ -126,21 +136,22 @@ class PalladiumTables:
         orphans = conn.execute(sa.select(sa.func.max(self.chunks.c.model_version))).scalar()
         return max(int(top or 0), int(orphans or 0))
 
-    def properties(self, conn) -> dict[str, str]:
+    def properties(self, conn: Connection) -> dict[str, str]:
+        """Palladium's store properties (``active-model``, ``db-version``)."""
         import sqlalchemy as sa
 
         table = self.properties_table
         rows = conn.execute(sa.select(table.c.name, table.c.value).order_by(table.c.id))
         return {name: value for name, value in rows if name is not None}
 
-    def metadata(self, conn, version: int) -> str:
+    def metadata(self, conn: Connection, version: int) -> str:
         """The model's metadata as Palladium stored it (JSON text)."""
         import sqlalchemy as sa
 
         query = sa.select(self.models.c.metadata).where(self.models.c.version == version)
         return conn.execute(query).scalar_one()
 
-    def blobs(self, conn, version: int) -> Iterator[bytes]:
+    def blobs(self, conn: Connection, version: int) -> Iterator[bytes]:
         """The model's gzip-compressed pickle, chunk by chunk (one chunk in memory at a time)."""
         import sqlalchemy as sa
 
@@ -187,10 +198,11 @@ class PalladiumFiles:
         return data
 
     def versions(self, data: dict) -> list[int]:
+        """The versions listed in ``data`` (what :meth:`read` gave), in order."""
         return sorted(int(m["version"]) for m in data["models"] if "version" in m)
 
 
-def is_palladium_metadata(data) -> bool:
+def is_palladium_metadata(data: Any) -> bool:
     """Whether parsed JSON looks like Palladium's File metadata (not pipeforge's list)."""
     return (
         isinstance(data, dict)
@@ -200,129 +212,32 @@ def is_palladium_metadata(data) -> bool:
 
 
 # -- importing ------------------------------------------------------------------------
+# Each persister imports into its own format (``Database.import_palladium``,
+# ``File.import_palladium``) from what the classes above read.
 
 
-def import_into_database(persister, engine, palladium: PalladiumTables) -> list[str]:
-    """Copy Palladium's models into ``persister``'s tables (a pipeforge ``Database``).
-
-    Every Palladium version above the version counter comes over (metadata
-    as stored, the gzip pickle rechunked, not unpickled); the counter moves
-    past the highest number Palladium used; Palladium's active version is
-    taken over if pipeforge has none. One transaction, holding the store's
-    locks, so no ``pf-fit`` claims a number meanwhile. Running it again
-    finds nothing to import.
-    """
-    import sqlalchemy as sa
-
-    t = persister._tables
-    with engine.begin() as conn:
-        persister._lock(conn, "model-version")
-        persister._lock(conn)
-        counter = persister._counter(conn)
-        versions = palladium.versions(conn)
-        imported = [v for v in versions if v > counter]
-        previous = (persister._get_property(conn, "palladium-imported") or "").split(",")
-        skipped = [v for v in versions if v <= counter and str(v) not in previous]
-        for version in imported:
-            count = size = 0
-            for blob in palladium.blobs(conn, version):
-                for start in range(0, len(blob), persister.chunk_size):
-                    piece = blob[start : start + persister.chunk_size]
-                    conn.execute(
-                        t["chunks"].insert().values(version=version, idx=count, data=piece)
-                    )
-                    count, size = count + 1, size + len(piece)
-            conn.execute(
-                t["models"]
-                .insert()
-                .values(
-                    version=version,
-                    metadata=palladium.metadata(conn, version),
-                    chunks=count,
-                    stored_bytes=size,
-                    pickler="pickle",
-                    compression="gzip",
-                )
-            )
-        highest = palladium.highest(conn)
-        if highest > counter:
-            counters = t["counters"]
-            conn.execute(
-                sa.update(counters).where(counters.c.name == "model-version").values(value=highest)
-            )
-        properties = palladium.properties(conn)
-        active = properties.get("active-model")  # taken over unless pipeforge has its own
-        if active in {str(v) for v in imported} and not persister._get_property(
-            conn, "active-model"
-        ):
-            persister._put_property(conn, "active-model", active)
-        else:
-            active = None
-        if imported:
-            done = [p for p in previous if p] + [str(v) for v in imported]
-            persister._put_property(conn, "palladium-imported", ",".join(done))
-    return _report(f"tables {palladium.names}", imported, active, skipped, properties)
-
-
-def import_into_files(persister, palladium: PalladiumFiles) -> list[str]:
-    """Copy the models Palladium's ``File`` wrote into ``persister`` (a pipeforge ``File``).
-
-    Every Palladium version above the last version pipeforge knows comes
-    over: its gzip pickle byte for byte behind pipeforge's header line, its
-    metadata as Palladium listed it. Palladium's active version is taken
-    over if pipeforge has none. Palladium's files are only read; a failed
-    copy leaves none of the new files behind. Running it again finds
-    nothing to import.
-    """
-    from .storage import BLOCK, temp_name
-
-    with persister._locked():
-        data = palladium.read()
-        if data is None:
-            return []
-        props = persister._props()
-        models = persister._load_json("metadata", [])
-        last = persister._last_version(props, models)
-        entries = {int(m["version"]): m for m in data["models"] if "version" in m}
-        imported = [v for v in sorted(entries) if v > last]
-        previous = str(props.get("palladium-imported", "")).split(",")
-        skipped = [v for v in sorted(entries) if v <= last and str(v) not in previous]
-        copies: dict[int, str] = {}
-        try:
-            for version in imported:
-                copies[version] = temp_name(persister._file(version))
-                with open(palladium.model_file(version), "rb") as source:
-                    with open(copies[version], "xb") as handle:
-                        handle.write(b"pipeforge-model 1 pickle gzip\n")
-                        shutil.copyfileobj(source, handle, BLOCK)
-            for version, tmp in copies.items():
-                os.replace(tmp, persister._file(version))
-            added = [dict(entries[v], version=v) for v in imported]
-            persister._save_json("metadata", [*models, *added])
-        except BaseException:
-            for version, tmp in copies.items():
-                for path in (tmp, persister._file(version)):
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-            raise
-        active = data["properties"].get("active-model")  # unless pipeforge has its own
-        if active in {str(v) for v in imported} and "active-model" not in props:
-            props["active-model"] = active
-        else:
-            active = None
-        props["_last-version"] = max([last, *imported])
-        if imported:
-            props["palladium-imported"] = ",".join(
-                [p for p in previous if p] + [str(v) for v in imported]
-            )
-        persister._save_json("properties", props)
-    files = f"{palladium.metadata_file} and its .pkl.gz files"
-    return _report(files, imported, active, skipped, data["properties"])
-
-
-def _report(source, imported, active, skipped, properties) -> list[str]:
+def report_import(
+    source: str, imported: list[int], active: str | None, skipped: list[int], properties: dict
+) -> list[str]:
+    """What an import did, as ``pf-upgrade`` reports it (and logs it): one line, or none."""
     if not imported and not skipped:
         return []
     note = import_note(source, imported, active, skipped, properties)
     logger.info("%s", note)
     return [note]
+
+
+def import_into_database(persister: Any, engine: Any, palladium: PalladiumTables) -> list[str]:
+    """Copy Palladium's models into ``persister`` (a pipeforge ``Database`` on ``engine``).
+
+    pipeforge 0.1's name for ``persister.import_palladium(palladium)``.
+    """
+    return persister.import_palladium(palladium)
+
+
+def import_into_files(persister: Any, palladium: PalladiumFiles) -> list[str]:
+    """Copy the models Palladium's ``File`` wrote into ``persister`` (a pipeforge ``File``).
+
+    pipeforge 0.1's name for ``persister.import_palladium(palladium)``.
+    """
+    return persister.import_palladium(palladium)

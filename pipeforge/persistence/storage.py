@@ -1,36 +1,45 @@
-"""What every built-in persister shares: turning a model into chunks of bytes and back.
+"""What every built-in persister shares: parameters, metadata, version numbers, upgrades.
 
-Models are pickled (pickle protocol 5 by default, or joblib) straight into a compressing stream
-that hands out fixed-size chunks, and read back through a stream that
-inflates those chunks lazily, so neither direction ever holds a second
-full copy of the model. Compression (zlib, a fast level by default) runs
-on a couple of worker threads, one independent zlib member per block, so
-storing a large model costs little more than pickling it.
+:class:`PersisterBase` checks the ``compress`` and ``pickler`` parameters,
+annotates a model with its version, timestamp and library versions before
+it is stored (and takes that back if storing fails), streams models through
+:mod:`~pipeforge.persistence.chunks`, and runs ``upgrade()``: Palladium's
+models first, then the upgrade steps, then the new ``db-version``. The
+functions beside it are the small rules every persister follows (what a
+version number is, how metadata becomes JSON, where a file is written
+before it is moved into place).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import io
 import numbers
 import os
-import pickle
-import sys
 import warnings
-import zlib
 from datetime import datetime, timezone
+from typing import Any
 
 from ..errors import ConfigError, UnknownVersionError
 from ..interfaces import ModelPersister, annotate
+from .chunks import ChunkSink, dump_chunks, load_chunks
 from .upgrade import UpgradeSteps, check_target, new_stamp
 
-__all__ = ["PersisterBase", "library_versions", "dump_chunks", "load_chunks", "DEFAULT_COMPRESS"]
+__all__ = [
+    "PersisterBase",
+    "library_versions",
+    "warn_library_mismatch",
+    "dump_chunks",
+    "load_chunks",
+    "DEFAULT_COMPRESS",
+    "NO_ACTIVE",
+    "db_version",
+    "json_default",
+    "as_version",
+    "temp_name",
+]
 
 DEFAULT_COMPRESS = 1
 PICKLERS = ("joblib", "pickle")
-BLOCK = 1024 * 1024
-_PIECE = 256 * 1024
 NO_ACTIVE = "no active model; fit one with pf-fit or activate one with pf-admin activate"
 
 
@@ -72,7 +81,7 @@ def warn_library_mismatch(metadata: dict, version: int) -> None:
         )
 
 
-def json_default(obj):
+def json_default(obj: Any) -> Any:
     """Make metadata JSON-safe: numpy scalars become numbers, the rest strings."""
     if hasattr(obj, "item"):
         return obj.item()
@@ -81,7 +90,7 @@ def json_default(obj):
     return str(obj)
 
 
-def as_version(version) -> int | None:
+def as_version(version: Any) -> int | None:
     """``3``, ``'3'`` → ``3``; anything that is no version number → ``None``."""
     if isinstance(version, numbers.Integral) and not isinstance(version, bool):
         return int(version)
@@ -96,191 +105,14 @@ def temp_name(target: str) -> str:
     return os.path.join(folder, f".{name}.{os.urandom(16).hex()}.tmp")
 
 
-def trim_heap() -> None:
-    """Give freed memory back to the OS (glibc keeps unpickling's temporaries otherwise)."""
-    if sys.platform.startswith("linux"):
-        import ctypes  # only here: the store's listing scripts never need it
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-class ChunkSink(io.RawIOBase):
-    """A write-only stream that compresses and calls ``emit(index, chunk)`` per chunk."""
-
-    def __init__(self, emit, chunk_size: int, level: int):
-        self._emit = emit
-        self._size = chunk_size
-        self._level = level
-        self._block = bytearray()
-        self._out = bytearray()
-        self._jobs: collections.deque = collections.deque()
-        self._pool = None
-        if level:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(2, "pipeforge-compress")
-        self.count = 0
-        self.stored_bytes = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        size = len(view)
-        if not self._level:
-            self._out += view
-        else:
-            while view:
-                room = BLOCK - len(self._block)
-                self._block += view[:room]
-                view = view[room:]
-                if len(self._block) >= BLOCK:
-                    self._submit()
-        self._emit_full()
-        return size
-
-    def _submit(self) -> None:
-        block, self._block = self._block, bytearray()
-        self._jobs.append(self._pool.submit(zlib.compress, block, self._level))
-        while len(self._jobs) > 4:  # bound the memory in flight
-            self._out += self._jobs.popleft().result()
-
-    def _emit_full(self, final: bool = False) -> None:
-        while len(self._out) >= self._size or (final and self._out):
-            size = min(self._size, len(self._out))
-            chunk = bytes(self._out[:size])
-            del self._out[:size]
-            self._emit(self.count, chunk)
-            self.count += 1
-            self.stored_bytes += len(chunk)
-
-    def finish(self) -> None:
-        """Compress and emit what is left."""
-        if self._level:
-            if self._block or not self._jobs and not self.count:
-                self._submit()
-            while self._jobs:
-                self._out += self._jobs.popleft().result()
-        self._emit_full(final=True)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        super().close()
-
-
-# How stored bytes are compressed: zlib members (pipeforge), gzip (Palladium's stores), or not.
-_WBITS = {"zlib": zlib.MAX_WBITS, "gzip": 16 + zlib.MAX_WBITS}
-COMPRESSIONS = ("zlib", "gzip", "none")
-
-
-def _wbits(compression: bool | str) -> int | None:
-    if compression is True:
-        return _WBITS["zlib"]
-    if compression in (False, None, "none"):
-        return None
-    return _WBITS[compression]
-
-
-class ChunkSource(io.RawIOBase):
-    """A read-only stream over an iterator of chunks, inflating (possibly several members) lazily.
-
-    ``compression`` is ``"zlib"`` (or ``True``), ``"gzip"`` or ``"none"`` (or ``False``).
-    """
-
-    def __init__(self, chunks, compression: bool | str):
-        self._chunks = iter(chunks)
-        self._wbits = _wbits(compression)
-        self._z = None if self._wbits is None else zlib.decompressobj(self._wbits)
-        self._chunk = memoryview(b"")
-        self._carry = b""
-        self._out = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._out:
-            if not self._fill():
-                return 0
-        n = min(len(view), len(self._out))
-        view[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
-
-    def _piece(self):
-        """The next slice of stored bytes (small, so zlib never copies a big tail)."""
-        if self._carry:
-            piece, self._carry = self._carry, b""
-            return piece
-        while not self._chunk:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return None
-            self._chunk = memoryview(chunk)
-        piece, self._chunk = self._chunk[:_PIECE], self._chunk[_PIECE:]
-        return piece
-
-    def _fill(self) -> bool:
-        z = self._z
-        if z is None:
-            piece = self._piece()
-            self._out = memoryview(piece or b"")
-            return piece is not None
-        if z.unconsumed_tail:
-            data = z.decompress(z.unconsumed_tail, BLOCK)
-        else:
-            piece = self._piece()
-            if piece is None:
-                return False
-            data = z.decompress(piece, BLOCK)
-        if z.eof:  # one member ends; another may follow
-            self._carry = z.unused_data
-            self._z = zlib.decompressobj(self._wbits)
-        self._out = memoryview(data)
-        return True
-
-
-def dump_chunks(obj, emit, chunk_size: int, level: int, pickler: str = "pickle") -> ChunkSink:
-    """Pickle ``obj`` straight into compressed chunks handed to ``emit(index, chunk)``.
-
-    Returns the finished sink (``count`` chunks, ``stored_bytes`` in all).
-    """
-    with ChunkSink(emit, chunk_size, level) as sink:
-        if pickler == "joblib":
-            import joblib
-
-            joblib.dump(obj, sink)
-        else:
-            pickle.dump(obj, sink, protocol=5)
-        sink.finish()
-    return sink
-
-
-def load_chunks(chunks, compression: bool | str, pickler: str = "pickle"):
-    """Unpickle from an iterable of stored chunks, inflating them lazily.
-
-    ``compression`` is ``"zlib"``, ``"gzip"`` or ``"none"`` (``True``/``False``
-    for zlib or nothing).
-    """
-    reader = io.BufferedReader(ChunkSource(chunks, compression), buffer_size=BLOCK)
-    if pickler == "joblib":
-        import joblib
-
-        obj = joblib.load(reader)
-    else:
-        obj = pickle.load(reader)
-    trim_heap()
-    return obj
-
-
 class PersisterBase(ModelPersister):
     """Validation, annotation, (de)serialising and upgrading for the built-in persisters."""
 
     upgrade_steps = UpgradeSteps()
+    #: the constructor parameters every built-in persister has
+    compress: int | bool
+    pickler: str
+    _level: int  # the zlib level ``compress`` stands for, set by _check_common
 
     def _check_common(self) -> None:
         name = type(self).__name__

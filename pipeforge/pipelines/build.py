@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ConfigError
 from .graph import Node, as_op
@@ -18,18 +18,21 @@ from .ops import Op
 from .pipeline import Pipeline
 from .store import OpStore
 
+if TYPE_CHECKING:
+    from ..config import Config
+
 __all__ = ["build_pipelines", "build_op_store"]
 
 _NODE_KEYS = {"op", "pipeline", "inputs", "outputs", "mode", "name"}
 _PIPELINE_KEYS = {"nodes", "runner", "callbacks", "use_worker"}
 
 
-def _source(config: Mapping) -> str | None:
+def _source(config: Mapping[str, Any]) -> str | None:
     sources = getattr(config, "sources", None)
     return ", ".join(str(s) for s in sources) if sources else None
 
 
-def build_pipelines(config: Mapping) -> dict[str, Pipeline]:
+def build_pipelines(config: Mapping[str, Any]) -> dict[str, Pipeline]:
     """Every pipeline of the config, checked, by name (raises ConfigError)."""
     try:
         return _Builder(config).build()
@@ -38,18 +41,18 @@ def build_pipelines(config: Mapping) -> dict[str, Pipeline]:
         raise
 
 
-def build_op_store(config: Mapping) -> OpStore:
+def build_op_store(config: Mapping[str, Any]) -> OpStore:
     """The ``op_store`` entry, or an OpStore on the model persister's database URL.
 
     A relative SQLite file is taken from the config's folder, like the model database's.
     """
     store = _op_store(config)
     if getattr(config, "here", None) and "_here" not in store.__dict__:
-        store.initialize_component(config)
+        store.initialize_component(cast("Config", config))  # only a Config has a folder
     return store
 
 
-def _op_store(config: Mapping) -> OpStore:
+def _op_store(config: Mapping[str, Any]) -> OpStore:
     entry = config.get("op_store")
     if isinstance(entry, OpStore):
         return entry
@@ -96,7 +99,7 @@ def _persister_url(persister: Any, depth: int = 0) -> str | None:
 
 
 class _Builder:
-    def __init__(self, config: Mapping):
+    def __init__(self, config: Mapping[str, Any]):
         self.config = config
         self.ops: dict[str, Any] = {}
         self.pipelines: dict[str, Pipeline] = {}
@@ -169,7 +172,7 @@ class _Builder:
         self.pipelines[name] = pipeline
         return pipeline
 
-    def from_dict(self, name: str, entry: Mapping) -> Pipeline:
+    def from_dict(self, name: str, entry: Mapping[str, Any]) -> Pipeline:
         key = f"pipelines.{name}"
         unknown = set(entry) - _PIPELINE_KEYS
         if unknown:

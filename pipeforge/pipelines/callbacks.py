@@ -14,10 +14,15 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..factory import resolve_dotted_name
+
+if TYPE_CHECKING:
+    from .graph import Step
+    from .ops import Op
+    from .pipeline import Pipeline
 
 __all__ = ["PipelineCallback", "OpCallback", "TimingCallback", "resolve_callbacks"]
 
@@ -27,26 +32,26 @@ logger = logging.getLogger(__name__)
 class PipelineCallback:
     """Hooks around a pipeline run and each of its nodes."""
 
-    def before_pipeline(self, pipeline, pipeline_input: Any) -> None:
+    def before_pipeline(self, pipeline: Pipeline, pipeline_input: Any) -> None:
         """Called once before the first node."""
 
-    def after_pipeline(self, pipeline, pipeline_output: Any) -> None:
+    def after_pipeline(self, pipeline: Pipeline, pipeline_output: Any) -> None:
         """Called once after the last node, with the pipeline's output."""
 
-    def before_node(self, pipeline, node, inputs: Sequence[Any]) -> None:
+    def before_node(self, pipeline: Pipeline, node: Step, inputs: Sequence[Any]) -> None:
         """Called before each node with its input values."""
 
-    def after_node(self, pipeline, node, output: Any) -> None:
+    def after_node(self, pipeline: Pipeline, node: Step, output: Any) -> None:
         """Called after each node with what its op returned."""
 
 
 class OpCallback:
     """Hooks around one op's execution, wherever the op is used."""
 
-    def before_op(self, op, inputs: Sequence[Any]) -> None:
+    def before_op(self, op: Op, inputs: Sequence[Any]) -> None:
         """Called before the op runs."""
 
-    def after_op(self, op, inputs: Sequence[Any], output: Any) -> None:
+    def after_op(self, op: Op, inputs: Sequence[Any], output: Any) -> None:
         """Called after the op ran, with its output."""
 
 
@@ -61,7 +66,7 @@ class TimingCallback(PipelineCallback, OpCallback):
     def __init__(self, level: str = "INFO"):
         self.level = level
 
-    def _state(self) -> tuple[threading.local, dict, threading.Lock]:
+    def _state(self) -> tuple[threading.local, dict[str, float], threading.Lock]:
         state = self.__dict__.get("_timing_state")
         if state is None:
             state = self.__dict__.setdefault(
@@ -98,26 +103,26 @@ class TimingCallback(PipelineCallback, OpCallback):
             elapsed * 1e3,
         )
 
-    def before_pipeline(self, pipeline, pipeline_input):
+    def before_pipeline(self, pipeline: Pipeline, pipeline_input: Any) -> None:
         self._start(pipeline.name)
 
-    def after_pipeline(self, pipeline, pipeline_output):
+    def after_pipeline(self, pipeline: Pipeline, pipeline_output: Any) -> None:
         self._stop(pipeline.name, f"pipeline {pipeline.name!r}")
 
-    def before_node(self, pipeline, node, inputs):
+    def before_node(self, pipeline: Pipeline, node: Step, inputs: Sequence[Any]) -> None:
         self._start(f"{pipeline.name}/{node.name}")
 
-    def after_node(self, pipeline, node, output):
+    def after_node(self, pipeline: Pipeline, node: Step, output: Any) -> None:
         self._stop(f"{pipeline.name}/{node.name}", f"node {node.name!r} of {pipeline.name!r}")
 
-    def before_op(self, op, inputs):
+    def before_op(self, op: Op, inputs: Sequence[Any]) -> None:
         self._start(f"op:{op.op_name}")
 
-    def after_op(self, op, inputs, output):
+    def after_op(self, op: Op, inputs: Sequence[Any], output: Any) -> None:
         self._stop(f"op:{op.op_name}", f"op {op.op_name!r}")
 
 
-def resolve_callbacks(entries: Any, kind: type, where: str) -> list:
+def resolve_callbacks(entries: Any, kind: type, where: str) -> list[Any]:
     """Turn config entries (objects, classes or dotted names) into callback objects."""
     if entries is None:
         return []

@@ -11,10 +11,14 @@ loaded one was trained.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .graph import PIPELINE_INPUT, PIPELINE_OUTPUT
 from .pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from .graph import Graph, Step
+    from .store import OpStore
 
 __all__ = ["describe", "short_version"]
 
@@ -28,7 +32,7 @@ def short_version(version: str | None, size: int = 6) -> str:
     return ".".join(part[:size] for part in str(version).split("."))
 
 
-def _kind(step) -> tuple[str, str]:
+def _kind(step: Step) -> tuple[str, str]:
     """(kind, what it runs) of a step, for people: ``("estimator", "PCA")``."""
     from .ops import DataOp, EstimatorOp, FunctionOp
 
@@ -46,13 +50,15 @@ def _kind(step) -> tuple[str, str]:
     return "op", type(op).__name__
 
 
-def _stored(store, op_name: str) -> list[dict]:
+def _stored(store: OpStore | None, op_name: str) -> list[dict[str, Any]]:
     if store is None:
         return []
     return store.list_versions(op_name)
 
 
-def _node(step, loaded_op, store, cache: dict) -> dict[str, Any]:
+def _node(
+    step: Step, loaded_op: Any, store: OpStore | None, cache: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
     kind, runs = _kind(step)
     node: dict[str, Any] = {
         "name": step.name,
@@ -98,7 +104,7 @@ def _node(step, loaded_op, store, cache: dict) -> dict[str, Any]:
     return node
 
 
-def _edges(graph) -> list[dict[str, Any]]:
+def _edges(graph: Graph) -> list[dict[str, Any]]:
     """Who feeds whom, one edge per pair of nodes with the value names it carries."""
     edges: dict[tuple[str, str], list[str]] = {}
     for step in graph.steps:
@@ -114,7 +120,9 @@ def _edges(graph) -> list[dict[str, Any]]:
     ]
 
 
-def describe(pipeline: Pipeline, store=None, *, load_error: str | None = None) -> dict[str, Any]:
+def describe(
+    pipeline: Pipeline, store: OpStore | None = None, *, load_error: str | None = None
+) -> dict[str, Any]:
     """The pipeline's graph and versions as JSON-ready data.
 
     ``store`` (an :class:`~pipeforge.pipelines.store.OpStore`) adds what is
@@ -124,7 +132,7 @@ def describe(pipeline: Pipeline, store=None, *, load_error: str | None = None) -
     """
     graph = pipeline.graph
     state = pipeline._state()
-    cache: dict[str, list[dict]] = {}
+    cache: dict[str, list[dict[str, Any]]] = {}
     nodes = [
         _node(step, None if step.is_pipeline else state.ops[step.op_name], store, cache)
         for step in graph.steps

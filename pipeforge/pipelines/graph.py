@@ -78,8 +78,8 @@ def as_op(obj: Any, mode: str | None = None) -> Any:
 
 
 @dataclasses.dataclass
-class _Step:
-    """A node checked and normalised: what the runners work with."""
+class Step:
+    """A node checked and normalised: what the runners and node callbacks work with."""
 
     index: int
     name: str
@@ -98,7 +98,7 @@ class Graph:
         from .pipeline import Pipeline
 
         self.pipeline_name = pipeline_name
-        steps: list[_Step] = []
+        steps: list[Step] = []
         if not isinstance(nodes, Sequence) or isinstance(nodes, str) or not nodes:
             raise ConfigError(
                 f"pipeline {pipeline_name!r} must have a non-empty list of nodes; got {nodes!r}"
@@ -122,7 +122,7 @@ class Graph:
                     i, where, f"mode must be one of {', '.join(MODES)}; got {mode!r} instead"
                 )
             steps.append(
-                _Step(i, node.name or op_name, op, op_name, inputs, outputs, mode, is_pipeline)
+                Step(i, node.name or op_name, op, op_name, inputs, outputs, mode, is_pipeline)
             )
         self.steps = steps
         self._check_names()
@@ -148,8 +148,8 @@ class Graph:
                 )
             seen[s.name] = s.index
 
-    def _check_wiring(self) -> dict[str, _Step]:
-        producer: dict[str, _Step] = {}
+    def _check_wiring(self) -> dict[str, Step]:
+        producer: dict[str, Step] = {}
         for s in self.steps:
             for out in s.outputs:
                 if out == PIPELINE_INPUT:
@@ -188,12 +188,12 @@ class Graph:
                     )
         return producer
 
-    def _check_cycles(self) -> list[_Step]:
+    def _check_cycles(self) -> list[Step]:
         deps = {
             s.name: {self.producer[i].name for i in s.inputs if i in self.producer}
             for s in self.steps
         }
-        order: list[_Step] = []
+        order: list[Step] = []
         done: set[str] = set()
         remaining = list(self.steps)
         while remaining:
@@ -230,7 +230,7 @@ class Graph:
             ops.setdefault(s.op_name, s.op)
         return ops
 
-    def _upstream(self, step: _Step) -> list[str]:
+    def _upstream(self, step: Step) -> list[str]:
         """Op names ``step`` depends on: walk back through ops that do not train, skipping sources."""
         found: list[str] = []
         seen: set[str] = set()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import web
 from ..errors import PipeforgeError, RequestError, VersionError
@@ -39,6 +39,11 @@ from .build import build_op_store, build_pipelines
 from .pipeline import NodeError, Pipeline
 from .store import OpStore
 from .sync import PipelineSync
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flask import Flask
 
 __all__ = ["register_routes", "PipelinesService", "to_jsonable"]
 
@@ -67,7 +72,7 @@ class PipelinesService:
         self.store = store
         self.service_metadata = dict(service_metadata or {})
         self.max_workers = max_workers
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self.sync = PipelineSync(
             pipelines, store, refresh=None
@@ -226,7 +231,6 @@ def _pipeline_health(service: PipelinesService, name: str):
 def _graph(service: PipelinesService, name: str):
     from flask import request
 
-    from ..server.predict_service import _to_bool
     from .describe import describe
 
     pipeline = service.pipeline(name)
@@ -236,7 +240,7 @@ def _graph(service: PipelinesService, name: str):
     except VersionError as exc:
         load_error = str(exc)
     description = describe(pipeline, service.store, load_error=load_error)
-    if _to_bool("svg", request.args.get("svg", "true")):
+    if web.parse_flag("svg", request.args.get("svg", "true")):
         from .svg import render_svg
 
         description["svg"] = render_svg(description, standalone=False)
@@ -275,7 +279,7 @@ def _job(service: PipelinesService, job_id: str):
 
 
 def register_routes(
-    app,
+    app: Flask,
     config: Mapping,
     *,
     pipelines: dict[str, Pipeline] | None = None,

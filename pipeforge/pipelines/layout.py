@@ -22,7 +22,7 @@ _DUMMY_WIDTH = 10.0
 class Layout:
     """Box positions (``x`` centre, ``y`` top) and each edge's route, from (0, 0)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.x: dict[str, float] = {}
         self.y: dict[str, float] = {}
         self.routes: list[list[tuple[float, float]]] = []

@@ -17,11 +17,16 @@ import copy
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PipeforgeError
 from ..factory import resolve_dotted_name
 from .versioning import Version, VersionType, version_from_fields
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ..config import Config
 
 __all__ = ["Op", "TrainableOp", "EstimatorOp", "DataOp", "FunctionOp", "OpError", "MODES"]
 
@@ -59,7 +64,7 @@ class Op:
         self.callbacks = callbacks
         self.versioning = versioning
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         """Copy the op's state, but share its callbacks (they may hold locks or files)."""
         new = type(self).__new__(type(self))
         memo[id(self)] = new
@@ -111,15 +116,15 @@ class Op:
         return self.__dict__.get("_version") or self.config_version
 
     # -- running --------------------------------------------------------------
-    def execute(self, *inputs):
+    def execute(self, *inputs: Any) -> Any:
         """Compute the op's output from its inputs."""
         raise NotImplementedError(f"{type(self).__name__} must implement execute(*inputs)")
 
-    def run(self, mode: str | None, inputs: Sequence[Any]):
+    def run(self, mode: str | None, inputs: Sequence[Any]) -> Any:
         """Run in ``mode`` (ignored by ops that do not train)."""
         return self.execute(*inputs)
 
-    def invoke(self, mode: str | None, inputs: Sequence[Any], callbacks: Sequence[Any] = ()):
+    def invoke(self, mode: str | None, inputs: Sequence[Any], callbacks: Sequence[Any] = ()) -> Any:
         """Run with the op's callbacks (``callbacks`` are the resolved ones)."""
         for callback in callbacks:
             callback.before_op(self, inputs)
@@ -150,7 +155,7 @@ class TrainableOp(Op):
 
     trainable = True
 
-    def __init__(self, *, mode: str = "predict", training_level: str = "major", **kw):
+    def __init__(self, *, mode: str = "predict", training_level: str = "major", **kw: Any):
         super().__init__(**kw)
         self.mode = mode
         self.training_level = training_level
@@ -167,17 +172,17 @@ class TrainableOp(Op):
             )
         return mode
 
-    def fit(self, *inputs) -> None:
+    def fit(self, *inputs: Any) -> None:
         raise NotImplementedError
 
-    def predict(self, *inputs):
+    def predict(self, *inputs: Any) -> Any:
         raise NotImplementedError
 
-    def fit_predict(self, *inputs):
+    def fit_predict(self, *inputs: Any) -> Any:
         self.fit(*inputs)
         return self.predict(inputs[0])
 
-    def run(self, mode: str | None, inputs: Sequence[Any]):
+    def run(self, mode: str | None, inputs: Sequence[Any]) -> Any:
         mode = self.check_mode(mode)
         if mode == "predict":
             if not self.is_fitted:
@@ -186,9 +191,13 @@ class TrainableOp(Op):
                     "save it, and load this pipeline"
                 )
             return self.predict(*inputs)
-        output = self.fit(*inputs) if mode == "fit" else self.fit_predict(*inputs)
+        output = None
+        if mode == "fit":
+            self.fit(*inputs)
+        else:
+            output = self.fit_predict(*inputs)
         self._trained()
-        return None if mode == "fit" else output
+        return output
 
     def _trained(self) -> None:
         level = VersionType.parse(self.training_level, what=f"training_level of {self.op_name!r}")
@@ -230,7 +239,7 @@ class EstimatorOp(TrainableOp):
         self.estimator = estimator
         self.method = method
 
-    def _estimator(self):
+    def _estimator(self) -> Any:
         if self.estimator is None or not hasattr(self.estimator, "fit"):
             raise ConfigError(
                 f"parameter 'estimator' of EstimatorOp {self.name or ''!r} must be an object "
@@ -243,7 +252,7 @@ class EstimatorOp(TrainableOp):
 
     def params(self) -> dict[str, Any]:
         estimator = self._estimator()
-        params = {"estimator": type(estimator)}
+        params: dict[str, Any] = {"estimator": type(estimator)}
         get_params = getattr(estimator, "get_params", None)
         if callable(get_params):
             params.update(get_params(deep=False))
@@ -251,15 +260,15 @@ class EstimatorOp(TrainableOp):
             params["method"] = self.method
         return params
 
-    def fit(self, *inputs) -> None:
+    def fit(self, *inputs: Any) -> None:
         self._estimator().fit(*inputs)
 
-    def predict(self, *inputs):
+    def predict(self, *inputs: Any) -> Any:
         estimator = self._estimator()
         method = self.method or ("predict" if hasattr(estimator, "predict") else "transform")
         return getattr(estimator, method)(*inputs)
 
-    def fit_predict(self, *inputs):
+    def fit_predict(self, *inputs: Any) -> Any:
         estimator = self._estimator()
         if self.method is None and hasattr(estimator, "fit_transform"):
             return estimator.fit_transform(*inputs)
@@ -284,7 +293,7 @@ class DataOp(Op):
 
     def __init__(
         self,
-        loader: Any = None,
+        loader: Callable[[], tuple[Any, Any]] | None = None,
         *,
         returns: str = "Xy",
         name: str | None = None,
@@ -298,7 +307,7 @@ class DataOp(Op):
     def default_name(self) -> str:
         return _snake(type(self.loader).__name__) if self.loader is not None else "data"
 
-    def initialize_component(self, config) -> None:
+    def initialize_component(self, config: Config) -> None:
         """Pass the config on to the loader (it finds relative paths with it)."""
         initialize = getattr(self.loader, "initialize_component", None)
         if callable(initialize):
@@ -307,7 +316,7 @@ class DataOp(Op):
     def params(self) -> dict[str, Any]:
         return {"loader": self.loader, "returns": self.returns}
 
-    def execute(self):
+    def execute(self) -> Any:
         if not callable(self.loader):
             raise ConfigError(
                 f"parameter 'loader' of DataOp {self.op_name!r} must be a dataset loader "
@@ -330,7 +339,7 @@ class FunctionOp(Op):
 
     def __init__(
         self,
-        function: Callable | str | None = None,
+        function: Callable[..., Any] | str | None = None,
         *,
         kwargs: Mapping[str, Any] | None = None,
         name: str | None = None,
@@ -341,7 +350,7 @@ class FunctionOp(Op):
         self.function = function
         self.kwargs = kwargs
 
-    def _function(self) -> Callable:
+    def _function(self) -> Callable[..., Any]:
         function = self.function
         if isinstance(function, str):
             function = resolve_dotted_name(function)
@@ -358,5 +367,5 @@ class FunctionOp(Op):
     def params(self) -> dict[str, Any]:
         return {"function": self._function(), **dict(self.kwargs or {})}
 
-    def execute(self, *inputs):
+    def execute(self, *inputs: Any) -> Any:
         return self._function()(*inputs, **dict(self.kwargs or {}))

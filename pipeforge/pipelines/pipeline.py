@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError, PipeforgeError, VersionError
 from .callbacks import OpCallback, PipelineCallback, resolve_callbacks
-from .graph import PIPELINE_INPUT, PIPELINE_OUTPUT, Graph
+from .graph import PIPELINE_INPUT, PIPELINE_OUTPUT, Graph, Step
 from .runners import BaseRunner, get_runner
 from .store import OpRecord, OpStore
 
@@ -337,7 +337,7 @@ class PipelineRun:
             self.ops[name] = copy.deepcopy(self.ops[name])
             self.before[name] = self.ops[name].version
 
-    def execute(self, step) -> None:
+    def execute(self, step: Step) -> None:
         pipeline = self.pipeline
         inputs = [self.values[name] for name in step.inputs]
         for callback in pipeline.__dict__["_pipeline_callbacks"]:
@@ -360,7 +360,7 @@ class PipelineRun:
             _call(callback, "after_node", pipeline, step, output)
         self._assign(step, output)
 
-    def _assign(self, step, output: Any) -> None:
+    def _assign(self, step: Step, output: Any) -> None:
         outputs = step.outputs
         if len(outputs) == 1:
             self.values[outputs[0]] = output
@@ -380,7 +380,7 @@ class PipelineRun:
                 self.values[name] = value
 
 
-def _call(callback: Any, method: str, *args) -> None:
+def _call(callback: Any, method: str, *args: Any) -> None:
     function = getattr(callback, method, None)
     if function is not None:
         function(*args)

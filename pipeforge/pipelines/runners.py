@@ -10,10 +10,13 @@ by one transform) run at the same time in a thread pool. Both go through
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..factory import resolve_dotted_name
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline, PipelineRun
 
 __all__ = ["BaseRunner", "SequentialRunner", "ThreadRunner", "get_runner"]
 
@@ -21,11 +24,11 @@ __all__ = ["BaseRunner", "SequentialRunner", "ThreadRunner", "get_runner"]
 class BaseRunner:
     """Subclass and implement :meth:`execute` to run a pipeline's steps your way."""
 
-    def run(self, pipeline, pipeline_input: Any = None) -> Any:
+    def run(self, pipeline: Pipeline, pipeline_input: Any = None) -> Any:
         """Run ``pipeline`` on ``pipeline_input`` with this runner and return its output."""
         return pipeline.run(pipeline_input, runner=self)
 
-    def execute(self, run) -> None:
+    def execute(self, run: PipelineRun) -> None:
         """Execute every step of ``run`` (a ``PipelineRun``), each after its inputs."""
         raise NotImplementedError
 
@@ -33,7 +36,7 @@ class BaseRunner:
 class SequentialRunner(BaseRunner):
     """One node after the other, in the calling thread."""
 
-    def execute(self, run) -> None:
+    def execute(self, run: PipelineRun) -> None:
         for step in run.graph.order:
             run.execute(step)
 
@@ -49,7 +52,7 @@ class ThreadRunner(BaseRunner):
     def __init__(self, max_workers: int | None = None):
         self.max_workers = max_workers
 
-    def execute(self, run) -> None:
+    def execute(self, run: PipelineRun) -> None:
         graph = run.graph
         if self.max_workers is not None and (
             not isinstance(self.max_workers, int) or self.max_workers < 1
@@ -63,7 +66,7 @@ class ThreadRunner(BaseRunner):
         with concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="pf-pipeline"
         ) as pool:
-            running: dict[concurrent.futures.Future, str] = {}
+            running: dict[concurrent.futures.Future[None], str] = {}
             while pending or running:
                 for step in [s for s in pending if graph.deps[s.name] <= done]:
                     pending.remove(step)

@@ -11,28 +11,28 @@ Tables (SQLAlchemy Core, created on first use, prefix ``pf_op_``):
 
 A trained version and its links are written in one transaction, so a failed
 save leaves nothing half-written.
+
+:class:`OpStore` is one object made of one part per concern: the engine and
+tables (:mod:`pipeforge.pipelines.store_tables`), the links
+(:mod:`pipeforge.pipelines.store_lineage`), the jobs
+(:mod:`pipeforge.pipelines.store_jobs`) and, here, the versions and their
+states.
 """
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
-import threading
-import uuid
 from typing import Any
 
-from ..config_files import resolve_sqlite_url
-from ..errors import ConfigError, PersistenceError
-from ..persistence.storage import dump_chunks, load_chunks
+from ..errors import PersistenceError
+from ..persistence.chunks import dump_chunks, load_chunks
+from .store_jobs import StoreJobs
+from .store_lineage import StoreLineage
+from .store_tables import utc_now
 
 __all__ = ["OpStore", "OpRecord"]
 
 logger = logging.getLogger(__name__)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 class OpRecord:
@@ -46,7 +46,7 @@ class OpRecord:
         state: Any = None,
         has_state: bool = False,
         links: list[tuple[str, str]] | None = None,
-    ):
+    ) -> None:
         self.op_name = op_name
         self.version = version
         self.config_version = config_version
@@ -55,7 +55,7 @@ class OpRecord:
         self.links = links or []  # (upstream op name, upstream version string)
 
 
-class OpStore:
+class OpStore(StoreLineage, StoreJobs):
     """Op versions, states and links in a SQL database (SQLite or PostgreSQL).
 
     ``url`` is an SQLAlchemy URL; ``chunk_size`` (bytes) splits large states;
@@ -70,72 +70,11 @@ class OpStore:
         chunk_size: int = 4 * 1024 * 1024,
         compress: int = 1,
         table_prefix: str = "pf_op_",
-    ):
+    ) -> None:
         self.url = url
         self.chunk_size = chunk_size
         self.compress = compress
         self.table_prefix = table_prefix
-
-    def initialize_component(self, config) -> None:
-        """A relative SQLite file is taken from the config's folder, like the model database."""
-        self._here = getattr(config, "here", None)
-
-    # -- setup ------------------------------------------------------------------
-    def _lock(self) -> threading.Lock:
-        return self.__dict__.setdefault("_store_lock", threading.Lock())
-
-    def _db(self):
-        """(engine, tables), created on first use."""
-        db = self.__dict__.get("_db_cache")
-        if db is not None:
-            return db
-        with self._lock():
-            db = self.__dict__.get("_db_cache")
-            if db is None:
-                db = self.__dict__["_db_cache"] = self._connect()
-        return db
-
-    def _connect(self):
-        import sqlalchemy as sa
-
-        if not isinstance(self.url, str) or not self.url:
-            raise ConfigError(
-                f"parameter 'url' of OpStore must be an SQLAlchemy URL; got {self.url!r} instead"
-            )
-        if not isinstance(self.chunk_size, int) or self.chunk_size <= 0:
-            raise ConfigError(
-                f"parameter 'chunk_size' of OpStore must be a positive int; got {self.chunk_size!r} instead"
-            )
-        if isinstance(self.compress, bool) or not (
-            isinstance(self.compress, int) and 0 <= self.compress <= 9
-        ):
-            raise ConfigError(
-                f"parameter 'compress' of OpStore must be a zlib level from 0 (off) to 9; got {self.compress!r} instead"
-            )
-        kwargs: dict[str, Any] = {}
-        if self.url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-            if self.url in ("sqlite://", "sqlite:///:memory:"):
-                kwargs["poolclass"] = sa.pool.StaticPool
-        try:
-            engine = sa.create_engine(
-                resolve_sqlite_url(self.url, self.__dict__.get("_here")), **kwargs
-            )
-        except Exception as exc:
-            raise ConfigError(
-                f"parameter 'url' of OpStore: cannot use {self.url!r}: {exc}"
-            ) from exc
-        tables = _tables(sa, self.table_prefix)
-        for attempt in range(2):  # two processes may race to create the tables
-            try:
-                tables["meta"].create_all(engine, checkfirst=True)
-                break
-            except sa.exc.SQLAlchemyError as exc:
-                if attempt:
-                    raise PersistenceError(
-                        f"cannot create the op store tables at {engine.url!r}: {exc}"
-                    ) from exc
-        return engine, tables
 
     # -- versions -----------------------------------------------------------------
     def save(self, records: list[OpRecord]) -> None:
@@ -180,7 +119,7 @@ class OpStore:
                             has_state=r.has_state,
                             n_chunks=len(chunks),
                             size=sum(len(c) for c in chunks),
-                            created=_now(),
+                            created=utc_now(),
                         )
                     ).inserted_primary_key[0]
                     if chunks:
@@ -191,37 +130,7 @@ class OpStore:
                                 for i, c in enumerate(chunks)
                             ],
                         )
-                for up_name, up_version in r.links:
-                    if not self._link_exists(conn, t, r.op_name, r.version, up_name, up_version):
-                        conn.execute(
-                            t["links"]
-                            .insert()
-                            .values(
-                                down_name=r.op_name,
-                                down_version=r.version,
-                                up_name=up_name,
-                                up_version=up_version,
-                                up_major=up_version.split(".")[0],
-                                created=_now(),
-                            )
-                        )
-
-    @staticmethod
-    def _link_exists(conn, t, down_name, down_version, up_name, up_version) -> bool:
-        import sqlalchemy as sa
-
-        c = t["links"].c
-        return (
-            conn.execute(
-                sa.select(c.id).where(
-                    c.down_name == down_name,
-                    c.down_version == down_version,
-                    c.up_name == up_name,
-                    c.up_version == up_version,
-                )
-            ).first()
-            is not None
-        )
+                self._save_links(conn, t, r.op_name, r.version, r.links)
 
     def _dump(self, state: Any) -> list[bytes]:
         chunks: list[bytes] = []
@@ -288,164 +197,3 @@ class OpStore:
             raise PersistenceError(
                 f"cannot read op {version_row['op_name']!r} version {version_row['version']}: {exc}"
             ) from exc
-
-    def has_link(self, down_name: str, down_version: str, up_name: str, up_major: str) -> bool:
-        """Was ``down_version`` of ``down_name`` trained on a version of ``up_name`` with ``up_major``?"""
-        import sqlalchemy as sa
-
-        engine, t = self._db()
-        c = t["links"].c
-        with engine.connect() as conn:
-            return (
-                conn.execute(
-                    sa.select(c.id)
-                    .where(
-                        c.down_name == down_name,
-                        c.down_version == down_version,
-                        c.up_name == up_name,
-                        c.up_major == up_major,
-                    )
-                    .limit(1)
-                ).first()
-                is not None
-            )
-
-    def list_versions(self, op_name: str) -> list[dict]:
-        """Every stored version of ``op_name``, newest first, with its upstream links."""
-        import sqlalchemy as sa
-
-        engine, t = self._db()
-        v, lk = t["versions"].c, t["links"].c
-        with engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(v.version, v.config_version, v.has_state, v.size, v.created)
-                    .where(v.op_name == op_name)
-                    .order_by(v.id.desc())
-                )
-                .mappings()
-                .all()
-            )
-            links = conn.execute(
-                sa.select(lk.down_version, lk.up_name, lk.up_version)
-                .where(lk.down_name == op_name)
-                .order_by(lk.id)
-            ).all()
-        result = []
-        for row in rows:
-            entry = dict(row)
-            entry["trained_on"] = {up: upv for down, up, upv in links if down == row["version"]}
-            result.append(entry)
-        return result
-
-    # -- jobs ---------------------------------------------------------------------
-    def create_job(self, pipeline: str) -> str:
-        """Record a new queued job and return its id."""
-        engine, t = self._db()
-        job_id = uuid.uuid4().hex
-        with engine.begin() as conn:
-            conn.execute(
-                t["jobs"]
-                .insert()
-                .values(
-                    job_id=job_id,
-                    pipeline=pipeline,
-                    status="queued",
-                    created=_now(),
-                    updated=_now(),
-                )
-            )
-        return job_id
-
-    def update_job(
-        self, job_id: str, status: str, *, result: Any = None, error: str | None = None
-    ) -> None:
-        engine, t = self._db()
-        values: dict[str, Any] = {"status": status, "updated": _now(), "error": error}
-        if result is not None:
-            values["result"] = json.dumps(result)
-        with engine.begin() as conn:
-            conn.execute(t["jobs"].update().where(t["jobs"].c.job_id == job_id).values(**values))
-
-    def get_job(self, job_id: str) -> dict | None:
-        import sqlalchemy as sa
-
-        engine, t = self._db()
-        with engine.connect() as conn:
-            row = (
-                conn.execute(sa.select(t["jobs"]).where(t["jobs"].c.job_id == job_id))
-                .mappings()
-                .first()
-            )
-        if row is None:
-            return None
-        job = dict(row)
-        job["result"] = json.loads(job["result"]) if job["result"] else None
-        return job
-
-    def engine(self):
-        """The store's SQLAlchemy engine (tables created), for modules that add their own tables."""
-        return self._db()[0]
-
-    def dispose(self) -> None:
-        """Close the store's connections (it reconnects on next use)."""
-        db = self.__dict__.pop("_db_cache", None)
-        if db is not None:
-            db[0].dispose()
-
-
-def _tables(sa, prefix: str) -> dict:
-    meta = sa.MetaData()
-    versions = sa.Table(
-        f"{prefix}versions",
-        meta,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("op_name", sa.String(200), nullable=False),
-        sa.Column("version", sa.String(64), nullable=False),
-        sa.Column("config_version", sa.String(64), nullable=False),
-        sa.Column("major", sa.String(32), nullable=False),
-        sa.Column("has_state", sa.Boolean, nullable=False),
-        sa.Column("n_chunks", sa.Integer, nullable=False),
-        sa.Column("size", sa.BigInteger, nullable=False),
-        sa.Column("created", sa.String(40), nullable=False),
-        sa.UniqueConstraint("op_name", "version", name=f"{prefix}versions_name_version"),
-    )
-    chunks = sa.Table(
-        f"{prefix}chunks",
-        meta,
-        sa.Column(
-            "version_id",
-            sa.Integer,
-            sa.ForeignKey(f"{prefix}versions.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        sa.Column("idx", sa.Integer, primary_key=True),
-        sa.Column("data", sa.LargeBinary, nullable=False),
-    )
-    links = sa.Table(
-        f"{prefix}links",
-        meta,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("down_name", sa.String(200), nullable=False),
-        sa.Column("down_version", sa.String(64), nullable=False),
-        sa.Column("up_name", sa.String(200), nullable=False),
-        sa.Column("up_version", sa.String(64), nullable=False),
-        sa.Column("up_major", sa.String(32), nullable=False),
-        sa.Column("created", sa.String(40), nullable=False),
-        sa.UniqueConstraint(
-            "down_name", "down_version", "up_name", "up_version", name=f"{prefix}links_unique"
-        ),
-        sa.Index(f"{prefix}links_lookup", "down_name", "down_version", "up_name", "up_major"),
-    )
-    jobs = sa.Table(
-        f"{prefix}jobs",
-        meta,
-        sa.Column("job_id", sa.String(64), primary_key=True),
-        sa.Column("pipeline", sa.String(200), nullable=False),
-        sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("created", sa.String(40), nullable=False),
-        sa.Column("updated", sa.String(40), nullable=False),
-        sa.Column("result", sa.Text),
-        sa.Column("error", sa.Text),
-    )
-    return {"meta": meta, "versions": versions, "chunks": chunks, "links": links, "jobs": jobs}

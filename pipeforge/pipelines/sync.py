@@ -20,10 +20,19 @@ import datetime
 import json
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PersistenceError, VersionError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Engine
+
+    from ..jobs import JobQueue
+    from ..scheduling import RruleThread
+    from .pipeline import Pipeline
+    from .store import OpStore
 
 __all__ = ["PipelineSync", "should_use_worker", "run_pipeline_job", "load_current", "record_load"]
 
@@ -44,7 +53,7 @@ def should_use_worker(app: bool | None, pipeline: bool | None, request: bool | N
 # -- the loaded-versions table -----------------------------------------------------
 
 
-def _table(store):
+def _table(store: OpStore) -> tuple[Engine, sa.Table]:
     """(engine, table) of the store's ``<prefix>loaded`` table, created on first use."""
     cached = store.__dict__.get("_loaded_table")
     if cached is not None:
@@ -72,7 +81,7 @@ def _table(store):
     return cached
 
 
-def record_load(store, pipeline) -> int:
+def record_load(store: OpStore, pipeline: Pipeline) -> int:
     """Record ``pipeline``'s current op versions as the ones every process should serve."""
     engine, table = _table(store)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat()  # noqa: UP017
@@ -83,12 +92,12 @@ def record_load(store, pipeline) -> int:
                 versions=json.dumps(pipeline.op_versions(), sort_keys=True),
                 created=now,
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]  # an INSERT has one
     logger.info("pipeline %r: load %s recorded in the op store", pipeline.name, row_id)
     return int(row_id)
 
 
-def newest_loads(store, names) -> dict[str, tuple[int, dict[str, str]]]:
+def newest_loads(store: OpStore, names: Iterable[str]) -> dict[str, tuple[int, dict[str, str]]]:
     """``{pipeline: (load id, {op: version})}`` of the newest recorded load of each of ``names``."""
     import sqlalchemy as sa
 
@@ -102,7 +111,7 @@ def newest_loads(store, names) -> dict[str, tuple[int, dict[str, str]]]:
     return {name: (int(row_id), json.loads(versions)) for row_id, name, versions in rows}
 
 
-def load_current(pipeline, store) -> tuple[int | None, dict[str, str]]:
+def load_current(pipeline: Pipeline, store: OpStore) -> tuple[int | None, dict[str, str]]:
     """Load the recorded versions of ``pipeline`` (or the newest linked ones if none is recorded)."""
     recorded = newest_loads(store, [pipeline.name]).get(pipeline.name)
     if recorded is None:
@@ -113,10 +122,12 @@ def load_current(pipeline, store) -> tuple[int | None, dict[str, str]]:
 # -- runs on a worker ----------------------------------------------------------------
 
 
-def run_pipeline_job(config, *, pipeline: str, pipeline_input: Any = None, save: bool = False):
+def run_pipeline_job(
+    config: Mapping[str, Any], *, pipeline: str, pipeline_input: Any = None, save: bool = False
+) -> dict[str, Any]:
     """Run the config's pipeline ``pipeline`` (with the loaded versions); save what it trained."""
+    from ..web import to_jsonable
     from .build import build_op_store, build_pipelines
-    from .http import to_jsonable
 
     pipelines = build_pipelines(config)
     if pipeline not in pipelines:
@@ -146,11 +157,11 @@ class PipelineSync:
 
     def __init__(
         self,
-        pipelines: Mapping,
-        store,
+        pipelines: Mapping[str, Pipeline],
+        store: OpStore,
         *,
-        config: Mapping | None = None,
-        job_queue=None,
+        config: Mapping[str, Any] | None = None,
+        job_queue: JobQueue | None = None,
         use_worker: bool | None = None,
         refresh: Any = DEFAULT_REFRESH,
     ):
@@ -162,12 +173,14 @@ class PipelineSync:
         self.refresh = refresh
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._thread = None
+        self._thread: RruleThread | None = None
 
     @classmethod
-    def from_config(cls, config: Mapping, pipelines: Mapping, store) -> PipelineSync:
+    def from_config(
+        cls, config: Mapping[str, Any], pipelines: Mapping[str, Pipeline], store: OpStore
+    ) -> PipelineSync:
         """Read ``use_worker``, ``pipelines_refresh`` and ``job_queue`` from ``config``."""
-        from ..jobs.queue import job_queue
+        from ..jobs import job_queue
 
         use_worker = config.get("use_worker")
         if not isinstance(use_worker, bool | None):
@@ -194,7 +207,7 @@ class PipelineSync:
         )
 
     # -- loading ----------------------------------------------------------------------
-    def ensure_loaded(self, pipeline) -> None:
+    def ensure_loaded(self, pipeline: Pipeline) -> None:
         """Load a pipeline not loaded yet: the recorded versions, else the newest linked ones."""
         if pipeline.is_loaded:
             return
@@ -203,7 +216,7 @@ class PipelineSync:
             with self._lock:
                 self._seen[pipeline.name] = load_id
 
-    def load(self, pipeline) -> dict[str, str]:
+    def load(self, pipeline: Pipeline) -> dict[str, str]:
         """Load the newest linked versions here and record them for every other process."""
         versions = pipeline.load(self.store)
         load_id = record_load(self.store, pipeline)
@@ -232,10 +245,10 @@ class PipelineSync:
         return switched
 
     # -- workers --------------------------------------------------------------------
-    def wants_worker(self, pipeline, requested: bool | None) -> bool:
+    def wants_worker(self, pipeline: Pipeline, requested: bool | None) -> bool:
         return should_use_worker(self.use_worker, pipeline.use_worker, requested)
 
-    def submit(self, pipeline, pipeline_input: Any, save: bool) -> str | None:
+    def submit(self, pipeline: Pipeline, pipeline_input: Any, save: bool) -> str | None:
         """Queue a run on a worker; ``None`` when there is no job queue (run it in a thread)."""
         if self.job_queue is None:
             return None
@@ -248,7 +261,7 @@ class PipelineSync:
             save=save,
         )
 
-    def job(self, job_id: str) -> dict | None:
+    def job(self, job_id: str) -> dict[str, Any] | None:
         """A queued pipeline run in the shape of ``/pipelines/jobs/<id>``, or ``None``."""
         if self.job_queue is None:
             return None

@@ -1,23 +1,19 @@
 """The web service: the Flask app built from a config, and everything it serves.
 
-The rooms: ``app`` assembles the app from the config; the predict service
-(``predict_service`` with its ``fields`` and ``model_inputs`` rules, and
-``batching``) answers ``/predict``; ``openapi``, ``metrics`` and the
-``dashboard`` describe and watch the service (docs/architecture.md).
+The rooms: ``app`` assembles the app from the config; ``views`` holds the
+views, ``routes`` the routes a config adds (and which lifecycle view is
+which), ``lifecycle`` the app's state and its background work; every request
+enters through the ``front_door``. The predict service (``predict_service``
+with its ``fields`` and ``model_inputs`` rules, and ``batching``) answers
+``/predict``; ``openapi`` (with ``openapi_operations`` and
+``openapi_lifecycle``), ``metrics`` and the ``dashboard`` describe and watch
+the service (docs/architecture.md).
 """
 
-from .app import (
-    UrlRule,
-    activate,
-    add_url_rule,
-    alive,
-    create_app,
-    delete,
-    fit,
-    list_models,
-    update_model_cache,
-)
+from .app import create_app
 from .predict_service import PredictService
+from .routes import UrlRule, add_url_rule
+from .views import activate, alive, delete, fit, list_models, update_model_cache
 
 __all__ = [
     "create_app",

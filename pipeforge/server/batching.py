@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -97,7 +97,7 @@ class Batcher:
     a leader when a newcomer joins. No wake-up storms among many threads.
     """
 
-    def __init__(self, max_batch_size: int = 64, max_wait_ms: float = 5.0):
+    def __init__(self, max_batch_size: int = 64, max_wait_ms: float = 5.0) -> None:
         self.max_batch_size = max_batch_size
         self.max_wait_ms = max_wait_ms
         self._lock = threading.Lock()
@@ -138,7 +138,7 @@ class Batcher:
 
     # -- merging --------------------------------------------------------------------
 
-    def run(self, key, X, call: Callable[[Any], Any]):
+    def run(self, key: Hashable, X: Any, call: Callable[[Any], Any]) -> Any:
         """``call(X)``, possibly merged with concurrent calls of the same ``key``.
 
         ``key`` must identify what can be merged (the model object and the

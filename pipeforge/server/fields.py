@@ -10,37 +10,50 @@ value the model gets, or raises :class:`~pipeforge.errors.RequestError`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ..errors import ConfigError, RequestError
+from ..web import parse_flag
 
-__all__ = ["CONVERTERS", "pairs"]
+__all__ = [
+    "CONVERTERS",
+    "NUMERIC_TYPES",
+    "PLAIN_NUMBERS",
+    "describe",
+    "pairs",
+    "to_bool",
+    "to_float",
+    "to_int",
+    "to_str",
+]
 
 _INT_LIMIT = 2**63
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0"})
 
 
-def _describe(value) -> str:
+def describe(value: Any) -> str:
+    """``repr(value)``, cut to 60 characters: how an error message shows what it got."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _to_float(name: str, value):
+def to_float(name: str, value: Any) -> float:
+    """A finite number (a JSON number, or its text in a query string)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise RequestError(f"value of {name!r} must be a number; got {_describe(value)}")
+        raise RequestError(f"value of {name!r} must be a number; got {describe(value)}")
     try:
         number = float(value)
     except (ValueError, OverflowError):
-        raise RequestError(f"value of {name!r} must be a number; got {_describe(value)}") from None
+        raise RequestError(f"value of {name!r} must be a number; got {describe(value)}") from None
     if not math.isfinite(number):
-        raise RequestError(f"value of {name!r} must be a finite number; got {_describe(value)}")
+        raise RequestError(f"value of {name!r} must be a finite number; got {describe(value)}")
     return number
 
 
-def _to_int(name: str, value):
+def to_int(name: str, value: Any) -> int:
+    """A 64-bit integer (a JSON number without a fraction, or its text)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise RequestError(f"value of {name!r} must be an integer; got {_describe(value)}")
+        raise RequestError(f"value of {name!r} must be an integer; got {describe(value)}")
     try:
         if isinstance(value, float):
             if not value.is_integer():
@@ -48,46 +61,38 @@ def _to_int(name: str, value):
             value = int(value)
         number = int(value)
     except (ValueError, OverflowError):
-        raise RequestError(
-            f"value of {name!r} must be an integer; got {_describe(value)}"
-        ) from None
+        raise RequestError(f"value of {name!r} must be an integer; got {describe(value)}") from None
     if not -_INT_LIMIT <= number < _INT_LIMIT:
-        raise RequestError(f"value of {name!r} is out of the 64-bit range; got {_describe(value)}")
+        raise RequestError(f"value of {name!r} is out of the 64-bit range; got {describe(value)}")
     return number
 
 
-def _to_str(name: str, value):
+def to_str(name: str, value: Any) -> str:
+    """A string (a JSON number is taken as its text)."""
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise RequestError(f"value of {name!r} must be a string; got {_describe(value)}")
+    raise RequestError(f"value of {name!r} must be a string; got {describe(value)}")
 
 
-def _to_bool(name: str, value):
-    # SPEC section 8: JSON true/false in a POST, true/false/1/0 in a query
-    # string (and, leniently, the same strings in a POST). A JSON number is
-    # not a boolean.
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-    raise RequestError(
-        f"value of {name!r} must be a boolean (JSON true/false, or true/false/1/0 in a "
-        f"query string); got {_describe(value)}"
-    )
+#: a boolean field: the flag rule of the HTTP boundary (:func:`pipeforge.web.parse_flag`)
+to_bool = parse_flag
+
+CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
+    "float": to_float,
+    "int": to_int,
+    "str": to_str,
+    "bool": to_bool,
+}
+#: the field types whose samples make a numeric array
+NUMERIC_TYPES = frozenset({"float", "int"})
+#: the Python types of plain JSON numbers (the bulk path of all-float mappings)
+PLAIN_NUMBERS = frozenset({float, int})
 
 
-CONVERTERS = {"float": _to_float, "int": _to_int, "str": _to_str, "bool": _to_bool}
-_NUMERIC = frozenset({"float", "int"})
-_PLAIN_NUMBERS = frozenset({float, int})
-
-
-def pairs(value, what: str) -> list[tuple[str, str]]:
+def pairs(value: Any, what: str) -> list[tuple[str, str]]:
+    """A ``mapping`` or ``params`` parameter as (name, type) pairs; :class:`ConfigError` if not."""
     if value is None:
         return []
     if isinstance(value, Mapping):
@@ -95,9 +100,9 @@ def pairs(value, what: str) -> list[tuple[str, str]]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ConfigError(
             f"parameter '{what}' of PredictService must be a list of (name, type) pairs; "
-            f"got {_describe(value)} instead"
+            f"got {describe(value)} instead"
         )
-    pairs = []
+    found = []
     for item in value:
         if (
             not isinstance(item, list | tuple)
@@ -107,7 +112,7 @@ def pairs(value, what: str) -> list[tuple[str, str]]:
         ):
             raise ConfigError(
                 f"parameter '{what}' of PredictService must hold (name, type) pairs with type "
-                f"one of {', '.join(CONVERTERS)}; got {_describe(item)} instead"
+                f"one of {', '.join(CONVERTERS)}; got {describe(item)} instead"
             )
-        pairs.append((item[0], item[1]))
-    return pairs
+        found.append((item[0], item[1]))
+    return found

@@ -52,8 +52,15 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .metrics_dir import prepare_multiprocess
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from prometheus_client import CollectorRegistry
+
+    from .lifecycle import AppState
 
 __all__ = ["Metrics", "register_metrics", "prepare_multiprocess", "settings"]
 
@@ -64,7 +71,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _FLUSH_SECONDS = 0.25
 
 
-def settings(config: Mapping) -> dict | None:
+def settings(config: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``metrics`` config entry over its defaults; ``None`` when switched off."""
     from .openapi import settings as merge
 
@@ -83,7 +90,7 @@ def _multiprocess() -> bool:
 class Metrics:
     """The web service's metrics, registered on a registry of their own."""
 
-    def __init__(self, state):
+    def __init__(self, state: AppState) -> None:
         self.state = state
 
     def setup(self) -> Metrics:
@@ -158,7 +165,7 @@ class Metrics:
         self.tally.add(children[0])
         children[1].observe(seconds)
 
-    def model_called(self, service, model, rows: int) -> None:
+    def model_called(self, service: Any, model: Any, rows: int) -> None:
         version = (getattr(model, "__metadata__", None) or {}).get("version", "")
         key = (id(service), version)
         children = self._children.get(key)
@@ -187,7 +194,7 @@ class Metrics:
 
     # -- the scrape -------------------------------------------------------------------
 
-    def scrape_registry(self):
+    def scrape_registry(self) -> CollectorRegistry:
         """The registry ``/metrics`` renders: all workers' values plus the served model."""
         self.tally.flush()
         registry = getattr(self, "_scrape", None)
@@ -215,14 +222,14 @@ class _Tally:
     what is left is written at process exit.
     """
 
-    def __init__(self, interval: float):
+    def __init__(self, interval: float) -> None:
         self.interval = interval
         self._lock = threading.Lock()
         self._sums: dict = {}
         self._pid: int | None = None
         self._stopped = threading.Event()
 
-    def add(self, child, amount: float = 1.0) -> None:
+    def add(self, child: Any, amount: float = 1.0) -> None:
         with self._lock:
             self._sums[child] = self._sums.get(child, 0.0) + amount
             if self._pid != os.getpid() and not self._stopped.is_set():
@@ -303,12 +310,16 @@ def _timestamp(text) -> float | None:
 # -- wiring into the app ----------------------------------------------------------
 
 
-def register_metrics(app, config, state) -> Metrics | None:
-    """Add ``/metrics`` and the request, prediction, cache and job counting to ``app``."""
+def register_metrics(app: Flask, config: Mapping[str, Any], state: AppState) -> Metrics | None:
+    """Add ``/metrics`` and the prediction, cache and job counting to ``app``.
+
+    Requests are counted by the app's front door (:mod:`.front_door`), which
+    gets the :class:`Metrics` returned here.
+    """
     options = settings(config)
     if options is None:
         return None
-    from flask import Response, request
+    from flask import Response
 
     from ..factory import decorate
     from ..persistence.model_cache import CachedUpdatePersister
@@ -317,31 +328,6 @@ def register_metrics(app, config, state) -> Metrics | None:
     metrics = Metrics(state).setup()
     app.extensions["pipeforge_metrics"] = metrics
     state.stoppers.append(metrics.tally.stop)
-    perf_counter = time.perf_counter
-
-    inner = app.wsgi_app
-
-    def timed(environ, start_response):
-        environ["pipeforge.started"] = perf_counter()
-        return inner(environ, start_response)
-
-    app.wsgi_app = timed
-
-    @app.after_request
-    def _count(response):
-        current = request._get_current_object()
-        started = current.environ.get("pipeforge.started")
-        if started is not None:
-            rule = current.url_rule
-            metrics.request_done(
-                rule.rule if rule is not None else "unmatched",
-                current.method,
-                response.status_code,
-                perf_counter() - started,
-            )
-        return response
-
-    _count._pipeforge_hook = True  # the fast routes (fast_routes.py) count their own requests
     for _, service in state.services:
         if callable(getattr(service, "observe", None)):
             service.observe(metrics.model_called)
@@ -352,7 +338,7 @@ def register_metrics(app, config, state) -> Metrics | None:
             component.observe(metrics.cache_refreshed)
     state.jobs.observe(metrics.job_changed)
 
-    def metrics_view():
+    def metrics_view() -> Response:
         """Prometheus metrics of the service (all workers)."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

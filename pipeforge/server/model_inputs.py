@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from typing import Any
 
 __all__ = ["needs_frame"]
 
@@ -25,7 +26,7 @@ _NAMES_WARNING = "X does not have valid feature names"
 _filter_lock = threading.Lock()
 
 
-def needs_frame(model) -> bool:
+def needs_frame(model: Any) -> bool:
     """Whether ``model`` must be given a ``DataFrame`` with its column names.
 
     ``False`` for models fitted without names and for scikit-learn models

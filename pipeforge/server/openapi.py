@@ -20,14 +20,23 @@ from __future__ import annotations
 import gzip
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import ConfigError
 from ..factory import decorate
+from . import openapi_lifecycle as lifecycle_ops
 from . import openapi_operations as ops
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.routing import Rule
+
+#: what :func:`describe_route` takes: operations by method, a callable making them, or None
+Operations = dict[str, Any] | Callable[[], dict[str, Any] | None] | None
 
 __all__ = ["openapi_document", "register_openapi", "describe_route", "settings"]
 
@@ -46,7 +55,9 @@ _ASSETS = {
 }
 
 
-def settings(config: Mapping, key: str = "openapi", defaults: Mapping = _DEFAULTS) -> dict | None:
+def settings(
+    config: Mapping[str, Any], key: str = "openapi", defaults: Mapping[str, Any] = _DEFAULTS
+) -> dict[str, Any] | None:
     """The ``key`` config entry merged over ``defaults``; ``None`` when it is switched off."""
     value = config.get(key, True)
     if value is None or value is True:
@@ -76,11 +87,11 @@ def settings(config: Mapping, key: str = "openapi", defaults: Mapping = _DEFAULT
     return merged
 
 
-def _openapi_path(rule) -> str:
+def _openapi_path(rule: Rule) -> str:
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
 
 
-def openapi_document(app) -> dict:
+def openapi_document(app: Flask) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``app`` (a :func:`pipeforge.server.create_app` app)."""
     state = app.extensions["pipeforge"]
     config = state.config
@@ -104,11 +115,11 @@ def openapi_document(app) -> dict:
         elif endpoint == "list":
             found = ops.list_operations()
         elif endpoint == "job":
-            found = ops.job_operations()
+            found = lifecycle_ops.job_operations()
         elif endpoint in state.views:
-            found = ops.lifecycle_operations(state.views[endpoint], methods)
+            found = lifecycle_ops.lifecycle_operations(state.views[endpoint], methods)
         elif endpoint.startswith("pipelines") and pipeline_names:
-            found = ops.pipeline_operations(endpoint, pipeline_names)
+            found = lifecycle_ops.pipeline_operations(endpoint, pipeline_names)
         if found is None and endpoint in described:
             found = described[endpoint]
             found = found() if callable(found) else found
@@ -137,7 +148,7 @@ def openapi_document(app) -> dict:
 # -- the routes --------------------------------------------------------------------
 
 
-def describe_route(app, endpoint: str, operations) -> None:
+def describe_route(app: Flask, endpoint: str, operations: Operations) -> None:
     """Give ``endpoint`` its own entry in the document (instead of a generic one).
 
     ``operations`` maps lower-case methods to OpenAPI operation objects, or is
@@ -152,7 +163,7 @@ def _asset(name: str) -> bytes:
     return (resources.files("pipeforge.server") / "static" / name).read_bytes()
 
 
-def register_openapi(app, config) -> None:
+def register_openapi(app: Flask, config: Mapping[str, Any]) -> None:
     """Add ``/openapi.json`` and ``/docs`` to ``app`` as the ``openapi`` config entry says."""
     options = settings(config)
     if options is None:

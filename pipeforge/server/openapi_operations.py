@@ -1,16 +1,33 @@
-"""The OpenAPI operation objects of pipeforge's own routes (used by :mod:`pipeforge.openapi`).
+"""The OpenAPI operation objects of the service's own routes (used by :mod:`.openapi`).
 
 One builder per kind of route: predict services (from their ``mapping``,
 ``params``, ``predict_proba`` and the served model's classes), ``/alive``,
-``/list``, the lifecycle views, the pipelines routes, and a generic entry for
-any other route. Schemas follow the encoding rule of :mod:`pipeforge.web`:
-numbers a model computes may be ``null``.
+``/list``, and a generic entry for any other route; with the document's
+shared parts (:func:`components`, :func:`json_answer`,
+:func:`error_responses`). The routes that change what is served are in
+:mod:`.openapi_lifecycle`. Schemas follow the encoding rule of
+:mod:`pipeforge.web`: numbers a model computes may be ``null``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from werkzeug.routing import Rule
+
+__all__ = [
+    "components",
+    "json_answer",
+    "error_responses",
+    "served_model",
+    "predict_operations",
+    "alive_operations",
+    "list_operations",
+    "generic_operations",
+]
 
 _TYPES = {
     "float": {"type": "number"},
@@ -23,7 +40,8 @@ _NUMBER = {"type": ["number", "null"]}  # NaN and infinities are answered as nul
 _REF_ERROR = {"$ref": "#/components/responses/Error"}
 
 
-def components() -> dict:
+def components() -> dict[str, Any]:
+    """The document's ``components``: the metadata, error and job schemas, the error answer."""
     metadata_props = {
         "service_name": {"type": ["string", "null"]},
         "service_version": {"type": ["string", "null"]},
@@ -78,15 +96,18 @@ def components() -> dict:
     }
 
 
-def json_answer(schema: dict, description: str) -> dict:
+def json_answer(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A response object with a JSON body of ``schema``."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict:
+def error_responses(*statuses: int) -> dict[str, Any]:
+    """``{status: the error answer}`` for each of ``statuses``."""
     return {str(status): _REF_ERROR for status in statuses}
 
 
-def served_model(state):
+def served_model(state: Any) -> Any:
+    """The model ``state`` serves now, or ``None`` (no model yet, or the store is down)."""
     persister = getattr(state, "model_persister", None)
     if persister is None:
         return None
@@ -130,7 +151,8 @@ def _result_schema(service, model) -> dict:
     return {"description": "the model's prediction (no model is loaded to say more)"}
 
 
-def predict_operations(key: str, service, model) -> dict:
+def predict_operations(key: str, service: Any, model: Any) -> dict[str, Any]:
+    """GET and POST of the predict service ``key``, described for the served ``model``."""
     from .predict_service import PredictService
 
     mapping = getattr(service, "mapping", None) or []
@@ -173,7 +195,7 @@ def predict_operations(key: str, service, model) -> dict:
             for name, schema in fields.items()
         ]
         + extra,
-        "responses": {"200": answer(result, "one result"), **_errors(400, 500, 503)},
+        "responses": {"200": answer(result, "one result"), **error_responses(400, 500, 503)},
     }
     post = {
         "operationId": f"{_slug(key)}_post",
@@ -198,7 +220,7 @@ def predict_operations(key: str, service, model) -> dict:
         },
         "responses": {
             "200": answer({"type": "array", "items": result}, "one result per sample, in order"),
-            **_errors(400, 500, 503),
+            **error_responses(400, 500, 503),
         },
     }
     if not post["parameters"]:
@@ -206,8 +228,9 @@ def predict_operations(key: str, service, model) -> dict:
     return {"get": get, "post": post}
 
 
-def alive_operations() -> dict:
-    body = {
+def alive_operations() -> dict[str, Any]:
+    """``GET /alive``."""
+    body: dict[str, Any] = {
         "type": "object",
         "required": [
             "pipeforge_version",
@@ -251,35 +274,8 @@ def alive_operations() -> dict:
     }
 
 
-def job_operations() -> dict:
-    record = {
-        "type": "object",
-        "required": ["job_id", "func", "status"],
-        "properties": {
-            "job_id": {"type": "string"},
-            "func": {"type": "string"},
-            "status": {"enum": ["queued", "running", "finished", "error"]},
-            "submitted": {"type": ["string", "null"]},
-            "started": {"type": ["string", "null"]},
-            "finished": {"type": ["string", "null"]},
-            "info": {"description": "the job's result, once finished"},
-            "error": {"type": "string", "description": "what went wrong, on error"},
-        },
-    }
-    return {
-        "get": {
-            "operationId": "job",
-            "tags": ["lifecycle"],
-            "summary": "One background job's record, from any process (or host, with a job queue)",
-            "parameters": [
-                {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
-            "responses": {"200": json_answer(record, "the job's record"), **_errors(404)},
-        }
-    }
-
-
-def list_operations() -> dict:
+def list_operations() -> dict[str, Any]:
+    """``GET /list``."""
     body = {
         "type": "object",
         "required": ["models", "properties"],
@@ -293,172 +289,13 @@ def list_operations() -> dict:
             "operationId": "list_models",
             "tags": ["service"],
             "summary": "The stored models' metadata and the store's properties",
-            "responses": {"200": json_answer(body, "the model store"), **_errors(500)},
+            "responses": {"200": json_answer(body, "the model store"), **error_responses(500)},
         }
     }
 
 
-def _version_op(summary: str, done: str) -> dict:
-    """An operation on one stored version (``/activate``, ``/delete``)."""
-    answer = {
-        "type": "object",
-        "required": ["model_version", "metadata"],
-        "properties": {
-            "model_version": {"type": "integer"},
-            "metadata": {"$ref": "#/components/schemas/OkMetadata"},
-        },
-    }
-    return {
-        "summary": summary,
-        "parameters": [
-            {
-                "name": "model_version",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer"},
-                "description": "also taken from a form field or a JSON body",
-            }
-        ],
-        "responses": {"200": json_answer(answer, done), **_errors(400, 404, 500)},
-    }
-
-
-def lifecycle_operations(view, methods: set[str]) -> dict | None:
-    from . import app as server
-
-    job = json_answer({"$ref": "#/components/schemas/Job"}, "the background job's id")
-    flag = {"type": "boolean"}
-    if view is server.fit:
-        op = {
-            "summary": "Fit the configured model in a background job",
-            "parameters": [
-                {"name": name, "in": "query", "required": False, "schema": flag}
-                for name in ("persist", "activate", "evaluate")
-            ]
-            + [
-                {
-                    "name": "persist_if_better_than",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "number"},
-                }
-            ],
-            "responses": {"200": job, **_errors(400, 500)},
-        }
-    elif view is server.update_model_cache:
-        op = {
-            "summary": "Refresh this process's model cache in a background job",
-            "responses": {"200": job, **_errors(503)},
-        }
-    elif view is server.activate:
-        op = _version_op("Activate a stored model version", "activated")
-    elif view is server.delete:
-        op = _version_op("Delete a stored model version", "deleted")
-    else:
-        return None
-    name = view.__name__
-    return {
-        method: {**op, "operationId": f"{name}_{method}", "tags": ["lifecycle"]}
-        for method in sorted(m.lower() for m in methods)
-    }
-
-
-def pipeline_operations(endpoint: str, names: list[str]) -> dict | None:
-    name_param = {"name": "name", "in": "path", "required": True, "schema": {"enum": names}}
-    versions = {"type": "object", "additionalProperties": {"type": "string"}}
-    run_body = {
-        "type": "object",
-        "properties": {
-            "pipeline_input": {},
-            "use_worker": {"type": ["boolean", "null"]},
-            "save": {"type": "boolean"},
-        },
-    }
-    run_answer = {
-        "type": "object",
-        "required": ["pipeline_output", "versions", "job_id", "job_status"],
-        "properties": {
-            "pipeline_output": {},
-            "versions": versions,
-            "job_id": {"type": ["string", "null"]},
-            "job_status": {"type": "string"},
-        },
-    }
-    table = {
-        "pipelines_main": (
-            "post",
-            "Run a pipeline",
-            [name_param],
-            run_body,
-            {
-                "200": json_answer(run_answer, "the pipeline's output"),
-                "202": json_answer(run_answer, "queued as a background job"),
-                **_errors(400, 404, 409, 500),
-            },
-        ),
-        "pipelines_load": (
-            "post",
-            "Load the pipeline's saved op versions",
-            [name_param],
-            None,
-            {"200": json_answer({"type": "object"}, "loaded"), **_errors(404, 409, 500)},
-        ),
-        "pipelines_save": (
-            "post",
-            "Save the pipeline's ops",
-            [name_param],
-            None,
-            {"200": json_answer({"type": "object"}, "saved"), **_errors(404, 500)},
-        ),
-        "pipelines_versions": (
-            "get",
-            "The versions of the pipeline's nodes",
-            [name_param],
-            None,
-            {"200": json_answer(versions, "node name -> version"), **_errors(404)},
-        ),
-        "pipelines_pipeline_health": (
-            "get",
-            "Whether the pipeline is loaded",
-            [name_param],
-            None,
-            {
-                "200": json_answer({"type": "object"}, "loaded"),
-                "503": json_answer({"type": "object"}, "not loaded"),
-                **_errors(404),
-            },
-        ),
-        "pipelines_graph": (
-            "get",
-            "The pipeline's DAG, its op versions (loaded and current) and its picture (SVG)",
-            [
-                name_param,
-                {"name": "svg", "in": "query", "required": False, "schema": {"type": "boolean"}},
-            ],
-            None,
-            {
-                "200": json_answer({"type": "object"}, "the pipeline described"),
-                **_errors(400, 404),
-            },
-        ),
-    }
-    entry = table.get(endpoint)
-    if entry is None:
-        return None
-    method, summary, parameters, body, responses = entry
-    op = {
-        "operationId": endpoint,
-        "tags": ["pipelines"],
-        "summary": summary,
-        "parameters": parameters,
-        "responses": responses,
-    }
-    if body is not None:
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
-    return {method: op}
-
-
-def generic_operations(rule, view) -> dict:
+def generic_operations(rule: Rule, view: Any) -> dict[str, Any]:
+    """A short entry for any other route: its methods, path parameters and docstring."""
     doc = (getattr(view, "__doc__", None) or "").strip().splitlines()
     summary = doc[0] if doc else f"{rule.endpoint}"
     methods = sorted(m.lower() for m in (rule.methods or ()) if m not in ("HEAD", "OPTIONS"))

@@ -16,23 +16,31 @@ import logging
 import operator
 import sys
 import weakref
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .. import web
 from ..errors import ConfigError, RequestError
 from ..interfaces import PredictService as PredictServiceInterface
 from ..web import error_body, json_response
-from .fields import _NUMERIC, _PLAIN_NUMBERS, _describe, _to_bool, _to_float, _to_int, _to_str  # noqa: F401 (old import site)
-from .fields import CONVERTERS as _CONVERTERS
-from .fields import pairs as _pairs
+from .fields import CONVERTERS, NUMERIC_TYPES, PLAIN_NUMBERS, describe, pairs
 from .model_inputs import needs_frame
+
+if TYPE_CHECKING:
+    from flask import Response
+    from werkzeug.wrappers import Request
+
+    from .batching import Batcher
+
+#: ``callback(service, model, rows)``, called after each model call
+Observer = Callable[["PredictService", Any, int], None]
 
 __all__ = ["PredictService", "error_body", "json_response", "to_json"]
 
 logger = logging.getLogger(__name__)
 
 
-def to_json(value) -> Any:
+def to_json(value: Any) -> Any:
     """``json.dumps`` fallback for one value (kept for callers of the old name)."""
     return web.to_jsonable(value)
 
@@ -54,14 +62,14 @@ class PredictService(PredictServiceInterface):
 
     def __init__(
         self,
-        mapping=None,
-        params=None,
+        mapping: Any = None,
+        params: Any = None,
         entry_point: str = "/predict",
         decorator_list_name: str = "predict_decorators",
         predict_proba: bool = False,
         unwrap_sample: bool = False,
-        batching=None,
-    ):
+        batching: Mapping[str, Any] | bool | None = None,
+    ) -> None:
         self.mapping = mapping
         self.params = params
         self.entry_point = entry_point
@@ -72,7 +80,7 @@ class PredictService(PredictServiceInterface):
 
     # -- setup (first use) -------------------------------------------------
 
-    def initialize_component(self, config) -> None:
+    def initialize_component(self, config: Mapping[str, Any]) -> None:
         """Remember the config's ``service_metadata``; set up batching if configured."""
         from .batching import batcher_from_settings
 
@@ -85,11 +93,11 @@ class PredictService(PredictServiceInterface):
         )
 
     @property
-    def batcher(self):
+    def batcher(self) -> Batcher | None:
         """The :class:`~pipeforge.batching.Batcher` merging this service's calls, or ``None``."""
         return getattr(self, "_batcher", None)
 
-    def observe(self, callback) -> None:
+    def observe(self, callback: Observer) -> None:
         """Call ``callback(service, model, rows)`` after each model call (for ``/metrics``).
 
         With batching, one call may serve several requests. A callback must be
@@ -97,18 +105,19 @@ class PredictService(PredictServiceInterface):
         """
         observers = getattr(self, "_observers", None)
         if observers is None:
-            observers = self._observers = []
+            observers = []
+            self._observers: list[Observer] = observers
         observers.append(callback)
 
     def validate(self) -> None:
         """Check the parameters once; raises :class:`ConfigError` naming the bad one."""
         if getattr(self, "_fields", None) is not None:
             return
-        fields = _pairs(self.mapping, "mapping")
+        fields = pairs(self.mapping, "mapping")
         if not fields:
             raise ConfigError(
                 "parameter 'mapping' of PredictService must name at least one (name, type) pair; "
-                f"got {_describe(self.mapping)} instead"
+                f"got {describe(self.mapping)} instead"
             )
         if self.unwrap_sample and len(fields) != 1:
             raise ConfigError(
@@ -118,10 +127,10 @@ class PredictService(PredictServiceInterface):
         if not isinstance(self.entry_point, str) or not self.entry_point.startswith("/"):
             raise ConfigError(
                 "parameter 'entry_point' of PredictService must be a path starting with '/'; "
-                f"got {_describe(self.entry_point)} instead"
+                f"got {describe(self.entry_point)} instead"
             )
-        self._param_fields = [(n, _CONVERTERS[t]) for n, t in _pairs(self.params, "params")]
-        self._numeric = all(t in _NUMERIC for _, t in fields)
+        self._param_fields = [(n, CONVERTERS[t]) for n, t in pairs(self.params, "params")]
+        self._numeric = all(t in NUMERIC_TYPES for _, t in fields)
         # The bulk path skips sample_from_data, so only when no subclass changed it.
         self._bulk = (
             all(t == "float" for _, t in fields)
@@ -129,14 +138,14 @@ class PredictService(PredictServiceInterface):
             and type(self).sample_from_data is PredictService.sample_from_data
         )
         self._names = [n for n, _ in fields]
-        self._fields = [(n, _CONVERTERS[t]) for n, t in fields]
+        self._fields = [(n, CONVERTERS[t]) for n, t in fields]
 
     def _metadata(self) -> dict:
         return getattr(self, "service_metadata", None) or {}
 
     # -- does the model fit the mapping? -------------------------------------
 
-    def check_model(self, model) -> None:
+    def check_model(self, model: Any) -> None:
         """Raise a :class:`ConfigError` (answered 503) if ``model`` cannot take this mapping.
 
         Checked once per model object: the first request after a model is
@@ -189,21 +198,18 @@ class PredictService(PredictServiceInterface):
 
     # -- the request cycle -------------------------------------------------
 
-    def __call__(self, model, request):
-        """Answer ``request`` with ``model``; never raises."""
-        batcher = getattr(self, "_batcher", None)
-        announced = batcher is not None and batcher.arrive(
-            bool(request.environ.get("wsgi.multithread"))
-        )
+    def __call__(self, model: Any, request: Request) -> Response:
+        """Answer ``request`` with ``model``; never raises.
+
+        With batching, the app's front door has announced the request to the
+        batcher already (:mod:`pipeforge.server.front_door`).
+        """
         try:
             return self.do(model, request)
         except Exception as exc:
             return self.response_from_exception(exc)
-        finally:
-            if announced:
-                batcher.leave()
 
-    def do(self, model, request):
+    def do(self, model: Any, request: Request) -> Response:
         """Parse the request, predict and build the response."""
         self.validate()
         if request.method == "POST":
@@ -238,7 +244,7 @@ class PredictService(PredictServiceInterface):
             return None
         if len(names) == 1:
             rows = [(value,) for value in rows]
-        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PLAIN_NUMBERS:
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= PLAIN_NUMBERS:
             return None
         try:
             X = np.array(rows, dtype=float)
@@ -290,7 +296,7 @@ class PredictService(PredictServiceInterface):
         except RequestError as exc:
             raise RequestError(f"sample {index}: {exc}", exc.error_code) from None
 
-    def sample_from_data(self, model, data) -> list:
+    def sample_from_data(self, model: Any, data: Mapping[str, Any]) -> list[Any]:
         """One sample (the mapped values, converted) from a dict-like ``data``."""
         values = []
         for name, convert in self._fields:
@@ -303,7 +309,7 @@ class PredictService(PredictServiceInterface):
             values.append(convert(name, raw))
         return values
 
-    def params_from_data(self, model, data) -> dict:
+    def params_from_data(self, model: Any, data: Mapping[str, Any]) -> dict[str, Any]:
         """The ``params`` present in ``data``, converted, as keyword arguments for predict."""
         params = {}
         for name, convert in self._param_fields:
@@ -328,6 +334,7 @@ class PredictService(PredictServiceInterface):
         batcher = getattr(self, "_batcher", None)
         if batcher is None or params:
             return self._predict_observed(model, X, **params)
+        key: tuple[Any, ...]
         if hasattr(X, "columns"):
             key = (id(model), "frame", tuple(X.columns))
         else:
@@ -343,7 +350,7 @@ class PredictService(PredictServiceInterface):
                 logger.exception("a predict service observer failed")
         return y_pred
 
-    def predict(self, model, X, **params):
+    def predict(self, model: Any, X: Any, **params: Any) -> Any:
         """Call ``model.predict`` (or ``predict_proba``).
 
         Floating-point overflow inside the model (a finite but huge input such
@@ -361,14 +368,14 @@ class PredictService(PredictServiceInterface):
                     return method(X, **params)
             return method(X, **params)
 
-    def response_from_prediction(self, y_pred, single: bool = True):
+    def response_from_prediction(self, y_pred: Any, single: bool = True) -> Response:
         """The 200 response: ``{"result": ..., "metadata": {...}}``."""
         result = y_pred.tolist() if hasattr(y_pred, "tolist") else list(y_pred)
         if single:
             result = result[0]
         return json_response({"result": result, "metadata": web.ok_metadata(self._metadata())})
 
-    def response_from_exception(self, exc: BaseException):
+    def response_from_exception(self, exc: BaseException) -> Response:
         """The error response, by :func:`pipeforge.web.error_response`'s table."""
         return web.error_response(exc, self._metadata())
 

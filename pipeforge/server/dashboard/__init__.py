@@ -29,8 +29,12 @@ import logging
 from collections.abc import Mapping
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __all__ = ["register_dashboard", "settings", "STATIC"]
 
@@ -58,7 +62,7 @@ _HEADERS = {
 }
 
 
-def settings(config: Mapping) -> dict | None:
+def settings(config: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``dashboard`` entry over its defaults; ``None`` when switched off."""
     value = config.get("dashboard", True)
     if value is None or value is True:
@@ -122,7 +126,7 @@ def _static_response(filename: str):
     return response
 
 
-def register_dashboard(app, config: Mapping) -> None:
+def register_dashboard(app: Flask, config: Mapping[str, Any]) -> None:
     """Add the dashboard's page, files and ``config.json`` to ``app`` (unless switched off)."""
     options = settings(config)
     if options is None:

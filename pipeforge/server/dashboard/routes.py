@@ -1,16 +1,23 @@
 """What the dashboard page may call in this app: found in the app's URL map, not guessed.
 
-A lifecycle route counts when its view is :func:`pipeforge.server.activate`
-(or ``delete``, ``fit``, ``update_model_cache``), under whatever path the
+A lifecycle route counts when its view is marked as ``activate`` (or
+``delete``, ``fit``, ``update_model_cache``; see
+:func:`pipeforge.server.routes.lifecycle_name`), under whatever path the
 config gave it and behind whatever decorators (the app records the
-undecorated views of ``flask_add_url_rules``).
+undecorated views of ``flask_add_url_rules``), or when its endpoint has one
+of those names.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..routes import lifecycle_name
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __all__ = ["page_config"]
 
@@ -23,24 +30,21 @@ _ONLINE = {
 }
 
 
-def _lifecycle(app) -> dict[str, dict[str, str]]:
-    from .. import app as server
+_LIFECYCLE = ("activate", "delete", "fit", "update_model_cache")
 
-    views = {
-        server.activate: "activate",
-        server.delete: "delete",
-        server.fit: "fit",
-        server.update_model_cache: "update_model_cache",
-    }
+
+def _lifecycle(app: Flask) -> dict[str, dict[str, str]]:
     undecorated = getattr(app.extensions.get("pipeforge"), "views", {})
     found: dict[str, dict[str, str]] = {}
     for rule in app.url_map.iter_rules():
-        view = undecorated.get(rule.endpoint) or app.view_functions.get(rule.endpoint)
+        view: Any = undecorated.get(rule.endpoint) or app.view_functions.get(rule.endpoint)
         try:
-            name = views.get(inspect.unwrap(view))
-        except (TypeError, ValueError):  # unhashable or a __wrapped__ cycle
+            name = lifecycle_name(inspect.unwrap(view))
+        except ValueError:  # a __wrapped__ cycle
             name = None
-        if name is None and rule.endpoint in views.values():
+        if name not in _LIFECYCLE:
+            name = None
+        if name is None and rule.endpoint in _LIFECYCLE:
             name = rule.endpoint
         if name is not None and name not in found:
             method = "POST" if "POST" in (rule.methods or ()) else "GET"
@@ -48,7 +52,9 @@ def _lifecycle(app) -> dict[str, dict[str, str]]:
     return found
 
 
-def page_config(app, config: Mapping, options: Mapping) -> dict[str, Any]:
+def page_config(
+    app: Flask, config: Mapping[str, Any], options: Mapping[str, Any]
+) -> dict[str, Any]:
     """The routes the page can use (paths below the app's mount point) and its settings."""
     from flask import request
 

@@ -4,6 +4,9 @@ Parsing is kept apart from processing so that every syntax problem is
 reported against the file it is in, before any merging happens. YAML and
 JSON reach the environment and their own folder through ``${...}``
 (see docs/configuration.md); ``.py`` files get ``environ`` and ``here``.
+
+pipeforge 0.1 called this module ``pipeforge.config_files``; that name stays
+an alias of this one (pipeforge/moved_modules.py).
 """
 
 from __future__ import annotations
@@ -13,8 +16,12 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = [
     "ConfigPaths",
@@ -83,7 +90,9 @@ def config_paths_from_env(environ: Mapping[str, str] | None = None) -> ConfigPat
     )
 
 
-def relative_to_folder(rule, config_folder: str | None, source: str | None = None) -> str | None:
+def relative_to_folder(
+    rule: str | None, config_folder: str | None, source: str | None = None
+) -> str | None:
     """The folder relative paths resolve against under ``rule`` (``"config"`` or ``"cwd"``).
 
     The current directory is taken now, when the config is loaded, so a later
@@ -101,12 +110,12 @@ def relative_to_folder(rule, config_folder: str | None, source: str | None = Non
     )
 
 
-def path_base(config) -> str | None:
+def path_base(config: Mapping[str, Any]) -> str | None:
     """The folder a component resolves ``config``'s relative paths against (see :func:`relative_to_folder`)."""
     return getattr(config, "path_base", getattr(config, "here", None))
 
 
-def read_config_file(path: str) -> dict:
+def read_config_file(path: str) -> dict[str, Any]:
     """Parse one config file into a plain dict (nothing processed yet)."""
     here = os.path.dirname(os.path.abspath(path))
     try:
@@ -242,7 +251,7 @@ def resolve_path(path: str, here: str | None) -> str:
     return os.path.join(here, path)
 
 
-def resolve_sqlite_url(url, here: str | None):
+def resolve_sqlite_url(url: str | URL, here: str | None) -> URL:
     """An SQLAlchemy URL whose relative SQLite file is taken from the config's folder.
 
     Raises SQLAlchemy's ``ArgumentError`` for a string that is no URL.

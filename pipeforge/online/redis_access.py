@@ -1,0 +1,106 @@
+"""The Redis online store's connection: the client, its Lua scripts, and its errors.
+
+The store's parameters are checked and the ``redis`` package imported at
+first use, not when the config is read (``redis`` is an optional
+dependency). The client registers every script of
+:mod:`pipeforge.online.redis_scripts` once; each atomic step of the store is
+one call of a script. Whatever Redis raises becomes a
+:class:`~pipeforge.online.errors.StoreError` naming the store, so the HTTP
+layer answers it as the documented store failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import ConfigError
+from .errors import StoreError, UnknownIdError, UnknownModelError
+from .redis_scripts import SCRIPTS
+from .store import OnlineStore
+
+__all__ = ["RedisAccess", "text"]
+
+
+def text(value: Any) -> str:
+    """A Redis reply (bytes) or an argument as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisAccess(OnlineStore):
+    """The part of :class:`~pipeforge.online.redis_store.RedisStore` that talks to Redis.
+
+    The parameters are the store's (see its constructor); the client is made
+    at first use and kept until :meth:`close`.
+    """
+
+    url: str
+    prefix: str
+    lock_ms: int
+
+    def _client(self):
+        client = self.__dict__.get("_redis")
+        if client is not None:
+            return client
+        if not isinstance(self.url, str) or not re.match(r"rediss?://|unix://", self.url):
+            raise ConfigError(
+                f"parameter 'url' of RedisStore must be a redis:// URL; got {self.url!r} instead"
+            )
+        if not isinstance(self.prefix, str) or not self.prefix:
+            raise ConfigError(
+                f"parameter 'prefix' of RedisStore must be a non-empty string; got {self.prefix!r} instead"
+            )
+        if (
+            isinstance(self.lock_ms, bool)
+            or not isinstance(self.lock_ms, int)
+            or self.lock_ms < 100
+        ):
+            raise ConfigError(
+                f"parameter 'lock_ms' of RedisStore must be an int >= 100; got {self.lock_ms!r} instead"
+            )
+        try:
+            import redis
+        except ImportError as exc:
+            raise ConfigError(
+                "RedisStore needs the redis package: pip install 'pipeforge[redis]'"
+            ) from exc
+        client = redis.Redis.from_url(self.url)
+        self.__dict__["_scripts"] = {
+            name: client.register_script(source) for name, source in SCRIPTS.items()
+        }
+        self.__dict__["_redis"] = client
+        return client
+
+    def _call(self, script: str, *args, keys=()):
+        self._client()
+        try:
+            return self.__dict__["_scripts"][script](
+                keys=list(keys), args=[self.prefix, *args] if not keys else list(args)
+            )
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> Exception:
+        if isinstance(exc, StoreError | ConfigError):
+            return exc
+        return StoreError(f"the online store (Redis) failed: {type(exc).__name__}: {exc}")
+
+    @contextlib.contextmanager
+    def _redis_errors(self) -> Iterator[Any]:
+        try:
+            yield self._client()
+        except (StoreError, ConfigError, UnknownModelError, UnknownIdError):
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith("redis"):
+                raise self._failed(exc) from exc
+            raise
+
+    def close(self) -> None:
+        """Write the pending call counts and close the connection (it reopens on next use)."""
+        super().close()
+        client = self.__dict__.pop("_redis", None)
+        if client is not None:
+            client.close()

@@ -1,0 +1,210 @@
+"""The front door: the one WSGI layer in front of Flask that every request of the app enters.
+
+For each request the door
+
+- announces it to the batching predict services (:mod:`.batching`): a leader
+  of a batch waits for requests that are announced but not queued yet, so
+  announcing them here, before anything is parsed, lets it see every request
+  this worker's threads are working on;
+- answers it directly when it is a hot route, or hands it to Flask;
+- counts it for ``/metrics`` (route, method, status, duration), the same way
+  for both: Flask hands the rule it matched and the status back through the
+  environ (an ``after_request`` hook of pipeforge's), the door counts;
+- gives both the same body limit (:data:`BODY_LIMIT`, Flask's
+  ``MAX_CONTENT_LENGTH``): a larger body is answered 413 when read.
+
+Hot routes
+----------
+A predict request costs pipeforge a few tens of microseconds and the model
+call about a hundred; Flask's request context, routing, signals and response
+processing add about fifty more (``bench/serve.py``, in-process). So
+``/predict`` (and the online API's ``POST /api/predict`` and ``/api/learn``)
+are answered by the door itself when nothing can expect Flask around them:
+the same service calls, the same JSON reading and error answers from
+:mod:`pipeforge.web`. The code that adds a route offers it as hot only when
+its decorator list in the config is empty and, for a predict service, the
+service is a plain :class:`~.predict_service.PredictService` (a subclass may
+reach for ``flask.request``); the door takes none when the app carries
+request hooks of the user's (a CORS extension, a decorated Palladium
+``app``). Other methods (``HEAD``, ``OPTIONS``) and every other route go
+through Flask.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import web
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.wrappers import Request, Response
+
+    from .batching import Batcher
+    from .metrics import Metrics
+
+__all__ = [
+    "FrontDoor",
+    "install_front_door",
+    "install_fast_routes",
+    "Handler",
+    "HotRoutes",
+    "BODY_LIMIT",
+    "PIPEFORGE_HOOK",
+]
+
+#: the largest request body either way (Flask's ``MAX_CONTENT_LENGTH``): 16 MiB
+BODY_LIMIT = 16 * 2**20
+
+#: set on the app hooks pipeforge itself registers (they are no reason to leave the hot routes)
+PIPEFORGE_HOOK = "_pipeforge_hook"
+
+#: answers a hot request (a werkzeug ``Request``) with a response
+Handler = Callable[["Request"], "Response"]
+
+#: ``(method, path) -> handler`` of the routes the door may answer itself
+HotRoutes = dict[tuple[str, str], Handler]
+
+#: where Flask hands back ``(rule, method, status)`` of the request it answered
+_ANSWERED = "pipeforge.answered"
+
+_WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class FrontDoor:
+    """The WSGI callable in front of Flask's own ``wsgi_app`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        flask_app: _WSGIApp,
+        config: Mapping[str, Any],
+        hot_routes: HotRoutes,
+        *,
+        metrics: Metrics | None = None,
+        batchers: Sequence[Batcher] = (),
+        service_metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.flask_app = flask_app
+        self.config = config  # the app's config: MAX_CONTENT_LENGTH, read per request
+        self.hot_routes = hot_routes
+        self.metrics = metrics
+        self.batchers = tuple(batchers)
+        self.service_metadata = service_metadata
+        from werkzeug.wrappers import Request  # here, not at import: scripts need no werkzeug
+
+        self._request_class = Request
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        started = time.perf_counter()
+        announced = self._announce(environ) if self.batchers else ()
+        try:
+            method = environ.get("REQUEST_METHOD", "")
+            path = environ.get("PATH_INFO", "")
+            handler = self.hot_routes.get((method, path))
+            labels: tuple[str, str, int] | None
+            if handler is None:
+                answer = self.flask_app(environ, start_response)
+                labels = environ.get(_ANSWERED)  # handed back by Flask (see _hand_back_answers)
+            else:
+                response = self._answer(handler, environ)
+                labels = (path, method, response.status_code)
+                answer = response(environ, start_response)
+            if labels is not None and self.metrics is not None:
+                route, method, status = labels
+                self.metrics.request_done(route, method, status, time.perf_counter() - started)
+            return answer
+        finally:
+            for batcher in announced:
+                batcher.leave()
+
+    def _announce(self, environ: dict[str, Any]) -> list[Batcher]:
+        """Announce the request to every batcher; those that took it (each is left once)."""
+        threaded = bool(environ.get("wsgi.multithread"))
+        return [batcher for batcher in self.batchers if batcher.arrive(threaded)]
+
+    def _answer(self, handler: Handler, environ: dict[str, Any]) -> Response:
+        request = self._request_class(environ)
+        request.max_content_length = self.config.get("MAX_CONTENT_LENGTH")
+        try:
+            return handler(request)
+        except Exception as exc:
+            return web.error_response(exc, self.service_metadata)
+
+
+def install_front_door(
+    app: Flask,
+    hot_routes: HotRoutes,
+    *,
+    metrics: Metrics | None = None,
+    batchers: Sequence[Batcher] = (),
+    service_metadata: Mapping[str, Any] | None = None,
+) -> FrontDoor:
+    """Put the front door in front of ``app`` (once, after every route is added).
+
+    ``hot_routes`` are the routes offered as hot; the door keeps none of them
+    if the app has request hooks that are not pipeforge's.
+    """
+    if metrics is not None:
+        _hand_back_answers(app)
+    if _user_hooks(app):
+        hot_routes = {}
+    door = FrontDoor(
+        app.wsgi_app,
+        app.config,
+        dict(hot_routes),
+        metrics=metrics,
+        batchers=batchers,
+        service_metadata=service_metadata,
+    )
+    app.wsgi_app = door  # type: ignore[method-assign]
+    return door
+
+
+def install_fast_routes(app: Flask, config: Mapping[str, Any]) -> list[str]:
+    """The paths the app's front door answers itself (0.1's name, kept for its callers).
+
+    ``create_app`` installs the door; this installs nothing more and says
+    which routes skip Flask.
+    """
+    door = app.wsgi_app
+    if not isinstance(door, FrontDoor):
+        return []
+    return sorted({path for _, path in door.hot_routes})
+
+
+def _hand_back_answers(app: Flask) -> None:
+    """Have Flask put the rule it matched (or ``unmatched``) and the status into the environ."""
+    from flask import request
+
+    def hand_back(response: Any) -> Any:
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        rule = current.url_rule
+        current.environ[_ANSWERED] = (
+            rule.rule if rule is not None else "unmatched",
+            current.method,
+            response.status_code,
+        )
+        return response
+
+    setattr(hand_back, PIPEFORGE_HOOK, True)
+    app.after_request(hand_back)
+
+
+def _user_hooks(app: Flask) -> bool:
+    """Whether the app has request hooks that pipeforge did not register (a user's CORS, say)."""
+    registries: tuple[Mapping[Any, list[Any]], ...] = (
+        app.before_request_funcs,
+        app.after_request_funcs,
+        app.teardown_request_funcs,
+        app.url_value_preprocessors,
+    )
+    return any(
+        not getattr(hook, PIPEFORGE_HOOK, False)
+        for registry in registries
+        for hooks in registry.values()
+        for hook in hooks
+    )

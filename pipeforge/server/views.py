@@ -1,0 +1,241 @@
+"""The views of the web service: ``/predict``, ``/alive``, ``/list``, ``/jobs/<id>`` and the
+lifecycle routes a config may add (``/fit``, ``/update-model-cache``, ``/activate``, ``/delete``).
+
+Views find their components on the app's state (:func:`~.lifecycle.current_state`);
+there is no module-level app or config. Every error a view raises is
+answered by the app's handlers with the JSON error body of :mod:`pipeforge.web`.
+The lifecycle views are marked as what they are (:func:`~.routes.lifecycle_view`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__, web
+from ..errors import ConfigError, JobQueueError, PersistenceError, RequestError
+from ..jobs import fit_job, model_caches, refresh_model_caches, require
+from ..web import error_body, json_response
+from .fields import to_bool, to_float, to_int
+from .lifecycle import AppState, current_state
+from .routes import lifecycle_view
+
+if TYPE_CHECKING:
+    from flask import Response
+    from werkzeug.wrappers import Request
+
+__all__ = [
+    "answer_predict",
+    "predict_view",
+    "alive",
+    "job_view",
+    "list_models",
+    "fit",
+    "update_model_cache",
+    "activate",
+    "delete",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# -- /predict ---------------------------------------------------------------------
+
+
+def answer_predict(service: Any, state: AppState, request: Request) -> Response:
+    """Answer one request to a predict service with the served model; never raises.
+
+    Shared by the Flask view and the front door (:mod:`.front_door`), so both
+    ways read the model and check its fit alike.
+    """
+    try:
+        model = state.model_persister.read()
+        check = getattr(service, "check_model", None)
+        if check is not None:
+            check(model)
+    except Exception as exc:
+        return service.response_from_exception(exc)
+    return service(model, request)
+
+
+def predict_view(service: Any, state: AppState) -> Callable[[], Response]:
+    """The Flask view of one predict service."""
+    from flask import request
+
+    def predict() -> Response:
+        return answer_predict(service, state, request._get_current_object())  # type: ignore[attr-defined]
+
+    return predict
+
+
+# -- the service ------------------------------------------------------------------
+
+
+def alive() -> Response:
+    """Health check: versions, memory, the served model, jobs; 503 until ready."""
+    state = current_state()
+    store = state.process_store
+    process_metadata = dict(store.get("process_metadata") or {})
+    try:
+        process_metadata["jobs"] = state.jobs.snapshot()
+    except JobQueueError as exc:  # predictions still work without the job queue
+        logger.warning("/alive cannot list the jobs: %s", exc)
+        process_metadata["jobs"] = {}
+        process_metadata["jobs_error"] = str(exc)
+    body = {
+        "pipeforge_version": __version__,
+        "service_metadata": state.service_metadata,
+        "memory_usage": state.memory_usage(),
+        "model": {"updated": None, "metadata": None},
+        "process_metadata": process_metadata,
+    }
+    problems = []
+    if state.model_persister is not None:
+        try:
+            model = state.model_persister.read()
+        except (PersistenceError, LookupError) as exc:
+            problems.append(f"no model available yet: {exc}")
+        except Exception:
+            logger.exception("/alive could not read the model")
+            problems.append("the model could not be read; see the server log")
+        else:
+            body["model"] = {
+                "updated": _model_updated(store, model),
+                "metadata": dict(getattr(model, "__metadata__", None) or {}),
+            }
+            problems.extend(_misfits(state.services, model))
+    required = (state.config.get("alive") or {}).get("process_store_required") or []
+    missing = (
+        store.missing(required)
+        if hasattr(store, "missing")
+        else [name for name in required if name not in store]
+    )
+    if missing:
+        problems.append(f"waiting for process store entries: {', '.join(missing)}")
+    if problems:
+        body.update(error_body(state.service_metadata, "; ".join(problems)))
+        return json_response(body, 503)
+    return json_response(body)
+
+
+def _misfits(services: list[tuple[str, Any]], model: Any) -> list[str]:
+    """Why predict services cannot use ``model`` (their ``check_model``), for ``/alive``."""
+    problems = []
+    for _, service in services:
+        check = getattr(service, "check_model", None)
+        if check is None:
+            continue
+        try:
+            check(model)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _model_updated(store: Any, model: Any) -> str | None:
+    """When the served model was put into the process store (the model cache)."""
+    mtime = getattr(store, "mtime", {})
+    if store.get("model") is model and "model" in mtime:
+        return mtime["model"].isoformat()
+    return None
+
+
+def job_view(job_id: str) -> Response:
+    """``GET /jobs/<job_id>``: one job's record (with a job queue: from any process or host)."""
+    from werkzeug.exceptions import NotFound
+
+    record = current_state().jobs.get(job_id)
+    if record is None:
+        raise NotFound(f"unknown job {job_id!r} (finished jobs are kept for a limited time)")
+    return json_response(record)
+
+
+def list_models() -> Response:
+    """``/list``: the stored models' metadata and the store's properties."""
+    state = current_state()
+    persister = require(state.config, "model_persister")
+    return json_response(
+        {"models": persister.list_models(), "properties": persister.list_properties()}
+    )
+
+
+# -- the lifecycle routes ---------------------------------------------------------
+
+
+def _flag(values: Mapping[str, Any], name: str, default: bool) -> bool:
+    return default if name not in values else to_bool(name, values[name])
+
+
+@lifecycle_view("fit")
+def fit() -> Response:
+    """``/fit``: fit the configured model in a background job; answers the job id."""
+    from flask import request
+
+    state = current_state()
+    values = request.values
+    persist = _flag(values, "persist", True)
+    activate = _flag(values, "activate", persist)
+    evaluate = _flag(values, "evaluate", False)
+    raw = values.get("persist_if_better_than")
+    better = None if raw is None else to_float("persist_if_better_than", raw)
+    for key in ("dataset_loader_train", "model", "model_persister"):
+        require(state.config, key)
+    job_id = state.jobs.enqueue(
+        fit_job,
+        state.config,
+        name="fit",
+        persist=persist,
+        activate=activate,
+        evaluate=evaluate,
+        persist_if_better_than=better,
+    )
+    return json_response({"job_id": job_id})
+
+
+@lifecycle_view("update_model_cache")
+def update_model_cache() -> Response:
+    """``/update-model-cache``: refresh this process's model cache in a background job."""
+    state = current_state()
+    if not model_caches(state.config):
+        return json_response(
+            error_body(state.service_metadata, "no model cache is configured to update"), 503
+        )
+    job_id = state.jobs.enqueue(refresh_model_caches, state.config, name="update_model_cache")
+    return json_response({"job_id": job_id})
+
+
+def _model_version_param() -> int:
+    """``model_version`` from the query, a form or a JSON object body."""
+    from flask import request
+
+    raw = request.values.get("model_version")
+    if raw is None and request.is_json:
+        payload = web.read_json(request, expect=dict, default={})
+        raw = payload.get("model_version")
+    if raw is None:
+        raise RequestError("missing request parameter 'model_version'")
+    return to_int("model_version", raw)
+
+
+@lifecycle_view("activate")
+def activate() -> Response:
+    """``/activate``: make ``model_version`` the active model and refresh the cache."""
+    state = current_state()
+    version = _model_version_param()
+    require(state.config, "model_persister").activate(version)
+    refresh_model_caches(state.config)
+    return json_response(
+        {"model_version": version, "metadata": web.ok_metadata(state.service_metadata)}
+    )
+
+
+@lifecycle_view("delete")
+def delete() -> Response:
+    """``/delete``: delete the stored model ``model_version`` (as ``pf-admin delete``)."""
+    state = current_state()
+    version = _model_version_param()
+    require(state.config, "model_persister").delete(version)
+    return json_response(
+        {"model_version": version, "metadata": web.ok_metadata(state.service_metadata)}
+    )

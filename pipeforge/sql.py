@@ -1,0 +1,95 @@
+"""SQLAlchemy engines, made from the URL a config gives.
+
+One place decides how a config's URL becomes an engine, so the model store,
+the op store, the online learners (through ``Database.engine()``) and the
+``SQL`` dataset loader connect the same way:
+
+- a relative SQLite file is taken from the config's folder (or the current
+  directory for Palladium configs; see ``config.files.resolve_sqlite_url``);
+- ``postgresql://`` (psycopg2, as Palladium's configs write it) uses psycopg 3
+  when only that one is installed, as pipeforge installs it;
+- SQLite waits up to 60 s for another process's write lock instead of
+  failing at once (``pf-fit`` and a server write the same file);
+- an in-memory SQLite database is one connection shared by every thread
+  (otherwise each thread would see a database of its own);
+- ``poolclass`` may be a dotted name, as configs give it;
+- a URL SQLAlchemy cannot use is a :class:`~pipeforge.errors.ConfigError`
+  naming the parameter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .config.files import resolve_sqlite_url
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Engine
+
+__all__ = ["create_engine", "usable_driver", "describe_url"]
+
+SQLITE_TIMEOUT = 60  # seconds SQLite waits for another connection's write lock
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    here: str | None = None,
+    poolclass: Any = None,
+    engine_options: Mapping[str, Any] | None = None,
+    owner: str = "Database",
+) -> Engine:
+    """An engine for ``url`` (relative SQLite files taken from ``here``); no connection yet.
+
+    ``engine_options`` are ``create_engine`` keyword arguments; ``owner``
+    names the component in error messages.
+    """
+    import sqlalchemy as sa
+
+    options = dict(engine_options or {})
+    if isinstance(poolclass, str):
+        from .factory import resolve_dotted_name
+
+        poolclass = resolve_dotted_name(poolclass)
+    if poolclass is not None:
+        options["poolclass"] = poolclass
+    try:
+        resolved = resolve_sqlite_url(url, here)
+        if resolved.get_backend_name() == "sqlite":
+            connect_args = dict(options.get("connect_args") or {})
+            connect_args.setdefault("timeout", SQLITE_TIMEOUT)
+            if resolved.database in (None, "", ":memory:"):
+                connect_args.setdefault("check_same_thread", False)
+                options.setdefault("poolclass", sa.pool.StaticPool)
+            options["connect_args"] = connect_args
+        return sa.create_engine(usable_driver(resolved), **options)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise ConfigError(
+            f"parameter 'url' of {owner} must be a usable SQLAlchemy URL; "
+            f"got {url!r} instead ({exc})"
+        ) from exc
+
+
+def usable_driver(url: str | URL) -> str | URL:
+    """``postgresql://`` means psycopg2; use psycopg 3 when only that one is installed.
+
+    Palladium's configs name PostgreSQL that way, and pipeforge installs psycopg 3.
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.drivername != "postgresql" or importlib.util.find_spec("psycopg2"):
+        return url
+    if not importlib.util.find_spec("psycopg"):
+        return url
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def describe_url(url: str | URL) -> str:
+    """``url`` for messages and logs: its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
