@@ -230,10 +230,8 @@ def resolve_dotted(name: str, resolve_pipeforge_name: Callable[[str], Any]) -> A
                         f"{'.'.join(path[: cut + 1])} has no attribute {attr!r}"
                     ) from None
             return obj
-    from ..factory import resolve_dotted_name
-
     try:
-        return resolve_dotted_name("pipeforge" + name[len("palladium") :])
+        return resolve_pipeforge_name("pipeforge" + name[len("palladium") :])
     except PipeforgeError:
         modules = ", ".join(sorted(NAMES))
         raise ImportError(
