@@ -19,6 +19,11 @@ of a shared machine), the ratios the issue sets targets for, and the workers'
 resident memory.
 
     .venv/bin/python bench/serve.py [--rounds 3] [--duration 4] [--only pf-db,constant]
+
+``--baseline DIR`` runs each pipeforge server a second time from another
+checkout (``git worktree add DIR <commit>``), in the same interleaved rounds,
+and prints this checkout's figures as ratios of the baseline's: how a change
+moved the serving speed, measured on the same machine at the same time.
 """
 
 from __future__ import annotations
@@ -158,6 +163,17 @@ def servers(configs: dict[str, Path]) -> dict[str, tuple[str, list[str], dict]]:
     }
 
 
+def baseline_twins(table: dict, baseline: Path) -> dict[str, tuple[str, list[str], dict]]:
+    """``<name>@base``: each pf-* server again, importing pipeforge from ``baseline``."""
+    if not (baseline / "pipeforge" / "__init__.py").exists():
+        raise SystemExit(f"--baseline {baseline}: no pipeforge checkout there")
+    return {
+        f"{name}@base": (app, gargs, {**env, "PYTHONPATH": str(baseline)})
+        for name, (app, gargs, env) in table.items()
+        if name.startswith("pf-")
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -263,6 +279,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--only", help="comma-separated server names (default: all)")
+    parser.add_argument(
+        "--baseline", type=Path, help="another pipeforge checkout to run each pf-* server from too"
+    )
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     sys.path.insert(0, str(ROOT))
@@ -272,6 +291,8 @@ def main(argv=None) -> int:
         calls = model_costs(folder)
         if args.only:
             table = {name: table[name] for name in args.only.split(",")}
+        if args.baseline is not None:
+            table.update(baseline_twins(table, args.baseline.resolve()))
         running = {}
         try:
             for name, (app, gargs, env) in table.items():
@@ -375,6 +396,14 @@ def report(figures, rss, table, args, calls) -> None:
         f"  /metrics on costs (GET req/s)              {cost:+.1%} (<= 5%; "
         f"{cpu_cost:+.1%} in CPU per request)"
     )
+    for name in sorted(n for n in names if f"{n}@base" in names):
+        base = f"{name}@base"
+        print(
+            f"  {name} / {base}: GET req/s {ratio(name, base, 'GET'):.2f}"
+            f"{span(name, base, 'GET')}, POST req/s {ratio(name, base, 'POST'):.2f}"
+            f"{span(name, base, 'POST')}; CPU per request GET "
+            f"{ratio(name, base, 'GET', 2):.2f}, POST {ratio(name, base, 'POST', 2):.2f}"
+        )
     print(
         f"  pf-db / pf-file CPU per POST request       "
         f"{ratio('pf-db', 'pf-file', 'POST', 2):.2f} (1.00: the persister is not on the "
