@@ -10,7 +10,7 @@ from pipeforge.errors import DataError
 
 def add(config, *, a, b):
     """A job's result comes back to whoever reads the job."""
-    return {"sum": a + b, "marker": config.get("marker")}
+    return {"sum": a + b, "marker": config.get("x-marker")}
 
 
 def missing_data(config):

@@ -3,8 +3,9 @@
 The command: its options, the check that the config has an RQ job queue,
 and what it says. The machinery it starts (the RQ worker whose work horses
 die with it, :func:`run_task` that every job runs) is
-:mod:`pipeforge.jobs.worker`; ``run_task`` is also reachable here, under the
-old name ``pipeforge.worker.run_task`` that jobs queued by pipeforge 0.1 name.
+:mod:`pipeforge.jobs.worker`; ``run_task`` is also reachable here, under its
+0.1 name ``pipeforge.worker.run_task`` (jobs queued by pipeforge 0.1 were
+pickled: a worker now refuses them, see :mod:`pipeforge.jobs.payload`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ Uses the 'job_queue' entry of the configuration named by PIPEFORGE_CONFIG
 jobs need: 'dataset_loader_train', 'model', 'model_persister', 'pipelines'...
 Start as many workers, on as many hosts, as you like; each runs one job at
 a time. Ctrl-C (or SIGTERM) lets the current job finish, twice stops it.
+Jobs are read as JSON and run only when they name one of the config's job
+functions; any other job (a pickled one, say) is failed with the reason.
 
 Usage:
   pf-worker [options] [<queue>...]

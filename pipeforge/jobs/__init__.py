@@ -3,9 +3,11 @@
 The rooms: ``interface`` (the :class:`JobQueue` interface, its record format
 and the ``job_queue`` config entry), ``threads`` (the default runner, a
 thread pool of this process), ``tasks`` (the fit and grid-search jobs and
-the config entries they read), ``rq`` (RQ workers through Redis) and
-``worker`` (what a ``pf-worker`` process runs; its command is
-:mod:`pipeforge.cli.worker`). Nothing here imports the command line.
+the config entries they read), ``rq`` (RQ workers through Redis),
+``payload`` (what a job carries through Redis: JSON naming one of the
+config's job functions, never a pickle) and ``worker`` (what a
+``pf-worker`` process runs; its command is :mod:`pipeforge.cli.worker`).
+Nothing here imports the command line.
 """
 
 from ..moved_modules import moved_name_getattr

@@ -11,6 +11,10 @@ A worker that dies mid-job stops sending heartbeats; whoever reads the job
 next (``/alive``, ``GET /jobs/<id>``, a waiting script) marks it failed once
 no heartbeat came for ``abandoned_after`` seconds, the way RQ's own registry
 cleanup does much later. See docs/scaling-out.md.
+
+Jobs travel as JSON (RQ's JSON serializer) and name only the job functions
+of the config; nothing read from Redis is unpickled (see
+:mod:`pipeforge.jobs.payload`).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, JobQueueError
 from .interface import JobQueue
+from .payload import TASK, allowed_jobs, check_arguments, job_class, job_name, refusal, serializer
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -34,9 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["RQJobQueue", "TASK"]
 
 logger = logging.getLogger(__name__)
-
-#: What a worker runs for every job: ``run_task(func_name, kwargs)``.
-TASK = "pipeforge.jobs.worker.run_task"
 
 _STATUS = {
     "queued": "queued",
@@ -66,16 +69,8 @@ def _safe(url: str) -> str:
     return scheme + sep + rest
 
 
-def _dotted(func: Callable | str) -> str:
-    if isinstance(func, str):
-        return func
-    module = getattr(func, "__module__", None)
-    qualname = getattr(func, "__qualname__", "")
-    if not module or not qualname or "<" in qualname:
-        raise ConfigError(
-            f"a job for a worker must be an importable function; got {func!r}", key="job_queue"
-        )
-    return f"{module}:{qualname}"
+#: What RQ raises for a job record or result it cannot decode (bad JSON, dates, compression)
+_UNREADABLE = (ValueError, zlib.error)
 
 
 class RQJobQueue(JobQueue):
@@ -86,7 +81,10 @@ class RQJobQueue(JobQueue):
     a job before the job counts as failed (must exceed the workers'
     ``--heartbeat`` interval; ``pf-worker`` beats every 5 s by default).
     ``keep`` / ``max_age``: how many finished jobs, and for how long,
-    ``/alive`` lists and Redis keeps.
+    ``/alive`` lists and Redis keeps. ``jobs``: the dotted names of job
+    functions of your own that workers may run, besides pipeforge's (fits,
+    grid searches, cache refreshes, pipeline runs); a job naming any other
+    function is refused.
     """
 
     def __init__(
@@ -98,6 +96,7 @@ class RQJobQueue(JobQueue):
         abandoned_after: float = 30.0,
         keep: int = 50,
         max_age: float = 24 * 3600.0,
+        jobs: Sequence[str] = (),
     ) -> None:
         self.url = url
         self.name = name
@@ -105,6 +104,7 @@ class RQJobQueue(JobQueue):
         self.abandoned_after = abandoned_after
         self.keep = keep
         self.max_age = max_age
+        self.jobs = jobs
 
     def __repr__(self) -> str:
         return f"RQJobQueue(url={_safe(self.url)!r}, name={self.name!r})"
@@ -132,6 +132,19 @@ class RQJobQueue(JobQueue):
                     f"got {value!r} instead",
                     key="job_queue",
                 )
+        if isinstance(self.jobs, str) or not all(
+            isinstance(name, str) and name.strip() for name in self.jobs
+        ):
+            raise ConfigError(
+                "parameter 'jobs' of RQJobQueue must be a list of dotted names of job functions; "
+                f"got {self.jobs!r} instead",
+                key="job_queue.jobs",
+            )
+
+    def allowed_jobs(self) -> frozenset[str]:
+        """The dotted names of the job functions the workers of this queue run."""
+        self._check()
+        return allowed_jobs(self.jobs)
 
     def connection(self) -> Redis:
         """This process's Redis client (created on first use)."""
@@ -154,10 +167,15 @@ class RQJobQueue(JobQueue):
         return cached[1]
 
     def queue(self, name: str | None = None) -> Queue:
-        """The ``rq.Queue`` jobs go to (or the queue ``name`` on the same server)."""
+        """The ``rq.Queue`` jobs go to (or the queue ``name`` on the same server), JSON only."""
         from rq import Queue
 
-        return Queue(name or self.name, connection=self.connection())
+        return Queue(
+            name or self.name,
+            connection=self.connection(),
+            serializer=serializer(),
+            job_class=job_class(),
+        )
 
     @property
     def _index(self) -> str:
@@ -181,8 +199,18 @@ class RQJobQueue(JobQueue):
     def enqueue(
         self, func: Callable, config: Any = None, *, name: str | None = None, **kwargs: Any
     ) -> str:
-        """Put ``func(worker's config, **kwargs)`` on the queue; return the job id."""
-        func_name = _dotted(func)
+        """Put ``func(worker's config, **kwargs)`` on the queue; return the job id.
+
+        ``func`` must be one of the job functions the workers run
+        (:meth:`allowed_jobs`) and ``kwargs`` JSON data (TypeError if not).
+        """
+        func_name = job_name(func)
+        if func_name.replace(":", ".") not in self.allowed_jobs():
+            raise ConfigError(
+                f"workers run only pipeforge's jobs and those named in 'jobs'; add {func_name!r}",
+                key="job_queue.jobs",
+            )
+        check_arguments(kwargs)
         label = name or func_name.rsplit(":", 1)[-1]
         job_id = str(uuid.uuid4())
         queue = self.queue()
@@ -208,27 +236,31 @@ class RQJobQueue(JobQueue):
         logger.debug("job %s (%s) queued on %r", job_id, label, self.name)
         return job_id
 
-    def get(self, job_id: str) -> dict | None:
+    def _fetch(self, job_id: str) -> Any:
+        """The job ``job_id`` read as JSON, ``None`` if unknown, its id if unreadable."""
         from rq.exceptions import NoSuchJobError
-        from rq.job import Job
 
-        def fetch():
-            try:
-                return Job.fetch(job_id, connection=self.connection())
-            except NoSuchJobError:
-                return None
+        connection = self.connection()
+        try:
+            return job_class().fetch(job_id, connection=connection, serializer=serializer())
+        except NoSuchJobError:
+            return None
+        except _UNREADABLE:
+            return job_id
 
-        job = self._redis_call("read a job", fetch)
+    def get(self, job_id: str) -> dict | None:
+        job = self._redis_call("read a job", lambda: self._fetch(job_id))
         return None if job is None else self._record(job)
 
     def snapshot(self) -> dict[str, dict]:
-        from rq.job import Job
-
         def fetch():
             connection = self.connection()
             connection.zremrangebyscore(self._index, "-inf", time.time() - self.max_age)
             ids = [i.decode() for i in connection.zrevrange(self._index, 0, self.keep + 200)]
-            jobs = Job.fetch_many(ids, connection=connection)
+            try:
+                jobs = job_class().fetch_many(ids, connection=connection, serializer=serializer())
+            except _UNREADABLE:  # one bad record: read them one by one
+                jobs = [self._fetch(job_id) for job_id in ids]
             return [self._record(job) for job in jobs if job is not None]
 
         records, finished = {}, 0
@@ -242,25 +274,35 @@ class RQJobQueue(JobQueue):
 
     # -- records ----------------------------------------------------------------
     def _record(self, job) -> dict:
+        if isinstance(job, str):  # a record in Redis that RQ cannot read
+            return _unreadable_record(job, "refused: the job's record in Redis cannot be read")
         status = job.get_status(refresh=False)
         status = getattr(status, "value", status)
         if status == "started" and self._abandoned(job):
             self._fail_abandoned(job)
             status = "failed"
+        meta = job.meta if isinstance(job.meta, dict) else {}
+        name = meta.get("name")
         record = {
             "job_id": job.id,
-            "func": (job.meta or {}).get("name") or job.description,
+            "func": name if isinstance(name, str) else job.description,
             "status": _STATUS.get(str(status), str(status)),
             "submitted": _iso(job.enqueued_at or job.created_at),
             "started": _iso(job.started_at),
             "finished": _iso(job.ended_at),
             "worker": job.worker_name or None,
         }
-        if record["status"] == "finished":
-            record["info"] = job.return_value()
+        problem = refusal(job, self.allowed_jobs())
+        if problem is None and record["status"] == "finished":
+            try:
+                record["info"] = job.return_value()
+            except _UNREADABLE:
+                problem = "the job's result in Redis is not JSON"
+        if problem is not None:
+            record.update(status="error", error=problem, finished=record["finished"] or _now())
         elif record["status"] == "error":
             record["error"] = self._error(job)
-            record["finished"] = record["finished"] or _iso(datetime.now(timezone.utc))  # noqa: UP017
+            record["finished"] = record["finished"] or _now()
         return record
 
     def _abandoned(self, job) -> bool:
@@ -281,9 +323,13 @@ class RQJobQueue(JobQueue):
         )
         logger.warning("job %s: %s", job.id, message)
         connection = self.connection()
-        registry = StartedJobRegistry(job.origin, connection=connection)
+        registry = StartedJobRegistry(
+            job.origin, connection=connection, job_class=job_class(), serializer=serializer()
+        )
         with connection.pipeline() as pipe:
-            job.meta["error"] = message
+            meta = job.meta if isinstance(job.meta, dict) else {}
+            meta = {k: v for k, v in meta.items() if k != "unserialized"}  # not JSON: RQ's stand-in
+            job.meta = {**meta, "error": message}
             job.save_meta()
             _record_failure(job, message, pipe)
             if hasattr(registry, "remove_executions"):  # RQ 3
@@ -294,13 +340,34 @@ class RQJobQueue(JobQueue):
 
     @staticmethod
     def _error(job) -> str:
-        meta = job.meta or {}
+        meta = job.meta if isinstance(job.meta, dict) else {}
         if meta.get("error"):
             return str(meta["error"])
-        result = job.latest_result()
+        try:
+            result = job.latest_result()
+        except _UNREADABLE:
+            result = None
         text = (getattr(result, "exc_string", None) or "").strip()
         last = text.splitlines()[-1] if text else "no error recorded"
         return f"the job's worker process ended unexpectedly: {last}"
+
+
+def _now() -> str | None:
+    return _iso(datetime.now(timezone.utc))  # noqa: UP017 (Python 3.10)
+
+
+def _unreadable_record(job_id: str, problem: str) -> dict:
+    """The record of a job whose record RQ cannot read: failed, with the reason."""
+    return {
+        "job_id": job_id,
+        "func": None,
+        "status": "error",
+        "submitted": None,
+        "started": None,
+        "finished": _now(),
+        "worker": None,
+        "error": problem,
+    }
 
 
 def _record_failure(job, message: str, pipe) -> None:
