@@ -17,6 +17,12 @@ from tests.fixtures.online import online_config
 from tests.test_server_auth import TOKEN
 
 X = {"a": 1.0, "b": 2.0}
+#: the admin and data routes switched on and named unguarded (tests/test_security_guards.py
+#: guards them); ``online`` and ``security`` entries for make_client
+ALL_ON = {"allow_init": True, "allow_delete": True, "allow_download": True, "allow_events": True}
+UNGUARDED = {"unguarded": ["online.init", "online.delete", "online.download", "online.events"]}
+#: how an upload is sent (a type no cross-site form can send)
+BINARY = {"content_type": "application/octet-stream"}
 
 
 def make_client(folder, store, **entries):
@@ -28,7 +34,7 @@ def make_client(folder, store, **entries):
 
 @pytest.fixture
 def api(tmp_path, online_store):
-    app, client = make_client(tmp_path, online_store)
+    app, client = make_client(tmp_path, online_store, online=ALL_ON, security=UNGUARDED)
     yield client
     app.extensions["pipeforge_online"].store.close()
 
@@ -184,9 +190,8 @@ def sqlite_api(tmp_path):
 def test_upload_is_off_unless_enabled(sqlite_api):
     api = sqlite_api
     body = pickle.dumps(linear_model.LinearRegression())
-    message = error_of(api.post("/api/model", data=body), 403)
-    assert "allow_upload: true" in message and "online_admin_decorators" in message
-    error_of(api.post("/api/model/other", data=body), 403)
+    error_of(api.post("/api/model", data=body, **BINARY), 404)  # the route is not there
+    error_of(api.post("/api/model/other", data=body, **BINARY), 404)
     assert api.get("/api/models").json["models"] == ["reg", "sk", "spam"]
 
 
@@ -194,7 +199,7 @@ def _admin_client(folder, store):
     return make_client(
         folder,
         store,
-        online={"allow_upload": True},
+        online={"allow_upload": True, "allow_init": True, "allow_delete": True},
         online_admin_decorators=["tests.test_server_auth.requires_token"],
     )
 
@@ -216,23 +221,22 @@ def admin_on_each_store(tmp_path, online_store):
 def test_upload_behind_decorators(admin_on_each_store):
     admin = admin_on_each_store
     model = pipeline([preprocessing.StandardScaler(), linear_model.LinearRegression()])
-    error_of(admin.post("/api/model/new", data=pickle.dumps(model)), 403)  # no token
+    error_of(admin.post("/api/model/new", data=pickle.dumps(model), **BINARY), 403)  # no token
     error_of(admin.post("/api/init", json={"flavor": "binary"}), 403)
     error_of(admin.delete("/api/model/reg"), 403)
     token = {"X-Token": TOKEN}
-    response = admin.post("/api/model/new", data=pickle.dumps(model), headers=token)
+    response = admin.post("/api/model/new", data=pickle.dumps(model), headers=token, **BINARY)
     assert response.status_code == 201 and response.json == {"name": "new"}
     assert admin.get("/api/models").json["default"] == "new"  # the newest upload is the default
     assert admin.post("/api/predict", json={"features": X}).json["model"] == "new"
-    named = admin.post("/api/model", data=pickle.dumps(model), headers=token).json["name"]
+    named = admin.post("/api/model", data=pickle.dumps(model), headers=token, **BINARY).json["name"]
     assert named in admin.get("/api/models").json["models"]
     classifier = pickle.dumps(linear_model.LogisticRegression())
     assert "does not fit flavor 'regression'" in error_of(
-        admin.post("/api/model/c", data=classifier, headers=token), 400
+        admin.post("/api/model/c", data=classifier, headers=token, **BINARY), 400
     )
-    assert (
-        admin.post("/api/model/c?flavor=binary", data=classifier, headers=token).status_code == 201
-    )
+    answer = admin.post("/api/model/c?flavor=binary", data=classifier, headers=token, **BINARY)
+    assert answer.status_code == 201
     assert admin.get("/api/models").json["info"]["c"]["flavor"] == "binary"
 
 
@@ -246,8 +250,9 @@ def test_upload_behind_decorators(admin_on_each_store):
 )
 def test_upload_of_no_model_is_400_and_changes_nothing(admin, body, words):
     before = state(admin)
-    assert words in error_of(admin.post("/api/model/x", data=body, headers={"X-Token": TOKEN}), 400)
-    assert error_of(admin.post("/api/model/bad%20name", data=body, headers={"X-Token": TOKEN}), 400)
+    token = {"X-Token": TOKEN}
+    assert words in error_of(admin.post("/api/model/x", data=body, headers=token, **BINARY), 400)
+    assert error_of(admin.post("/api/model/bad%20name", data=body, headers=token, **BINARY), 400)
     assert state(admin) == before
 
 
@@ -326,7 +331,9 @@ def _sse(data: bytes) -> list[tuple[str | None, str | None, str]]:
 
 
 def test_sse_streams(tmp_path, online_store):
-    app, client = make_client(tmp_path, online_store, online={"stream_seconds": 1})
+    app, client = make_client(
+        tmp_path, online_store, online={"stream_seconds": 1, **ALL_ON}, security=UNGUARDED
+    )
     try:
         events = client.get("/api/stream/events", buffered=False)
         metrics = client.get("/api/stream/metrics", buffered=False)
@@ -363,7 +370,13 @@ def test_an_empty_store_says_what_to_do(tmp_path):
     path = tmp_path / "config.py"
     store = {"__factory__": "pipeforge.online.SQLStore"}
     path.write_text(
-        repr({"online": {"store": store}, "service_metadata": {"service_name": "online"}})
+        repr(
+            {
+                "online": {"store": store, "allow_init": True},
+                "service_metadata": {"service_name": "online"},
+                "security": {"unguarded": ["online.init"]},
+            }
+        )
     )
     app = create_app(load_config([str(path)], __mode__="predict"))
     client = app.test_client()

@@ -102,11 +102,22 @@ def test_init_add_model_and_models(config, tmp_path, capsys):
     assert "barney" not in out
 
 
-def test_routes(config, capsys):
+def test_routes(config, capsys, tmp_path, monkeypatch):
     status, out, _ = run(capsys, "routes")
     assert status == 0
     lines = [line.split() for line in out.splitlines()]
     assert ["POST", "/api/learn", "online.learn_post"] in lines
+    assert not [line for line in lines if "/api/stream/events" in line]  # off by default
+    switched = online_config(
+        tmp_path,
+        None,
+        name="switched.py",
+        online={"allow_delete": True, "allow_events": True},
+        security={"unguarded": ["online.delete", "online.events"]},
+    )
+    monkeypatch.setenv("PIPEFORGE_CONFIG", str(switched))
+    status, out, _ = run(capsys, "routes")
+    lines = [line.split() for line in out.splitlines()]
     assert ["DELETE", "/api/model/<name>", "online.delete_delete_named"] in lines
     assert ["GET", "/api/stream/events", "online.stream_events_get"] in lines
 

@@ -42,8 +42,14 @@ def _post(url: str, path: str, body: dict) -> requests.Response:
 
 @pytest.mark.slow
 def test_two_masters_learn_each_sample_exactly_once(tmp_path, online_store, gunicorn_server):
-    path = online_config(tmp_path, online_store, online={"stream_seconds": 25})
-    args = ["--preload", "--graceful-timeout", "1"]
+    path = online_config(
+        tmp_path,
+        online_store,
+        online={"stream_seconds": 25, "allow_events": True},
+        security={"unguarded": ["online.events"]},
+    )
+    # threads: a sync worker refuses event streams (each would hold the whole worker)
+    args = ["--preload", "--graceful-timeout", "1", "--worker-class", "gthread", "--threads", "4"]
     # Two masters share PostgreSQL or Redis (as two hosts would); SQLite lives on one host,
     # where one master's four workers are already four processes.
     workers = [4] if "sqlite" in json.dumps(online_store) else [4, 2]

@@ -193,7 +193,7 @@ def test_ground_truth_types_by_flavor():
         ({"online_models": {"m": {"model": {"__factory__": "sklearn.linear_model.LinearRegression"}, "flavor": "regression"}}}, "online_models.m.model", "not an online model"),
         ({"online_models": {"bad name": {"model": {"__factory__": "river.linear_model.LinearRegression"}, "flavor": "regression"}}}, "online_models.bad name", "model name"),
         ({"online_models": {"m": {"model": {"__factory__": "river.linear_model.LinearRegression"}, "flavor": "regression", "colour": 1}}}, "online_models.m.colour", "unknown key"),
-        ({"online": {"allow_upload": True}}, "online.allow_upload", "online_admin_decorators"),
+        ({"online": {"allow_upload": "yes"}}, "online.allow_upload", "true or false"),
         ({"online": {"snapshot_every": 0}}, "online.snapshot_every", "positive integer"),
         ({"online": {"pending_ttl": "1 day"}}, "online.pending_ttl", "number of seconds"),
         ({"online": {"pending_ttl": -1}}, "online.pending_ttl", "null or 0: keep ids"),

@@ -14,11 +14,19 @@
         features: [length, links]              # optional order of the features
     online:                                    # optional
       store: {__factory__: pipeforge.online.RedisStore, url: "redis://127.0.0.1:6379/0"}
-      allow_upload: false                      # POST /api/model (needs online_admin_decorators)
+      allow_init: false                        # POST /api/init    } guarded by
+      allow_upload: false                      # POST /api/model   } online_admin_decorators
+      allow_delete: false                      # DELETE /api/model/<name> }
+      allow_download: false                    # GET /api/model    } guarded by
+      allow_events: false                      # GET /api/stream/events } online_data_decorators
       flavor: regression                       # for uploads before any POST /api/init
       snapshot_every: 100                      # learns between two stored pickles of a model
       stream_seconds: 25                       # an SSE response ends after this; browsers reconnect
       pending_ttl: 604800                      # seconds an id waits for its learn; null: forever
+      max_magnitude: 1.0e15                    # the largest number (absolute) a request may hold
+      max_features: 1000                       # features in one request
+      max_model_features: 10000                # feature names one model may know
+      max_streams: 2                           # SSE streams open at once in one process
 
 Every problem is a :class:`~pipeforge.errors.ConfigError` naming the file,
 the key and what is wrong, raised when the app (or ``pf-online``) starts.
@@ -28,10 +36,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .bodies import InputLimits
 from .flavors import FLAVORS, model_problem
 from .partial_fit import as_online_model
 
@@ -44,11 +53,19 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 _MODEL_KEYS = {"model", "flavor", "default", "classes", "features"}
 _ONLINE_KEYS = {
     "store",
+    "allow_init",
     "allow_upload",
+    "allow_delete",
+    "allow_download",
+    "allow_events",
     "flavor",
     "snapshot_every",
     "stream_seconds",
     "pending_ttl",
+    "max_magnitude",
+    "max_features",
+    "max_model_features",
+    "max_streams",
 }
 #: seconds an ``id`` of /api/predict waits for its learn before it is forgotten (a week)
 PENDING_TTL = 7 * 86400
@@ -85,6 +102,8 @@ class OnlineSettings:
     snapshot_every: int
     stream_seconds: float
     pending_ttl: float | None = PENDING_TTL
+    limits: InputLimits = field(default_factory=InputLimits)
+    max_streams: int = 2
 
 
 def _error(config: Config, key: str, problem: str) -> ConfigError:
@@ -181,13 +200,6 @@ def read_settings(config: Config) -> OnlineSettings:
     allow_upload = online.get("allow_upload", False)
     if not isinstance(allow_upload, bool):
         raise _error(config, "online.allow_upload", f"must be true or false; got {allow_upload!r}")
-    if allow_upload and not config.get("online_admin_decorators"):
-        raise _error(
-            config,
-            "online.allow_upload",
-            "uploading a model runs its code on the server: list the decorators that guard it "
-            "(e.g. a token check) in 'online_admin_decorators'",
-        )
     every = online.get("snapshot_every", 100)
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise _error(config, "online.snapshot_every", f"must be a positive integer; got {every!r}")
@@ -211,6 +223,43 @@ def read_settings(config: Config) -> OnlineSettings:
             f"must be a number of seconds (null or 0: keep ids until they are learnt); got {ttl!r}",
         )
     ttl = float(ttl) if ttl else None
+    limits, max_streams = _limits(config, online)
     store.bind(config)
     store.expire_pending(ttl)
-    return OnlineSettings(store, specs, flavor, allow_upload, every, float(seconds), ttl)
+    return OnlineSettings(
+        store, specs, flavor, allow_upload, every, float(seconds), ttl, limits, max_streams
+    )
+
+
+def _count(config: Config, online: dict, key: str, default: int) -> int:
+    value = online.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _error(config, f"online.{key}", f"must be a positive integer; got {value!r}")
+    return value
+
+
+def _limits(config: Config, online: dict) -> tuple[InputLimits, int]:
+    """The bounds of the online API's inputs, and how many streams one process keeps open."""
+    defaults = InputLimits()
+    magnitude = online.get("max_magnitude", defaults.max_magnitude)
+    if (
+        isinstance(magnitude, bool)
+        or not isinstance(magnitude, int | float)
+        or not math.isfinite(magnitude)
+        or magnitude <= 0
+    ):
+        raise _error(
+            config,
+            "online.max_magnitude",
+            f"must be a positive finite number (e.g. 1.0e15); got {magnitude!r}",
+        )
+    per_request = _count(config, online, "max_features", defaults.max_features)
+    per_model = _count(config, online, "max_model_features", defaults.max_model_features)
+    if per_model < per_request:
+        raise _error(
+            config,
+            "online.max_model_features",
+            f"must be at least online.max_features ({per_request}); got {per_model}",
+        )
+    streams = _count(config, online, "max_streams", 2)
+    return InputLimits(float(magnitude), per_request, per_model), streams

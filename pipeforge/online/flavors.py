@@ -11,19 +11,24 @@ its flavor is never stored.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import RequestError
+from .bodies import MAX_TEXT, InputLimits, check_number, check_text
 
 __all__ = [
     "FLAVORS",
     "check_flavor",
     "model_problem",
     "predict",
+    "finite_answer",
     "ground_truth",
     "positive_label",
     "model_kind",
 ]
+
+_DEFAULT_LIMITS = InputLimits()
 
 FLAVORS = ("regression", "binary", "multiclass")
 
@@ -113,6 +118,21 @@ def predict(model: Any, flavor: str, features: dict[str, Any]) -> Any:
     return model.predict_one(features)
 
 
+def finite_answer(prediction: Any) -> bool:
+    """Whether a model's answer holds only finite numbers (a label, or probabilities by class).
+
+    ``None`` counts as finite: a model that has learnt nothing may answer it.
+    """
+    if isinstance(prediction, Mapping):
+        return all(finite_answer(p) for p in prediction.values())
+    if isinstance(prediction, bool | str) or prediction is None:
+        return True
+    try:
+        return math.isfinite(prediction)
+    except (TypeError, ValueError, OverflowError):  # a label of another type; an int > 1e308
+        return isinstance(prediction, int)
+
+
 def positive_label(model: Any) -> Any:
     """The label counted as positive by binary metrics (River: ``True``)."""
     return getattr(model, "positive_label", True)
@@ -122,16 +142,20 @@ def _plain_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def ground_truth(model: Any, flavor: str, value: Any) -> Any:
-    """``value`` as the model learns it, or :class:`BadGroundTruth` when it does not fit the flavor."""
+def ground_truth(model: Any, flavor: str, value: Any, limits: InputLimits | None = None) -> Any:
+    """``value`` as the model learns it, or :class:`BadGroundTruth` when it does not fit the flavor.
+
+    Numbers must be within ``limits.max_magnitude`` (the defaults when ``None``).
+    """
+    limits = limits or _DEFAULT_LIMITS
     if value is None:
         raise BadGroundTruth("'ground_truth' must not be null")
     if flavor == "regression":
-        if not _plain_number(value) or not math.isfinite(value):
+        if not _plain_number(value):
             raise BadGroundTruth(
-                f"'ground_truth' of a regression model must be a finite number; got {value!r}"
+                f"'ground_truth' of a regression model must be a finite number; got {_short(value)}"
             )
-        return value
+        return _bounded(value, limits)
     if not isinstance(value, str | int | float) or (
         isinstance(value, float) and not value.is_integer()
     ):
@@ -139,6 +163,12 @@ def ground_truth(model: Any, flavor: str, value: Any) -> Any:
             f"'ground_truth' of a {flavor} model must be a class label (a string, an integer "
             f"or true/false); got {_short(value)}"
         )
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise BadGroundTruth(f"'ground_truth': a class label has at most {MAX_TEXT} characters")
+        check_text(value, "'ground_truth'")
+    elif not isinstance(value, bool):
+        _bounded(value, limits)
     classes = getattr(model, "classes", None)
     if classes is not None:
         for label in classes:
@@ -158,6 +188,15 @@ def ground_truth(model: Any, flavor: str, value: Any) -> Any:
     return value
 
 
+def _bounded(value: int | float, limits: InputLimits) -> int | float:
+    try:
+        return check_number(value, "'ground_truth'", limits)
+    except RequestError as exc:
+        raise BadGroundTruth(str(exc)) from None
+
+
 def _short(value: Any) -> str:
+    if isinstance(value, int) and not -(10**50) < value < 10**50:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

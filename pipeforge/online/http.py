@@ -2,9 +2,13 @@
 
 Registered by :func:`pipeforge.server.create_app` when the config has
 ``online_models`` or ``online``. Every route is wrapped in the config's
-``online_decorators``; the routes that change what is served
-(``POST /api/init``, ``POST /api/model``, ``DELETE /api/model/<name>``)
-also in ``online_admin_decorators``. The JSON bodies are chantilly's and are
+``online_decorators``. The routes that change what is served (``POST
+/api/init``, ``POST /api/model``, ``DELETE /api/model/<name>``) or hand out
+models and clients' data (``GET /api/model``, ``/api/stream/events``) are
+off unless the ``online`` entry switches them on (``allow_init``, ...), and
+then pass :func:`pipeforge.guards.gate`: guarded by
+``online_admin_decorators`` or ``online_data_decorators``, no cross-site
+writes (docs/security.md). The JSON bodies are chantilly's and are
 listed in ``docs/online-learning.md``; requests are read and answers and
 errors written by :mod:`pipeforge.web`, the app's one HTTP boundary.
 
@@ -22,11 +26,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import web
+from .. import guards, web
 from ..factory import decorate
 from ..web import json_response
 from .config import read_settings
@@ -153,18 +158,66 @@ def delete(name: str) -> Response:
     return Response(status=204)
 
 
-def _stream(kinds: tuple[str, ...], chantilly_metrics: bool) -> Response:
-    from flask import Response, request
+_ONE_AT_A_TIME = (
+    "event streams need a server that answers several requests at once in each process: "
+    "here every open stream would hold a whole worker, and the other routes would wait. "
+    "Serve them with threads (gunicorn --worker-class gthread --threads 8 ...) or a gevent "
+    "worker; see docs/online-learning.md"
+)
 
+
+def _one_request_at_a_time(environ: Mapping[str, Any]) -> bool:
+    """Whether this process answers one request at a time (gunicorn's sync worker, a prefork server).
+
+    The in-process test client and threaded servers answer streams.
+    """
+    if environ.get("wsgi.multithread"):
+        return False
+    return bool(environ.get("wsgi.multiprocess")) or "gunicorn.socket" in environ
+
+
+def _stream(kinds: tuple[str, ...], chantilly_metrics: bool) -> Response:
+    """An SSE response, unless it would starve the process (503 with the JSON error body).
+
+    Refused on a server that answers one request at a time per process, and
+    beyond ``online.max_streams`` open at once in this process.
+    """
+    from flask import Response, request
+    from werkzeug.exceptions import ServiceUnavailable
+
+    if _one_request_at_a_time(request.environ):
+        raise ServiceUnavailable(_ONE_AT_A_TIME)
     service = _service()
     service.ensure_ready()
-    store = service.store
-    store.listen()
-    cursor = request.headers.get("Last-Event-ID") or store.last_event_id()
-    wanted = request.args.get("model")
     seconds = service.settings.stream_seconds
+    if not service.open_stream():
+        raise ServiceUnavailable(
+            f"{service.settings.max_streams} event streams are open in this process already "
+            "(online.max_streams); try again in a few seconds",
+            retry_after=int(seconds) + 1,
+        )
+    once = threading.Lock()
+
+    def release() -> None:  # by the generator's end or the response's close, whichever is first
+        if once.acquire(blocking=False):
+            service.close_stream()
+
+    try:
+        store = service.store
+        store.listen()
+        cursor = request.headers.get("Last-Event-ID") or store.last_event_id()
+    except BaseException:
+        release()
+        raise
+    wanted = request.args.get("model")
 
     def generate() -> Iterator[str]:
+        try:
+            yield from events()
+        finally:
+            release()
+
+    def events() -> Iterator[str]:
         nonlocal cursor
         yield "retry: 1000\n\n"
         started = last_beat = time.monotonic()
@@ -189,7 +242,9 @@ def _stream(kinds: tuple[str, ...], chantilly_metrics: bool) -> Response:
                 yield ": keep-alive\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(generate(), mimetype="text/event-stream", headers=headers)
+    response = Response(generate(), mimetype="text/event-stream", headers=headers)
+    response.call_on_close(release)
+    return response
 
 
 def stream_metrics() -> Response:
@@ -201,22 +256,25 @@ def stream_events() -> Response:
 
 
 _PREFIX = "/api"
-_ROUTES: tuple[tuple[str, Callable[..., Response], list[str], bool, EventCall | None], ...] = (
-    # rule, view, methods, admin, the event call of a hot route
-    ("/init", init, ["GET"], False, None),
-    ("/init", init, ["POST"], True, None),
-    ("/predict", predict, ["POST"], False, _predict_event),
-    ("/learn", learn, ["POST"], False, _learn_event),
-    ("/metrics", metrics, ["GET"], False, None),
-    ("/stats", stats, ["GET"], False, None),
-    ("/models", models, ["GET"], False, None),
-    ("/model", download, ["GET"], False, None),
-    ("/model/<name>", download, ["GET"], False, None),
-    ("/model", upload, ["POST"], True, None),
-    ("/model/<name>", upload, ["POST"], True, None),
-    ("/model/<name>", delete, ["DELETE"], True, None),
-    ("/stream/metrics", stream_metrics, ["GET"], False, None),
-    ("/stream/events", stream_events, ["GET"], False, None),
+_ROUTES: tuple[
+    tuple[str, Callable[..., Response], list[str], str | None, EventCall | None], ...
+] = (
+    # rule, view, methods, its name in pipeforge.guards' table (off unless switched on),
+    # the event call of a hot route
+    ("/init", init, ["GET"], None, None),
+    ("/init", init, ["POST"], "online.init", None),
+    ("/predict", predict, ["POST"], None, _predict_event),
+    ("/learn", learn, ["POST"], None, _learn_event),
+    ("/metrics", metrics, ["GET"], None, None),
+    ("/stats", stats, ["GET"], None, None),
+    ("/models", models, ["GET"], None, None),
+    ("/model", download, ["GET"], "online.download", None),
+    ("/model/<name>", download, ["GET"], "online.download", None),
+    ("/model", upload, ["POST"], "online.upload", None),
+    ("/model/<name>", upload, ["POST"], "online.upload", None),
+    ("/model/<name>", delete, ["DELETE"], "online.delete", None),
+    ("/stream/metrics", stream_metrics, ["GET"], None, None),
+    ("/stream/events", stream_events, ["GET"], "online.events", None),
 )
 
 
@@ -245,14 +303,19 @@ def register_routes(
     service = OnlineService(read_settings(config))
     app.extensions["pipeforge_online"] = service
     blueprint = Blueprint("online", __name__, url_prefix=_PREFIX)
-    for rule, view, methods, admin, event in _ROUTES:
-        lists = ["online_decorators", "online_admin_decorators"] if admin else ["online_decorators"]
+    gates: dict[str, guards.Gate] = {}
+    for rule, view, methods, guarded, event in _ROUTES:
         wrapped = view
-        for list_name in reversed(lists):
-            wrapped = decorate(wrapped, config, list_name)
+        if guarded is not None:
+            if not guards.switched_on(config, guarded):
+                continue  # off: 404
+            if guarded not in gates:
+                gates[guarded] = guards.gate(config, guarded)
+            wrapped = gates[guarded].wrap(view)
+        wrapped = decorate(wrapped, config, "online_decorators")
         endpoint = f"{view.__name__}_{methods[0].lower()}{'_named' if '<' in rule else ''}"
         blueprint.add_url_rule(rule, endpoint=endpoint, view_func=wrapped, methods=methods)
-        bare = not any(config.get(list_name) for list_name in lists)
+        bare = guarded is None and not config.get("online_decorators")
         if event is not None and bare and hot_routes is not None:
             for method in methods:
                 hot_routes[method, _PREFIX + rule] = functools.partial(answer_event, event, service)

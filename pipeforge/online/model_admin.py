@@ -90,7 +90,7 @@ class ModelAdmin(ServiceSetup):
         info, _ = self.store.lookup(name)
         replica = self.replicas.slot(info.name)
         with replica.lock:
-            self.replicas.sync(replica, info, lambda uid, v: self.store.catch_up(info.name, uid, v))
+            self.catch_up_copy(replica, info, lambda uid, v: self.store.catch_up(info.name, uid, v))
             return pickle.dumps(replica.model, protocol=5)
 
     def delete(self, name: str) -> None:

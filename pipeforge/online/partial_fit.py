@@ -69,6 +69,10 @@ class PartialFitModel:
             return "'features' must be a list of feature names (strings)"
         return None
 
+    def known_feature_names(self) -> list[str]:
+        """The features the estimator reads (others are ignored: learning never adds names)."""
+        return list(self.__dict__.get("feature_names_") or self.features or ())
+
     def __repr__(self) -> str:
         return f"PartialFitModel({self.estimator!r}, classes={self.classes!r})"
 

@@ -6,7 +6,8 @@ dependency). The client registers every script of
 :mod:`pipeforge.online.redis_scripts` once; each atomic step of the store is
 one call of a script. Whatever Redis raises becomes a
 :class:`~pipeforge.online.errors.StoreError` naming the store, so the HTTP
-layer answers it as the documented store failure.
+layer answers it as the documented store failure (503); Redis's own words
+go to the log, once per outage (:class:`~pipeforge.online.errors.Outage`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ConfigError
-from .errors import StoreError, UnknownIdError, UnknownModelError
+from ..sql import redact_url
+from .errors import Outage, StoreError, UnknownIdError, UnknownModelError
 from .redis_scripts import SCRIPTS
 from .store import OnlineStore
 
@@ -46,7 +48,8 @@ class RedisAccess(OnlineStore):
             return client
         if not isinstance(self.url, str) or not re.match(r"rediss?://|unix://", self.url):
             raise ConfigError(
-                f"parameter 'url' of RedisStore must be a redis:// URL; got {self.url!r} instead"
+                "parameter 'url' of RedisStore must be a redis:// URL; "
+                f"got {redact_url(self.url) if isinstance(self.url, str) else self.url!r} instead"
             )
         if not isinstance(self.prefix, str) or not self.prefix:
             raise ConfigError(
@@ -76,16 +79,29 @@ class RedisAccess(OnlineStore):
     def _call(self, script: str, *args, keys=()):
         self._client()
         try:
-            return self.__dict__["_scripts"][script](
+            result = self.__dict__["_scripts"][script](
                 keys=list(keys), args=[self.prefix, *args] if not keys else list(args)
             )
         except Exception as exc:
             raise self._failed(exc) from exc
+        self._answered()
+        return result
+
+    def _outage(self) -> Outage:
+        outage = self.__dict__.get("_outage_obj")
+        if outage is None:
+            outage = self.__dict__["_outage_obj"] = Outage("the online store (Redis)")
+        return outage
 
     def _failed(self, exc: Exception) -> Exception:
         if isinstance(exc, StoreError | ConfigError):
             return exc
-        return StoreError(f"the online store (Redis) failed: {type(exc).__name__}: {exc}")
+        return self._outage().failed(exc)
+
+    def _answered(self) -> None:
+        outage = self.__dict__.get("_outage_obj")
+        if outage is not None and outage.since is not None:
+            outage.answered()
 
     @contextlib.contextmanager
     def _redis_errors(self) -> Iterator[Any]:
@@ -97,6 +113,7 @@ class RedisAccess(OnlineStore):
             if type(exc).__module__.startswith("redis"):
                 raise self._failed(exc) from exc
             raise
+        self._answered()
 
     def close(self) -> None:
         """Write the pending call counts and close the connection (it reopens on next use)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 
+from ..sql import redact_url
 from .errors import StoreError, UnknownModelError
 from .redis_access import text
 from .redis_events import RedisEvents
@@ -63,7 +64,8 @@ class RedisStore(RedisLearn, RedisEvents):
         self.lock_ms = lock_ms
 
     def __repr__(self) -> str:
-        return f"RedisStore(url={self.url!r}, prefix={self.prefix!r})"
+        url = redact_url(self.url) if isinstance(self.url, str) else self.url
+        return f"RedisStore(url={url!r}, prefix={self.prefix!r})"
 
     # -- flavor, seeding, reset ------------------------------------------------------------
     def flavor(self) -> str | None:

@@ -30,6 +30,7 @@ from . import metrics as mt
 from .errors import UnknownModelError
 from .model_admin import ModelAdmin
 from .monitoring import Monitoring, humanize_ns, metrics_event
+from .safety import refuse_non_finite
 from .store import Event, ModelInfo, Pending
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ class OnlineService(ModelAdmin, Monitoring):
         started_ns = time.perf_counter_ns() if started_ns is None else started_ns
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object with 'features'")
-        features = cast(dict, bodies.features(body, required=True))  # required: never None
+        limits = self.settings.limits
+        features = cast(dict, bodies.features(body, required=True, limits=limits))  # never None
         key = bodies.request_id(body)
         name = bodies.model_name(body)
         self.ensure_ready()
@@ -71,12 +73,17 @@ class OnlineService(ModelAdmin, Monitoring):
         text = json.dumps(features) if key is not None or listening else None
         replica = self.replicas.slot(info.name)
         with replica.lock:
-            self.replicas.sync(replica, info, lambda uid, v: self.store.catch_up(info.name, uid, v))
+            self.catch_up_copy(replica, info, lambda uid, v: self.store.catch_up(info.name, uid, v))
+            book = self.book(info.name)
+            may_add = book.check(replica.model, features)
             try:
                 # a copy: the features are kept (text) and announced as they were sent
                 prediction = fl.predict(replica.model, info.flavor, dict(features))
             except Exception as exc:
                 raise bodies.model_failed(info.name, "predict from", exc) from None
+            finally:
+                if may_add:  # some models keep state for what they were asked about
+                    book.forget()
         plain = bodies.plain(prediction)
         pending = None
         if key is not None and text is not None:
@@ -102,10 +109,15 @@ class OnlineService(ModelAdmin, Monitoring):
             uid, version, flavor = replica.uid, replica.version, replica.flavor
             if uid is None or version < 0 or flavor is None:
                 return None
+            book = self.book(guess)
+            may_add = book.check(replica.model, features)  # a copy behind knows fewer names
             try:
                 prediction = fl.predict(replica.model, flavor, dict(features))
             except Exception:
                 return None  # perhaps the copy is behind: the usual path will tell
+            finally:
+                if may_add:
+                    book.forget()
         text = json.dumps(features)
         pending = Pending(guess, text, bodies.encode_prediction(prediction))
         info, listening, kept = self.store.keep_current(name, uid, version, (key, pending))
@@ -132,7 +144,7 @@ class OnlineService(ModelAdmin, Monitoring):
                 "the body must be a JSON object with 'ground_truth' and 'id' or 'features'"
             )
         key = bodies.request_id(body)
-        features = bodies.features(body, required=False)
+        features = bodies.features(body, required=False, limits=self.settings.limits)
         if key is None and features is None:
             raise RequestError("the body needs 'id' (of an earlier /api/predict) or 'features'")
         if "ground_truth" not in body:
@@ -161,7 +173,7 @@ class OnlineService(ModelAdmin, Monitoring):
             with self.store.learning(key, name) as txn:
                 replica = self.replicas.slot(txn.model.name)
                 replica.lock.acquire()
-                self.replicas.sync(replica, txn.model, txn.catch_up)
+                self.catch_up_copy(replica, txn.model, txn.catch_up)
                 yield txn, replica, stored
             replica.version = stored["version"]
         except BaseException:
@@ -173,15 +185,25 @@ class OnlineService(ModelAdmin, Monitoring):
                 replica.lock.release()
 
     def _learn_locked(self, txn, info: ModelInfo, replica, body: dict, features) -> int:
-        """Learn one sample on the (current) copy and store it in ``txn``; the new version."""
+        """Learn one sample on the (current) copy and store it in ``txn``; the new version.
+
+        A learn that would take the model past ``max_model_features`` names,
+        or after which the model's answer for the sample is not finite, raises
+        :class:`~pipeforge.online.safety.UnsafeInputError` (422) before
+        ``txn.commit``: the store is left as it was and the copy forgotten.
+        """
         model = replica.model
-        y = fl.ground_truth(model, info.flavor, body["ground_truth"])
+        limits = self.settings.limits
+        y = fl.ground_truth(model, info.flavor, body["ground_truth"], limits)
+        book = self.book(info.name)
         if txn.pending is not None:
             text = txn.pending.features
             prediction = bodies.decode_prediction(txn.pending.prediction)
+            may_add = book.check(model, json.loads(text))  # the model may have grown since
         else:
             text = json.dumps(features)
-            prediction = body.get("prediction")
+            prediction = bodies.prediction(body, info.flavor, limits)
+            may_add = book.check(model, features)
             if prediction is None:
                 try:
                     prediction = fl.predict(model, info.flavor, json.loads(text))
@@ -193,6 +215,9 @@ class OnlineService(ModelAdmin, Monitoring):
             replica.invalidate()
             raise bodies.model_failed(info.name, "learn from", exc) from None
         replica.version = -1  # learnt but not stored: nobody may take this copy as current
+        self._check_learnt(info, model, json.loads(text))
+        if may_add:
+            book.after_learn(model)
         change = mt.delta(info.flavor, y, prediction, fl.positive_label(model))
         snapshot = state = None
         if info.version + 1 - info.snapshot_version >= self.settings.snapshot_every:
@@ -208,6 +233,16 @@ class OnlineService(ModelAdmin, Monitoring):
             keep_log=self.settings.snapshot_every,
             events=events,
         )
+
+    @staticmethod
+    def _check_learnt(info: ModelInfo, model: Any, sample: dict) -> None:
+        """Refuse (422) a learn after which ``model`` answers ``sample`` with a non-finite number."""
+        try:
+            answer = fl.predict(model, info.flavor, sample)
+        except Exception as exc:
+            raise bodies.model_failed(info.name, "predict after learning", exc) from None
+        if not fl.finite_answer(answer):
+            raise refuse_non_finite(info.name, answer)
 
     def _learn_events(self, info: ModelInfo, text: str, prediction, y, state) -> list[Event]:
         learn = {
@@ -265,9 +300,10 @@ class OnlineService(ModelAdmin, Monitoring):
             replica.version = -1
             for number, (features, raw_y) in enumerate(batch):
                 try:
-                    y = fl.ground_truth(model, info.flavor, raw_y)
+                    y = fl.ground_truth(model, info.flavor, raw_y, self.settings.limits)
                     prediction = fl.predict(model, info.flavor, dict(features))
                     model.learn_one(dict(features), y)
+                    self._check_learnt(info, model, dict(features))
                 except RequestError as exc:
                     raise RequestError(f"row {number + 1} of the chunk: {exc}") from None
                 except Exception as exc:

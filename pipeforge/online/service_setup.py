@@ -15,14 +15,16 @@ import logging
 import os
 import pickle
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import RequestError
 from . import flavors as fl
 from . import metrics as mt
 from .config import OnlineSettings
-from .replicas import Replicas
-from .store import OnlineStore, Seed
+from .replicas import Replica, Replicas
+from .safety import FeatureBook
+from .store import CatchUp, ModelInfo, OnlineStore, Seed
 
 __all__ = ["ServiceSetup"]
 
@@ -39,6 +41,45 @@ class ServiceSetup:
         self._default_name: str | None = None  # the default model's name, as last seen
         self._ready_pid: int | None = None
         self._ready_lock = threading.Lock()
+        self._books: dict[str, FeatureBook] = {}  # the feature names of each copy
+        self._streams = 0  # SSE responses open in this process
+        self._streams_lock = threading.Lock()
+
+    def book(self, name: str) -> FeatureBook:
+        """The feature names this process's copy of model ``name`` knows (use under its lock)."""
+        book = self._books.get(name)
+        if book is None:
+            limit = self.settings.limits.max_model_features
+            book = self._books.setdefault(name, FeatureBook(limit))
+        return book
+
+    def catch_up_copy(
+        self, replica: Replica, info: ModelInfo, catch_up: Callable[[str | None, int], CatchUp]
+    ) -> None:
+        """Bring ``replica`` (locked) up to ``info``, telling its feature book what it learnt."""
+        before = replica.model
+        caught: list[CatchUp] = []
+
+        def fetch(uid: str | None, version: int) -> CatchUp:
+            caught.append(catch_up(uid, version))
+            return caught[-1]
+
+        self.replicas.sync(replica, info, fetch)
+        if caught:
+            self.book(info.name).caught_up(before, caught[-1])
+
+    def open_stream(self) -> bool:
+        """Count one more SSE response in this process, unless ``max_streams`` are open."""
+        with self._streams_lock:
+            if self._streams >= self.settings.max_streams:
+                return False
+            self._streams += 1
+            return True
+
+    def close_stream(self) -> None:
+        """An SSE response counted by :meth:`open_stream` has ended."""
+        with self._streams_lock:
+            self._streams = max(0, self._streams - 1)
 
     def seeds(self) -> list[Seed]:
         """The config's models, as the store takes them in (pickled, metrics fresh)."""

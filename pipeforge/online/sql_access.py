@@ -9,22 +9,27 @@ on one driver connection per thread, in autocommit mode with explicit
 (SQLAlchemy's per-statement overhead alone would be a third of that).
 Statements are written once with ``{p}`` for the table prefix and ``?``
 placeholders; :meth:`SQLAccess.sql` adapts them to the dialect.
+
+A database that fails (down, unreachable, its file gone) is a
+:class:`~pipeforge.online.errors.StoreError` (503) whose message says the
+store is unavailable, never the driver's words: those are logged, once per
+outage, and once more when the store answers again. Nothing is cached on a
+failure, so the next request tries again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import logging
 import os
-import re
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import ConfigError
-from .errors import StoreError
+from ..errors import ConfigError, PersistenceError
+from .errors import Outage, StoreError
+from .sql_folded import Folded, rollback
 
 if TYPE_CHECKING:
     import sqlite3
@@ -42,6 +47,9 @@ if TYPE_CHECKING:
     DriverCursor: TypeAlias = sqlite3.Cursor | psycopg.Cursor[Any]
 
 __all__ = ["SQLAccess"]
+
+logger = logging.getLogger(__name__)
+
 
 _ABANDONED: list[Any] = []  # connections inherited across fork: never closed by the child
 
@@ -70,6 +78,7 @@ class SQLAccess:
         self._setup_cache: tuple[Engine, str] | None = None
         self._database_obj: Database | None = None
         self._own_database = False
+        self._outage = Outage("the online store")
 
     def _lock(self) -> threading.Lock:
         return self._lock_obj
@@ -98,15 +107,30 @@ class SQLAccess:
             if setup is None:
                 database, own = self._database()
                 self._database_obj, self._own_database = database, own
-                engine = database.engine()
-                dialect = engine.dialect.name
-                if dialect not in ("sqlite", "postgresql"):
-                    raise ConfigError(
-                        f"parameter 'url' of SQLStore must be an SQLite or PostgreSQL URL; got {dialect!r}"
-                    )
-                self._create_tables(engine)
+                try:
+                    engine = database.engine()
+                    dialect = engine.dialect.name
+                    if dialect not in ("sqlite", "postgresql"):
+                        raise ConfigError(
+                            f"parameter 'url' of SQLStore must be an SQLite or PostgreSQL URL; got {dialect!r}"
+                        )
+                    self._create_tables(engine)
+                except ConfigError:
+                    raise
+                except Exception as exc:
+                    if not self.is_db_error(exc):
+                        raise
+                    raise self.unavailable(exc) from exc
                 setup = self._setup_cache = (engine, dialect)
         return setup
+
+    def unavailable(self, exc: BaseException) -> StoreError:
+        """The client's error for a database failure ``exc`` (logged once per outage)."""
+        return self._outage.failed(exc)
+
+    def answered(self) -> None:
+        """The database answered: an outage, if one was going on, is over."""
+        self._outage.answered()
 
     def _create_tables(self, engine: Engine) -> None:
         import sqlalchemy as sa
@@ -276,8 +300,10 @@ class SQLAccess:
         _engine, dialect = self.setup()
         try:
             conn = self.conn()
+        except StoreError:
+            raise
         except Exception as exc:
-            raise StoreError(f"cannot connect to the online store: {exc}") from exc
+            raise self.unavailable(exc) from exc
         if dialect == "sqlite":
             begin = "BEGIN IMMEDIATE" if write else "BEGIN"
         else:
@@ -288,13 +314,15 @@ class SQLAccess:
             conn.execute("COMMIT")
         except BaseException as exc:
             try:
-                _rollback(conn)
+                rollback(conn)
             except Exception:
                 self.drop_conn()
             if self.is_db_error(exc):
                 self.drop_broken(conn)
-                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
+                raise self.unavailable(exc) from exc
             raise
+        if self._outage.since is not None:
+            self.answered()
 
     @contextlib.contextmanager
     def folded_txn(self, hot: tuple[str, ...] = ()) -> Iterator[Folded]:
@@ -312,8 +340,10 @@ class SQLAccess:
 
         try:
             conn = cast("psycopg.Connection[Any]", self.conn())  # PostgreSQL's, here
+        except StoreError:
+            raise
         except Exception as exc:
-            raise StoreError(f"cannot connect to the online store: {exc}") from exc
+            raise self.unavailable(exc) from exc
         local = self._local
         folded = getattr(local, "folded", None)
         if folded is None or folded.conn is not conn:
@@ -323,32 +353,43 @@ class SQLAccess:
             yield folded
         except BaseException as exc:
             try:
-                _rollback(conn)
+                rollback(conn)
             except Exception:
                 self.drop_conn()
             if isinstance(exc, psycopg.errors.InvalidSqlStatementName):
                 local.folded = None  # someone deallocated them: prepare them again next time
             if self.is_db_error(exc):
                 self.drop_broken(conn)
-                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
+                raise self.unavailable(exc) from exc
             raise
+        if self._outage.since is not None:
+            self.answered()
 
     def read(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
-            return self.run(self.conn(), text, params).fetchall()
+            rows = self.run(self.conn(), text, params).fetchall()
+        except StoreError:
+            raise
         except Exception as exc:
             if self.is_db_error(exc):
                 self.drop_broken(None)
-                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
+                raise self.unavailable(exc) from exc
             raise
+        if self._outage.since is not None:
+            self.answered()
+        return rows
 
     @staticmethod
     def is_db_error(exc: BaseException) -> bool:
+        """Whether ``exc`` is the database's (or its driver's) failure, not the caller's."""
+        if isinstance(exc, StoreError):
+            return False
+        if isinstance(exc, PersistenceError):  # e.g. the SQLite file is gone
+            return True
         module = type(exc).__module__ or ""
-        return module.startswith(("sqlite3", "psycopg")) or type(exc).__name__ in (
-            "OperationalError",
-            "DatabaseError",
-        )
+        return module.startswith(("sqlite3", "psycopg", "sqlalchemy.exc")) or type(
+            exc
+        ).__name__ in ("OperationalError", "DatabaseError")
 
     def drop_broken(self, conn: DriverConnection | None) -> None:
         if conn is None or getattr(conn, "closed", False) or getattr(conn, "broken", False):
@@ -357,84 +398,12 @@ class SQLAccess:
     def write(self, text: str, params: Sequence[Any]) -> None:
         try:
             self.run(self.conn(), text, params)
+        except StoreError:
+            raise
         except Exception as exc:
             if self.is_db_error(exc):
                 self.drop_broken(None)
-                raise StoreError(f"the online store failed: {type(exc).__name__}: {exc}") from exc
+                raise self.unavailable(exc) from exc
             raise
-
-
-def _rollback(conn: DriverConnection) -> None:
-    """``ROLLBACK``; on PostgreSQL straight through libpq.
-
-    psycopg answers a ``ROLLBACK`` it sees with ``DEALLOCATE ALL`` (in case
-    a rolled-back ``DROP`` left stale plans), which would also drop the
-    statements :class:`Folded` prepared; these connections run no DDL.
-    """
-    pgconn = getattr(conn, "pgconn", None)
-    if pgconn is None:
-        conn.execute("ROLLBACK")
-        return
-    result = pgconn.exec_(b"ROLLBACK")
-    if result.error_message:
-        raise StoreError(f"ROLLBACK failed: {result.error_message.decode(errors='replace')}")
-
-
-class Folded:
-    """Statements sent together in one round trip on one PostgreSQL connection.
-
-    Values are bound by psycopg on the client (a simple query carries no
-    separate parameters); statements prepared with :meth:`prepare` run as
-    ``EXECUTE``, so PostgreSQL neither parses nor plans them again.
-    """
-
-    def __init__(
-        self,
-        conn: psycopg.Connection[Any],
-        cursor: psycopg.ClientCursor[Any],
-        sql: Callable[[str], str],
-    ):
-        self.conn = conn
-        self.cursor = cursor
-        self._sql = sql
-        self._prepared: dict[str, str] = {}
-        self._token = uuid.uuid4().hex[:8]  # new names if the old ones were deallocated
-
-    def prepare(self, texts: Iterable[str]) -> None:
-        for text in texts:
-            if text in self._prepared:
-                continue
-            numbered, n_params = _numbered(self._sql(text))
-            name = f"pf_online_{self._token}_{len(self._prepared)}"
-            self.conn.execute(f"PREPARE {name} AS {numbered}")
-            params = ", ".join(["%s"] * n_params)
-            self._prepared[text] = f"EXECUTE {name}({params})" if params else f"EXECUTE {name}"
-
-    def send(
-        self,
-        statements: Iterable[tuple[str, Sequence[Any]]],
-        *,
-        begin: bool = False,
-        commit: bool = False,
-    ) -> list[Any]:
-        """Run ``(text, params)`` statements in one round trip; with ``begin``, the first's rows."""
-        parts = ["BEGIN"] if begin else []
-        params: list[Any] = []
-        for text, bound in statements:
-            parts.append(self._prepared.get(text) or self._sql(text))
-            params.extend(bound)
-        if commit:
-            parts.append("COMMIT")
-        cursor = self.cursor
-        cursor.execute("; ".join(parts), params, prepare=False)  # several statements: never
-        if not begin:
-            return []
-        cursor.nextset()
-        return cursor.fetchall()
-
-
-def _numbered(sql: str) -> tuple[str, int]:
-    """``sql`` with its ``%s`` placeholders numbered ``$1, $2, ...``, and how many there are."""
-    count = itertools.count(1)
-    numbered = re.sub(r"%s", lambda _m: f"${next(count)}", sql)
-    return numbered, next(count) - 1
+        if self._outage.since is not None:
+            self.answered()

@@ -29,6 +29,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..sql import describe_url
 from . import metrics
 from .errors import StoreError, UnknownModelError
 from .sql_access import SQLAccess
@@ -91,7 +92,8 @@ class SQLStore(SQLLearn, SQLEvents, OnlineStore):
         self.poll_interval = poll_interval
 
     def __repr__(self) -> str:
-        return f"SQLStore(url={self.url!r})"
+        url = describe_url(self.url) if isinstance(self.url, str) else self.url
+        return f"SQLStore(url={url!r})"
 
     # -- setup --------------------------------------------------------------------------
     def bind(self, config: Config) -> None:
