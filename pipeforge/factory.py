@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["resolve_dotted_name", "decorate", "Partial"]
+__all__ = ["resolve_dotted_name", "decorator_list", "decorate", "Partial"]
 
 
 def resolve_dotted_name(name: str) -> Any:
@@ -73,6 +73,32 @@ def _walk(obj: Any, attrs: Iterable[str], full: str) -> Any:
     return obj
 
 
+def decorator_list(config: Mapping[str, Any], list_name: str) -> list[Callable[..., Any]]:
+    """The decorators the config entry ``list_name`` names, outermost first.
+
+    The entry is a list of dotted names or callables (a component such as
+    ``pipeforge.guards.TokenGuard`` made with ``__factory__``); one name
+    alone counts as a list of one. A missing or empty entry is no decorators.
+    """
+    names = config.get(list_name) or []
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list | tuple):
+        raise ConfigError(
+            f"must be a list of decorators (dotted names); got {type(names).__name__}",
+            key=list_name,
+        )
+    decorators = []
+    for index, entry in enumerate(names):
+        decorator = resolve_dotted_name(entry) if isinstance(entry, str) else entry
+        if not callable(decorator):
+            raise ConfigError(
+                f"{entry!r} is not a decorator (not callable)", key=f"{list_name}[{index}]"
+            )
+        decorators.append(decorator)
+    return decorators
+
+
 def decorate(
     func: Callable[..., Any], config: Mapping[str, Any], list_name: str
 ) -> Callable[..., Any]:
@@ -80,16 +106,10 @@ def decorate(
 
     The entry is a list of dotted names (or callables); the first one listed
     is the outermost, as if written top to bottom above ``def``. A missing
-    entry means no decorators.
+    entry means no decorators (see :func:`decorator_list`).
     """
-    names = config.get(list_name) or []
-    if isinstance(names, str):
-        names = [names]
     wrapped = func
-    for entry in reversed(list(names)):
-        decorator = resolve_dotted_name(entry) if isinstance(entry, str) else entry
-        if not callable(decorator):
-            raise ConfigError(f"{entry!r} is not a decorator (not callable)", key=list_name)
+    for decorator in reversed(decorator_list(config, list_name)):
         wrapped = decorator(wrapped)
     return wrapped
 

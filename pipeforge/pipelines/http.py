@@ -19,6 +19,11 @@ route                                      method  answer
 =========================================  ======  ===========================================
 
 Every route is wrapped in the ``pipelines_decorators`` list of the config.
+``/load`` and ``/save`` change what is served and stored: they are off
+(404) unless ``pipelines_admin`` switches them on (``allow_load``,
+``allow_save``), and then pass :func:`pipeforge.guards.gate` (guarded by
+``pipelines_admin_decorators``, no cross-site writes). So does a run of
+``/main`` with ``"save": true`` (403 while saving is off).
 
 Errors answer ``{"metadata": {..., "status": "ERROR", "error_code", "error_message"}}``:
 404 unknown pipeline or job, 400 bad request body or input an op rejects,
@@ -32,7 +37,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import web
+from .. import guards, web
 from ..errors import PipeforgeError, RequestError, VersionError
 from ..web import to_jsonable
 from .build import build_op_store, build_pipelines
@@ -77,6 +82,8 @@ class PipelinesService:
         self.sync = PipelineSync(
             pipelines, store, refresh=None
         )  # register_routes sets the config's
+        #: how a run that saves is guarded; ``None``: saving over HTTP is off
+        self.save_gate: guards.Gate | None = None
 
     def pipeline(self, name: str) -> Pipeline:
         pipeline = self.pipelines.get(name)
@@ -175,6 +182,16 @@ def _main(service: PipelinesService, name: str):
     save = body.get("save", False)
     if not isinstance(use_worker, bool | None) or not isinstance(save, bool):
         raise RequestError("'use_worker' and 'save' must be true or false")
+    if save:
+        if service.save_gate is None:
+            raise _HTTPError(
+                403,
+                'a run with "save": true writes op versions: it is off unless the config sets '
+                "pipelines_admin: {allow_save: true} (guarded by pipelines_admin_decorators)",
+            )
+        refused = service.save_gate.admit()
+        if refused is not None:
+            return refused
     service.ensure_loaded(pipeline)
     if service.sync.wants_worker(pipeline, use_worker):
         pipeline_input = body.get("pipeline_input")
@@ -294,20 +311,31 @@ def register_routes(
     service.sync = PipelineSync.from_config(config, pipelines, store)
     app.extensions[EXTENSION] = service
     rules = [
-        ("/pipelines/<name>/main", _main, ["POST"]),
-        ("/pipelines/<name>/load", _load, ["POST"]),
-        ("/pipelines/<name>/save", _save, ["POST"]),
-        ("/pipelines/<name>/versions", _versions, ["POST", "GET"]),
-        ("/pipelines/<name>/health_check", _pipeline_health, ["GET"]),
-        ("/pipelines/<name>/graph", _graph, ["GET"]),
-        ("/pipelines/jobs/<job_id>", _job, ["GET"]),
-        ("/health_check", _health, ["GET"]),
-        ("/available_pipelines", _available, ["GET"]),
+        ("/pipelines/<name>/main", _main, ["POST"], None),
+        ("/pipelines/<name>/load", _load, ["POST"], "pipelines.load"),
+        ("/pipelines/<name>/save", _save, ["POST"], "pipelines.save"),
+        ("/pipelines/<name>/versions", _versions, ["POST", "GET"], None),
+        ("/pipelines/<name>/health_check", _pipeline_health, ["GET"], None),
+        ("/pipelines/<name>/graph", _graph, ["GET"], None),
+        ("/pipelines/jobs/<job_id>", _job, ["GET"], None),
+        ("/health_check", _health, ["GET"], None),
+        ("/available_pipelines", _available, ["GET"], None),
     ]
     from ..factory import decorate
 
-    for rule, func, methods in rules:
-        view = decorate(_view(func), config, "pipelines_decorators")
+    gates = {
+        name: guards.gate(config, name)
+        for name in ("pipelines.load", "pipelines.save")
+        if guards.switched_on(config, name)
+    }
+    service.save_gate = gates.get("pipelines.save")
+    for rule, func, methods, guarded in rules:
+        view = _view(func)
+        if guarded is not None:
+            if guarded not in gates:
+                continue  # off: 404
+            view = gates[guarded].wrap(view)
+        view = decorate(view, config, "pipelines_decorators")
         app.add_url_rule(
             rule, endpoint=f"pipelines{func.__name__}", view_func=view, methods=methods
         )

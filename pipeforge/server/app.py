@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import web
+from .. import guards, web
 from ..errors import ConfigError
 from ..factory import decorate
 from ..interfaces import PredictService as PredictServiceInterface
@@ -145,6 +145,7 @@ def create_app(
     app.extensions["pipeforge"] = state
     hot: HotRoutes = {}
 
+    guards.security_settings(config)  # checked even when no guarded route is on
     state.services = _predict_services(config)
     if state.services and state.model_persister is None:
         require(config, "model_persister")
@@ -156,7 +157,11 @@ def create_app(
     app.add_url_rule(
         "/jobs/<job_id>", endpoint="job", view_func=decorate(job_view, config, "alive_decorators")
     )
-    add_rules(app, config, state.views)
+    # Palladium's own app (palladium.wsgi, pld-devserver): its routes keep Palladium's form
+    try:
+        add_rules(app, config, state.views, palladium=app.import_name == "palladium")
+    except ConfigError as exc:  # name the file that holds the routes
+        raise exc.located(source=guards.source_of(config, "flask_add_url_rules")) from None
     pipelines = _add_pipelines(app, config)
     if pipelines is not None:
         state.extra_background.append(pipelines.sync)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from ..config.keys import check_keys
 from ..errors import ConfigError
 
 __all__ = ["Batcher", "batcher_from_settings"]
@@ -39,19 +40,20 @@ _YIELD_SECONDS = 0.0002  # one blind pause for requests not announced yet
 _PATIENCE_SECONDS = 0.0003  # all blind pauses of one batch together
 
 
-def batcher_from_settings(value: Any, *, key: str = "batching") -> Batcher | None:
-    """A :class:`Batcher` for a ``batching`` setting (a dict, ``True``), or ``None`` if off."""
+def batcher_from_settings(
+    value: Any, *, key: str = "batching", config: Any = None
+) -> Batcher | None:
+    """A :class:`Batcher` for a ``batching`` setting (a dict, ``True``), or ``None`` if off.
+
+    ``key`` is where the setting is, ``config`` the config it came from (for errors).
+    """
     if value is None or value is False:
         return None
     if value is True:
         value = {}
     if not isinstance(value, Mapping):
         raise ConfigError(f"must be false or a dict of settings; got {value!r}", key=key)
-    unknown = set(value) - set(_DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(_DEFAULTS)}", key=key
-        )
+    check_keys(value, _DEFAULTS, key=key, config=config, what="setting")
     merged = {**_DEFAULTS, **value}
     if not merged["enabled"]:
         return None

@@ -9,14 +9,17 @@ value the model gets, or raises :class:`~pipeforge.errors.RequestError`
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ConfigError, RequestError
 from ..web import parse_flag
 
 __all__ = [
+    "KnownFields",
+    "check_fields",
     "CONVERTERS",
     "NUMERIC_TYPES",
     "PLAIN_NUMBERS",
@@ -68,8 +71,15 @@ def to_int(name: str, value: Any) -> int:
 
 
 def to_str(name: str, value: Any) -> str:
-    """A string (a JSON number is taken as its text)."""
+    """A string that encodes as UTF-8 (a JSON number is taken as its text)."""
     if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(
+                f"value of {name!r} must be text that encodes as UTF-8; it holds a lone "
+                f"surrogate: {describe(value)}"
+            ) from None
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
@@ -116,3 +126,40 @@ def pairs(value: Any, what: str) -> list[tuple[str, str]]:
             )
         found.append((item[0], item[1]))
     return found
+
+
+class KnownFields(NamedTuple):
+    """The request fields of a strict predict service: its ``mapping`` and its ``params``."""
+
+    mapping: frozenset[str]
+    params: frozenset[str]
+
+
+def check_fields(
+    known: KnownFields, query: Iterable[Any], samples: Iterable[Any] | None = None
+) -> None:
+    """Raise a :class:`RequestError` (400) naming the first field a strict service does not know.
+
+    ``query`` holds the query parameters (of a GET: the mapping's fields and
+    the params; of a POST, whose ``samples`` are given: the params only);
+    each sample that is a dict may hold the mapping's fields only.
+    """
+    allowed = known.params if samples is not None else known.mapping | known.params
+    for name in query:
+        if name not in allowed:
+            raise RequestError(_unknown("query parameter", name, allowed))
+    fields = known.mapping
+    for index, sample in enumerate(samples or ()):
+        if isinstance(sample, dict) and not fields.issuperset(sample):
+            name = next(name for name in sample if name not in fields)
+            raise RequestError(f"sample {index}: " + _unknown("field", name, fields))
+
+
+def _unknown(what: str, name: Any, allowed: Iterable[str]) -> str:
+    known = sorted(allowed)
+    text = f"unknown {what} {describe(name)}"
+    close = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
+    if close:
+        text += f"; did you mean {close[0]!r}?"
+    shown = ", ".join(repr(k) for k in known[:20]) + (", ..." if len(known) > 20 else "")
+    return text + (f" (this service takes {shown})" if known else " (this service takes none)")

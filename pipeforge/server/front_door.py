@@ -10,8 +10,13 @@ For each request the door
 - counts it for ``/metrics`` (route, method, status, duration), the same way
   for both: Flask hands the rule it matched and the status back through the
   environ (an ``after_request`` hook of pipeforge's), the door counts;
-- gives both the same body limit (:data:`BODY_LIMIT`, Flask's
-  ``MAX_CONTENT_LENGTH``): a larger body is answered 413 when read.
+- gives both the same limits, answered with the JSON error body naming the
+  limit (:func:`check_limits`): a body over :data:`BODY_LIMIT` (Flask's
+  ``MAX_CONTENT_LENGTH``) is a 413, refused at once when its
+  ``Content-Length`` says so, or while it is read when it comes chunked
+  (``Transfer-Encoding: chunked``); a query string over :data:`QUERY_LIMIT`
+  is a 414. (A request line or headers over the WSGI server's own limits
+  never reach the app: docs/serving.md lists the gunicorn settings.)
 
 Hot routes
 ----------
@@ -52,11 +57,17 @@ __all__ = [
     "Handler",
     "HotRoutes",
     "BODY_LIMIT",
+    "QUERY_LIMIT",
     "PIPEFORGE_HOOK",
+    "body_too_large",
+    "check_limits",
 ]
 
 #: the largest request body either way (Flask's ``MAX_CONTENT_LENGTH``): 16 MiB
 BODY_LIMIT = 16 * 2**20
+
+#: the longest query string (bytes, as sent): longer is a 414 (send a POST body instead)
+QUERY_LIMIT = 4096
 
 #: set on the app hooks pipeforge itself registers (they are no reason to leave the hot routes)
 PIPEFORGE_HOOK = "_pipeforge_hook"
@@ -101,6 +112,10 @@ class FrontDoor:
     ) -> Iterable[bytes]:
         started = time.perf_counter()
         announced = self._announce(environ) if self.batchers else ()
+        if "HTTP_TRANSFER_ENCODING" in environ:
+            limit = self.config.get("MAX_CONTENT_LENGTH")
+            if limit is not None and not environ.get("CONTENT_LENGTH"):
+                environ["wsgi.input"] = _CappedBody(environ["wsgi.input"], limit)
         try:
             method = environ.get("REQUEST_METHOD", "")
             path = environ.get("PATH_INFO", "")
@@ -128,11 +143,88 @@ class FrontDoor:
 
     def _answer(self, handler: Handler, environ: dict[str, Any]) -> Response:
         request = self._request_class(environ)
-        request.max_content_length = self.config.get("MAX_CONTENT_LENGTH")
+        request.max_content_length = limit = self.config.get("MAX_CONTENT_LENGTH")
         try:
+            check_limits(environ, limit)
             return handler(request)
         except Exception as exc:
-            return web.error_response(exc, self.service_metadata)
+            return web.error_response(_named_limit(exc, limit), self.service_metadata)
+
+
+def body_too_large(limit: int | None) -> Exception:
+    """The 413 for a request body over ``limit`` bytes, naming the limit."""
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    if limit is None:
+        return RequestEntityTooLarge()
+    size = f" ({limit / 2**20:g} MiB)" if limit >= 2**20 else ""
+    return RequestEntityTooLarge(
+        f"the request body is over this service's limit of {limit} bytes{size}"
+    )
+
+
+def check_limits(environ: Mapping[str, Any], body_limit: int | None) -> None:
+    """Raise the 414 or 413 naming the limit the request's query string or body is over.
+
+    A chunked body has no length to tell; it is refused while read (see
+    :class:`_CappedBody`).
+    """
+    from werkzeug.exceptions import RequestURITooLarge
+
+    size = len(environ.get("QUERY_STRING") or "")
+    if size > QUERY_LIMIT:
+        raise RequestURITooLarge(
+            f"the query string has {size} bytes, over this service's limit of {QUERY_LIMIT}; "
+            "send the values in a POST body"
+        )
+    length = environ.get("CONTENT_LENGTH")
+    if length and body_limit is not None and length.isdigit() and int(length) > body_limit:
+        raise body_too_large(body_limit)
+
+
+def _named_limit(exc: BaseException, limit: int | None) -> BaseException:
+    """``exc``, or the 413 naming ``limit`` when it is werkzeug's own 413 (which names none)."""
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    if isinstance(exc, RequestEntityTooLarge) and exc.description == (
+        RequestEntityTooLarge.description
+    ):
+        return body_too_large(limit)
+    return exc
+
+
+class _CappedBody:
+    """A chunked request body (no ``Content-Length``) refused with a 413 once over ``limit``.
+
+    werkzeug reads such a body up to the limit and stops there without a
+    word, so a JSON body cut short would be a 400 "does not parse".
+    """
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._read = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self._read += len(data)
+        if self._read > self._limit or (
+            self._read == self._limit and data and self._stream.read(1)
+        ):
+            raise body_too_large(self._limit)
+        return data
+
+    def _left(self, size: int | None) -> int:
+        left = self._limit + 1 - self._read
+        return left if size is None or size < 0 else min(size, left)
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._count(self._stream.read(self._left(size)))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._count(self._stream.readline(self._left(size)))
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
 
 
 def install_front_door(
@@ -150,6 +242,7 @@ def install_front_door(
     """
     if metrics is not None:
         _hand_back_answers(app)
+    _answer_limits(app, service_metadata)
     if _user_hooks(app):
         hot_routes = {}
     door = FrontDoor(
@@ -174,6 +267,23 @@ def install_fast_routes(app: Flask, config: Mapping[str, Any]) -> list[str]:
     if not isinstance(door, FrontDoor):
         return []
     return sorted({path for _, path in door.hot_routes})
+
+
+def _answer_limits(app: Flask, service_metadata: Mapping[str, Any] | None) -> None:
+    """Flask's side of the limits: a long query string is a 414, a 413 names the body limit."""
+    from flask import request
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    def check_request() -> None:
+        check_limits(request.environ, request.max_content_length)
+
+    def too_large(exc: RequestEntityTooLarge) -> Response:
+        exc = _named_limit(exc, request.max_content_length)  # type: ignore[assignment]
+        return web.error_response(exc, service_metadata)
+
+    setattr(check_request, PIPEFORGE_HOOK, True)
+    app.before_request(check_request)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
 
 
 def _hand_back_answers(app: Flask) -> None:

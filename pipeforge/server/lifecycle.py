@@ -7,6 +7,13 @@ components (the model cache's refresh thread, scheduled data loaders, the
 pipelines' op-store follower) start only when the server says so
 (:func:`run_background`), and again in each process forked from this one
 (``gunicorn --preload``): a forked worker inherits no threads.
+
+A component that fails to start because something it reaches is down
+(the model store, a database, Redis) does not stop the worker: the
+failure is logged and the others start; the component's own routes answer
+503 until it recovers (the model cache retries by itself). Only a
+:class:`~pipeforge.errors.ConfigError` stops the start: a wrong config is
+no outage to wait out.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..interfaces import Background
 from ..jobs import JobQueue, unique
 
@@ -54,15 +62,23 @@ class AppState:
         return round(self._process.memory_info().rss / 2**20)
 
     def start_background(self) -> None:
-        """Start the config's background components (model cache refresh, scheduled data)."""
-        if hasattr(self.config, "start"):
-            self.config.start()
+        """Start the config's background components (model cache refresh, scheduled data).
+
+        One that fails for anything but a :class:`~pipeforge.errors.ConfigError`
+        is logged and skipped: a worker serves without it rather than not at all.
+        """
+        background = getattr(self.config, "background", None)
+        if callable(background):
+            components = list(background())
         else:
-            for component in unique(self.config.values()):
-                if isinstance(component, Background):
-                    component.start()
-        for component in self.extra_background:
-            component.start()
+            components = [c for c in unique(self.config.values()) if isinstance(c, Background)]
+        for component in [*components, *self.extra_background]:
+            try:
+                component.start()
+            except ConfigError:
+                raise
+            except Exception:
+                logger.exception("%r did not start; serving without it", component)
         self.background_pid = os.getpid()
 
     def stop(self) -> None:

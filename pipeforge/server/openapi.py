@@ -25,7 +25,8 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .. import __version__, guards
+from ..config.keys import check_keys
 from ..errors import ConfigError
 from ..factory import decorate
 from . import openapi_lifecycle as lifecycle_ops
@@ -66,11 +67,7 @@ def settings(
         return None
     if not isinstance(value, Mapping):
         raise ConfigError(f"must be true, false or a dict of settings; got {value!r}", key=key)
-    unknown = set(value) - set(defaults)
-    if unknown:
-        raise ConfigError(
-            f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(defaults)}", key=key
-        )
+    check_keys(value, defaults, key=key, config=config, what="setting")
     merged = {**defaults, **value}
     if not merged.get("enabled", True):
         return None
@@ -102,6 +99,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     pipeline_names = sorted(getattr(pipelines, "pipelines", None) or {})
     described = app.extensions.get("pipeforge_openapi_ops", {})
     paths: dict[str, dict] = {}
+    secured: set[str] = set()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         endpoint = rule.endpoint
         if endpoint == "static":
@@ -128,8 +126,17 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         if found is None:
             found = ops.generic_operations(rule, app.view_functions.get(endpoint))
         path = paths.setdefault(_openapi_path(rule), {})
+        schemes = guards.security_of(app.view_functions.get(endpoint))
         for method, operation in found.items():
+            if schemes:
+                operation = _secured(operation, schemes)
+                secured.update(schemes)
             path.setdefault(method, operation)
+    components = ops.components()
+    if secured:
+        components["securitySchemes"] = {
+            _SCHEMES[scheme][0]: _SCHEMES[scheme][1] for scheme in sorted(secured)
+        }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -141,8 +148,21 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             ),
         },
         "paths": paths,
-        "components": ops.components(),
+        "components": components,
     }
+
+
+#: HTTP auth schemes a guard may ask for -> its name and object in ``components.securitySchemes``
+_SCHEMES = {"bearer": ("bearerAuth", {"type": "http", "scheme": "bearer"})}
+
+
+def _secured(operation: dict[str, Any], schemes: tuple[str, ...]) -> dict[str, Any]:
+    """``operation`` saying which guard it is behind (``security``) and its 401 answer."""
+    known = [_SCHEMES[s][0] for s in schemes if s in _SCHEMES]
+    if not known:
+        return operation
+    responses = {**operation.get("responses", {}), **ops.error_responses(401)}
+    return {**operation, "security": [{name: []} for name in known], "responses": responses}
 
 
 # -- the routes --------------------------------------------------------------------

@@ -56,18 +56,28 @@ def _version_op(summary: str, done: str) -> dict[str, Any]:
             "metadata": {"$ref": "#/components/schemas/OkMetadata"},
         },
     }
+    body = {
+        "type": "object",
+        "required": ["model_version"],
+        "properties": {"model_version": {"type": "integer"}},
+    }
     return {
         "summary": summary,
-        "parameters": [
-            {
-                "name": "model_version",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer"},
-                "description": "also taken from a form field or a JSON body",
-            }
-        ],
-        "responses": {"200": json_answer(answer, done), **error_responses(400, 404, 500)},
+        "requestBody": _json_body(body),
+        "responses": {
+            "200": json_answer(answer, done),
+            **error_responses(400, 403, 404, 415, 500),
+        },
+    }
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON request body (routes that change state take nothing else: docs/security.md)."""
+    return {
+        "required": False,
+        "description": "JSON only; a config in Palladium's form also takes the query string "
+        "or a form",
+        "content": {"application/json": {"schema": schema}},
     }
 
 
@@ -78,31 +88,32 @@ def lifecycle_operations(view: Any, methods: set[str]) -> dict[str, Any] | None:
     flag = {"type": "boolean"}
     op: dict[str, Any]
     if name == "fit":
+        flags = {flag_name: flag for flag_name in ("persist", "activate", "evaluate")}
         op = {
             "summary": "Fit the configured model in a background job",
-            "parameters": [
-                {"name": flag_name, "in": "query", "required": False, "schema": flag}
-                for flag_name in ("persist", "activate", "evaluate")
-            ]
-            + [
+            "requestBody": _json_body(
                 {
-                    "name": "persist_if_better_than",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "number"},
+                    "type": "object",
+                    "properties": {**flags, "persist_if_better_than": {"type": "number"}},
                 }
-            ],
-            "responses": {"200": job, **error_responses(400, 500)},
+            ),
+            "responses": {"200": job, **error_responses(400, 403, 415, 500)},
         }
     elif name == "update_model_cache":
         op = {
             "summary": "Refresh this process's model cache in a background job",
-            "responses": {"200": job, **error_responses(503)},
+            "responses": {"200": job, **error_responses(403, 415, 503)},
         }
     elif name == "activate":
         op = _version_op("Activate a stored model version", "activated")
     elif name == "delete":
         op = _version_op("Delete a stored model version", "deleted")
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        schema["properties"]["force"] = {
+            "type": "boolean",
+            "description": "delete the active version too (else 409)",
+        }
+        op["responses"].update(error_responses(409))
     else:
         return None
     return {

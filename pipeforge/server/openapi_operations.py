@@ -171,6 +171,10 @@ def predict_operations(key: str, service: Any, model: Any) -> dict[str, Any]:
         for hook in ("do", "response_from_prediction")
     )
     result = _result_schema(service, model)
+    strict = getattr(service, "strict", False) is True
+    items: dict[str, Any] = {"type": "object", "required": list(fields), "properties": fields}
+    if strict:
+        items["additionalProperties"] = False
 
     def answer(schema, description):
         if not plain:
@@ -186,7 +190,7 @@ def predict_operations(key: str, service: Any, model: Any) -> dict[str, Any]:
         return json_answer(body, description)
 
     tag = key
-    get = {
+    get: dict[str, Any] = {
         "operationId": f"{_slug(key)}_get",
         "tags": [tag],
         "summary": "Predict one sample given in the query string",
@@ -197,7 +201,7 @@ def predict_operations(key: str, service: Any, model: Any) -> dict[str, Any]:
         + extra,
         "responses": {"200": answer(result, "one result"), **error_responses(400, 500, 503)},
     }
-    post = {
+    post: dict[str, Any] = {
         "operationId": f"{_slug(key)}_post",
         "tags": [tag],
         "summary": "Predict a list of samples",
@@ -209,22 +213,22 @@ def predict_operations(key: str, service: Any, model: Any) -> dict[str, Any]:
                     "schema": {
                         "type": "array",
                         "minItems": 1,
-                        "items": {
-                            "type": "object",
-                            "required": list(fields),
-                            "properties": fields,
-                        },
+                        "items": items,
                     }
                 }
             },
         },
         "responses": {
             "200": answer({"type": "array", "items": result}, "one result per sample, in order"),
-            **error_responses(400, 500, 503),
+            **error_responses(400, 413, 500, 503),
         },
     }
     if not post["parameters"]:
         del post["parameters"]
+    if strict:
+        get["description"] = post["description"] = (
+            "A field or query parameter not described here is refused (400): the service is strict."
+        )
     return {"get": get, "post": post}
 
 

@@ -23,6 +23,7 @@ from .. import web
 from ..errors import ConfigError, RequestError
 from ..interfaces import PredictService as PredictServiceInterface
 from ..web import error_body, json_response
+from . import fields as field_rules
 from .fields import CONVERTERS, NUMERIC_TYPES, PLAIN_NUMBERS, describe, pairs
 from .model_inputs import needs_frame
 
@@ -58,6 +59,9 @@ class PredictService(PredictServiceInterface):
     POST (a JSON list of samples) a list of results. ``batching``: merge
     concurrent requests into one model call (see :mod:`pipeforge.batching`;
     ``None`` takes the config's top-level ``batching`` entry, ``False`` is off).
+    ``strict``: a request field the service does not know (a query parameter
+    that is neither in ``mapping`` nor in ``params``, a sample key that is not
+    in ``mapping``) is a 400 naming it, instead of being ignored.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class PredictService(PredictServiceInterface):
         predict_proba: bool = False,
         unwrap_sample: bool = False,
         batching: Mapping[str, Any] | bool | None = None,
+        strict: bool = False,
     ) -> None:
         self.mapping = mapping
         self.params = params
@@ -77,6 +82,7 @@ class PredictService(PredictServiceInterface):
         self.predict_proba = predict_proba
         self.unwrap_sample = unwrap_sample
         self.batching = batching
+        self.strict = strict
 
     # -- setup (first use) -------------------------------------------------
 
@@ -90,6 +96,7 @@ class PredictService(PredictServiceInterface):
         self._batcher = batcher_from_settings(
             self.batching if own else config.get("batching"),
             key=f"{self.entry_point} batching" if own else "batching",
+            config=config,
         )
 
     @property
@@ -129,6 +136,11 @@ class PredictService(PredictServiceInterface):
                 "parameter 'entry_point' of PredictService must be a path starting with '/'; "
                 f"got {describe(self.entry_point)} instead"
             )
+        if not isinstance(self.strict, bool):
+            raise ConfigError(
+                "parameter 'strict' of PredictService must be true or false; "
+                f"got {describe(self.strict)} instead"
+            )
         self._param_fields = [(n, CONVERTERS[t]) for n, t in pairs(self.params, "params")]
         self._numeric = all(t in NUMERIC_TYPES for _, t in fields)
         # The bulk path skips sample_from_data, so only when no subclass changed it.
@@ -139,6 +151,9 @@ class PredictService(PredictServiceInterface):
         )
         self._names = [n for n, _ in fields]
         self._fields = [(n, CONVERTERS[t]) for n, t in fields]
+        self._known = field_rules.KnownFields(
+            frozenset(self._names), frozenset(dict(self._param_fields))
+        )
 
     def _metadata(self) -> dict:
         return getattr(self, "service_metadata", None) or {}
@@ -214,12 +229,16 @@ class PredictService(PredictServiceInterface):
         self.validate()
         if request.method == "POST":
             payload = self._posted(request)
+            if self.strict:
+                field_rules.check_fields(self._known, request.args, payload)
             X = self._bulk_matrix(model, payload) if self._bulk else None
             if X is None:
                 samples = [self._sample(model, data, i) for i, data in enumerate(payload)]
                 X = self._matrix(model, samples)
             single = False
         else:
+            if self.strict:
+                field_rules.check_fields(self._known, request.args)
             X = self._matrix(model, [self.sample_from_data(model, request.args)])
             single = True
         params = self.params_from_data(model, request.args)

@@ -13,8 +13,16 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__, web
-from ..errors import ConfigError, JobQueueError, PersistenceError, RequestError
+from .. import __version__, guards, web
+from ..errors import (
+    ConfigError,
+    JobQueueError,
+    NoModelError,
+    PersistenceError,
+    RequestError,
+    StoreUnavailableError,
+    UnknownVersionError,
+)
 from ..jobs import fit_job, model_caches, refresh_model_caches, require
 from ..web import error_body, json_response
 from .fields import to_bool, to_float, to_int
@@ -82,7 +90,7 @@ def alive() -> Response:
     except JobQueueError as exc:  # predictions still work without the job queue
         logger.warning("/alive cannot list the jobs: %s", exc)
         process_metadata["jobs"] = {}
-        process_metadata["jobs_error"] = str(exc)
+        process_metadata["jobs_error"] = "the job queue cannot be reached; see the server log"
     body = {
         "pipeforge_version": __version__,
         "service_metadata": state.service_metadata,
@@ -94,8 +102,13 @@ def alive() -> Response:
     if state.model_persister is not None:
         try:
             model = state.model_persister.read()
-        except (PersistenceError, LookupError) as exc:
+        except StoreUnavailableError as exc:  # its message is meant for clients
+            problems.append(str(exc))
+        except (NoModelError, UnknownVersionError) as exc:
             problems.append(f"no model available yet: {exc}")
+        except PersistenceError as exc:  # the store's own words: for the log only
+            logger.warning("/alive could not read the model: %s", exc)
+            problems.append("the model could not be read; see the server log")
         except Exception:
             logger.exception("/alive could not read the model")
             problems.append("the model could not be read; see the server log")
@@ -152,9 +165,13 @@ def job_view(job_id: str) -> Response:
 
 
 def list_models() -> Response:
-    """``/list``: the stored models' metadata and the store's properties."""
+    """``/list``: the stored models' metadata and the store's properties (404 without a store)."""
+    from werkzeug.exceptions import NotFound
+
     state = current_state()
-    persister = require(state.config, "model_persister")
+    if state.model_persister is None:  # an online-only service: no model store to list
+        raise NotFound("this service has no model store (no 'model_persister' in its config)")
+    persister = state.model_persister
     return json_response(
         {"models": persister.list_models(), "properties": persister.list_properties()}
     )
@@ -167,13 +184,18 @@ def _flag(values: Mapping[str, Any], name: str, default: bool) -> bool:
     return default if name not in values else to_bool(name, values[name])
 
 
+_FIT_PARAMS = ("persist", "activate", "evaluate", "persist_if_better_than")
+
+
 @lifecycle_view("fit")
 def fit() -> Response:
-    """``/fit``: fit the configured model in a background job; answers the job id."""
-    from flask import request
+    """``/fit``: fit the configured model in a background job; answers the job id.
 
+    Its flags come in a JSON body (a config in Palladium's form: also the
+    query string or a form, see :func:`pipeforge.guards.action_params`).
+    """
     state = current_state()
-    values = request.values
+    values = guards.action_params(_FIT_PARAMS)
     persist = _flag(values, "persist", True)
     activate = _flag(values, "activate", persist)
     evaluate = _flag(values, "evaluate", False)
@@ -205,14 +227,11 @@ def update_model_cache() -> Response:
     return json_response({"job_id": job_id})
 
 
-def _model_version_param() -> int:
-    """``model_version`` from the query, a form or a JSON object body."""
-    from flask import request
-
-    raw = request.values.get("model_version")
-    if raw is None and request.is_json:
-        payload = web.read_json(request, expect=dict, default={})
-        raw = payload.get("model_version")
+def _model_version_param(values: Mapping[str, Any] | None = None) -> int:
+    """``model_version`` from a JSON object body (Palladium's form: also the query or a form)."""
+    if values is None:
+        values = guards.action_params(("model_version",))
+    raw = values.get("model_version")
     if raw is None:
         raise RequestError("missing request parameter 'model_version'")
     return to_int("model_version", raw)
@@ -232,10 +251,17 @@ def activate() -> Response:
 
 @lifecycle_view("delete")
 def delete() -> Response:
-    """``/delete``: delete the stored model ``model_version`` (as ``pf-admin delete``)."""
+    """``/delete``: delete the stored model ``model_version`` (as ``pf-admin delete``).
+
+    The active version only with ``"force": true`` (else 409 saying so).
+    """
+    from ..persistence.admin import delete_version
+
     state = current_state()
-    version = _model_version_param()
-    require(state.config, "model_persister").delete(version)
+    values = guards.action_params(("model_version", "force"))
+    version = _model_version_param(values)
+    force = _flag(values, "force", False)
+    delete_version(require(state.config, "model_persister"), version, force=force)
     return json_response(
         {"model_version": version, "metadata": web.ok_metadata(state.service_metadata)}
     )

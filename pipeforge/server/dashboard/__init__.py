@@ -31,6 +31,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...config.keys import check_keys
 from ...errors import ConfigError
 
 if TYPE_CHECKING:
@@ -73,11 +74,7 @@ def settings(config: Mapping[str, Any]) -> dict[str, Any] | None:
         raise ConfigError(
             f"must be true, false or a dict of settings; got {value!r}", key="dashboard"
         )
-    unknown = sorted(set(value) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"unknown setting {unknown[0]!r}; known: {', '.join(_DEFAULTS)}", key="dashboard"
-        )
+    check_keys(value, _DEFAULTS, key="dashboard", config=config, what="setting")
     merged = {**_DEFAULTS, **value}
     if not merged["enabled"]:
         return None

@@ -127,14 +127,20 @@
   function headers(extra) {
     const result = new Headers(extra || {});
     const current = auth();
-    if (current && current.token && current.header) result.set(current.header, current.token);
+    if (current && current.token && current.header) {
+      // a bare token in Authorization is sent as a bearer token (pipeforge.guards.require_token)
+      const bare = current.header.toLowerCase() === "authorization" && !/\s/.test(current.token.trim());
+      result.set(current.header, bare ? `Bearer ${current.token.trim()}` : current.token);
+    }
     return result;
   }
 
   async function api(path, options = {}) {
     const init = { method: options.method || "GET", headers: headers(options.headers), credentials: "same-origin" };
-    if (options.form) {
-      init.body = new URLSearchParams(options.form);
+    if (options.json !== undefined) {
+      // routes that change state take JSON only (docs/security.md)
+      init.headers.set("Content-Type", "application/json");
+      init.body = JSON.stringify(options.json);
     }
     const response = await fetch(path, init);
     const text = await response.text();
@@ -235,7 +241,7 @@
     const route = state.config.routes[kind];
     if (kind === "delete" && !window.confirm(`Delete model version ${version}? This cannot be undone.`)) return;
     try {
-      await api(route.path, { method: route.method, form: { model_version: String(version) } });
+      await api(route.path, { method: route.method, json: { model_version: Number(version) } });
       announce(kind === "activate" ? `Model version ${version} is now the active one.` : `Model version ${version} was deleted.`, "ok");
       state.selected.delete(version);
       await Promise.all([refreshModels(true), refreshService()]);
