@@ -325,6 +325,10 @@ def grid_search(
         if scoring is not None:
             kwargs.setdefault("scoring", scoring)
         kwargs.setdefault("refit", persist_best)
+        from .config.keys import check_keywords
+
+        name = getattr(factory, "__name__", str(factory))
+        check_keywords(factory, {"estimator": model, **kwargs}, name=name, key="grid_search")
         try:
             search = factory(clone(model), **kwargs)
         except TypeError as exc:

@@ -74,6 +74,7 @@ import functools
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -274,6 +275,8 @@ def error_response(
         ]
     elif message == GENERIC_ERROR and status == 500:
         logger.error("unexpected error while answering a request", exc_info=exc)
+    elif status == 503:  # unavailable: said in the log where it arises, once per outage
+        logger.debug("request answered 503: %s", message)
     elif status >= 500:
         logger.warning("request failed with %d: %s", status, message)
     return json_response(error_body(service_metadata, message, code), status, headers)
@@ -346,11 +349,17 @@ def read_json(
     if not raw.strip():
         raise RequestError(f"{what} is empty; send JSON")
     try:
-        value = _decoder().decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        value = _decoder().decode(text)
     except _NonFinite as exc:
         raise RequestError(f"{what} holds {exc}: JSON numbers must be finite") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise RequestError(f"{what} must be JSON; it does not parse") from None
+    if _may_hold_surrogates(text) and _lone_surrogate(value):
+        raise RequestError(
+            f"{what} holds a lone surrogate (such as \\ud800) in a string: JSON text must be "
+            "valid Unicode"
+        )
     if expect is not None and not isinstance(value, expect):
         kinds = expect if isinstance(expect, tuple) else (expect,)
         wanted = " or ".join(f"a JSON {json_kind(kind())}" for kind in kinds)
@@ -382,6 +391,36 @@ def parse_flag(name: str, value: Any) -> bool:
         f"value of {name!r} must be a boolean (JSON true/false, or true/false/1/0 in a "
         f"query string); got {shown}"
     )
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    """Whether decoded JSON ``text`` may hold a lone surrogate (C loops only: cheap)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # surrogates sent as bytes
+            return True
+    return "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a string (or a key) that is not valid Unicode."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and not item.isprintable():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict | list):
+            stack.extend(item.items() if isinstance(item, dict) else item)
+        elif isinstance(item, tuple):  # a (key, value) pair
+            stack.extend(item)
+    return False
 
 
 class _NonFinite(ValueError):

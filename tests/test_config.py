@@ -47,14 +47,14 @@ class TestFormats:
             "config.py",
             """
             {
-                'user': environ['PF_TEST_USER'],
-                'data': '{}/data.csv'.format(here),
+                'x-user': environ['PF_TEST_USER'],
+                'x-data': '{}/data.csv'.format(here),
             }
             """,
         )
         config = load_config([path])
-        assert config["user"] == "alice"
-        assert config["data"] == f"{tmp_path}/data.csv"
+        assert config["x-user"] == "alice"
+        assert config["x-data"] == f"{tmp_path}/data.csv"
         assert config.here == str(tmp_path)
         assert config.sources == [path]
 
@@ -65,21 +65,21 @@ class TestFormats:
             tmp_path,
             "config.yaml",
             """
-            url: ${PF_TEST_URL}
-            port: ${PF_TEST_PORT:-5000}
-            debug: ${PF_TEST_DEBUG:-false}
-            path: ${here}/iris.data
-            mixed: "at ${PF_TEST_PORT:-80}/x"
-            literal: "$${NOT_EXPANDED}"
+            x-url: ${PF_TEST_URL}
+            x-port: ${PF_TEST_PORT:-5000}
+            x-debug: ${PF_TEST_DEBUG:-false}
+            x-path: ${here}/iris.data
+            x-mixed: "at ${PF_TEST_PORT:-80}/x"
+            x-literal: "$${NOT_EXPANDED}"
             """,
         )
         config = load_config(path)
-        assert config["url"] == "sqlite:///x.db"
-        assert config["port"] == 5000  # a value standing alone keeps its YAML type
-        assert config["debug"] is False
-        assert config["path"] == f"{tmp_path}/iris.data"
-        assert config["mixed"] == "at 80/x"
-        assert config["literal"] == "${NOT_EXPANDED}"
+        assert config["x-url"] == "sqlite:///x.db"
+        assert config["x-port"] == 5000  # a value standing alone keeps its YAML type
+        assert config["x-debug"] is False
+        assert config["x-path"] == f"{tmp_path}/iris.data"
+        assert config["x-mixed"] == "at 80/x"
+        assert config["x-literal"] == "${NOT_EXPANDED}"
 
     def test_json_builds_components(self, tmp_path):
         path = tmp_path / "config.json"
@@ -93,10 +93,10 @@ class TestFormats:
         assert config["model"].C == 0.5
 
     def test_later_files_override_top_level_keys(self, tmp_path):
-        a = write(tmp_path, "a.py", "{'a': 42, 'b': 6}")
-        b = write(tmp_path, "b.yaml", "b: 7\nc: 99\n")
+        a = write(tmp_path, "a.py", "{'x-a': 42, 'x-b': 6}")
+        b = write(tmp_path, "b.yaml", "x-b: 7\nx-c: 99\n")
         config = load_config(f"{a},{b}")
-        assert {k: config[k] for k in "abc"} == {"a": 42, "b": 7, "c": 99}
+        assert {k: config[f"x-{k}"] for k in "abc"} == {"a": 42, "b": 7, "c": 99}
 
     def test_unknown_file_type(self, tmp_path):
         path = write(tmp_path, "config.toml", "a = 1")
@@ -131,19 +131,19 @@ class TestFactories:
             "config.py",
             """
             {
-                'rec': {'__factory__': 'tests.test_config:Recorder', 'x': 1},
-                'err': {'__factory__': 'palladium.errors.ConfigError', 'problem': 'p'},
+                '_rec': {'__factory__': 'tests.test_config:Recorder', 'x': 1},
+                '_err': {'__factory__': 'palladium.errors.ConfigError', 'problem': 'p'},
             }
             """,
         )
         config = load_config([path])
-        assert config["rec"].kwargs == {"x": 1}
-        assert isinstance(config["err"], ConfigError)
+        assert config["_rec"].kwargs == {"x": 1}
+        assert isinstance(config["_err"], ConfigError)
 
     def test_initialize_component_gets_the_finished_config(self, tmp_path):
-        path = write(tmp_path, "c.py", "{'rec': {'__factory__': 'tests.test_config.Recorder'}}")
+        path = write(tmp_path, "c.py", "{'_rec': {'__factory__': 'tests.test_config.Recorder'}}")
         config = load_config([path])
-        assert config["rec"].initialized_with is config
+        assert config["_rec"].initialized_with is config
 
     def test_mode_keeps_a_component_only_in_its_mode(self, tmp_path):
         path = write(
@@ -151,14 +151,14 @@ class TestFactories:
             "c.py",
             """
             {
-                'fit_only': {'__factory__': 'tests.test_config.Recorder', '__mode__': 'fit'},
-                'always': {'__factory__': 'tests.test_config.Recorder'},
+                '_fit_only': {'__factory__': 'tests.test_config.Recorder', '__mode__': 'fit'},
+                '_always': {'__factory__': 'tests.test_config.Recorder'},
             }
             """,
         )
-        assert "fit_only" in load_config([path], __mode__="fit")
+        assert "_fit_only" in load_config([path], __mode__="fit")
         predict = load_config([path], __mode__="predict")
-        assert "fit_only" not in predict and "always" in predict
+        assert "_fit_only" not in predict and "_always" in predict
         assert predict.mode == "predict" and predict["__mode__"] == "predict"
 
     def test_background_components_start_and_stop_only_when_asked(self, tmp_path):
@@ -180,21 +180,21 @@ class TestCopyAndPython:
             "c.py",
             """
             {
-                'train': {'path': 'train.csv', 'sep': ',', 'names': ['a', 'b']},
-                'test': {'__copy__': 'train', 'path': 'test.csv'},
-                'names': {'__copy__': 'train.names'},
+                '_train': {'path': 'train.csv', 'sep': ',', 'names': ['a', 'b']},
+                '_test': {'__copy__': '_train', 'path': 'test.csv'},
+                '_names': {'__copy__': '_train.names'},
             }
             """,
         )
         config = load_config([path])
-        assert config["test"] == {"path": "test.csv", "sep": ",", "names": ["a", "b"]}
-        assert config["names"] == ["a", "b"]
-        config["names"].append("c")  # a deep copy: the original is untouched
-        assert config["train"]["names"] == ["a", "b"]
+        assert config["_test"] == {"path": "test.csv", "sep": ",", "names": ["a", "b"]}
+        assert config["_names"] == ["a", "b"]
+        config["_names"].append("c")  # a deep copy: the original is untouched
+        assert config["_train"]["names"] == ["a", "b"]
 
     def test_copy_default_when_target_is_missing(self, tmp_path):
-        path = write(tmp_path, "c.py", "{'x': {'__copy__': 'nowhere', '__default__': 4}}")
-        assert load_config([path])["x"] == 4
+        path = write(tmp_path, "c.py", "{'x-y': {'__copy__': 'nowhere', '__default__': 4}}")
+        assert load_config([path])["x-y"] == 4
 
     def test_self_copy_in_a_later_file_extends_the_earlier_definition(self, tmp_path):
         a = write(
@@ -211,15 +211,15 @@ class TestCopyAndPython:
             "c.py",
             """
             {
-                'base': 10,
-                '__python__': "C['derived'] = C['base'] * 2",
-                'nested': {'__python__': ["C['more'] = 1", "C['base'] += 1"], 'keep': True},
+                '_base': 10,
+                '__python__': "C['derived'] = C['_base'] * 2",
+                '_nested': {'__python__': ["C['more'] = 1", "C['_base'] += 1"], 'keep': True},
             }
             """,
         )
         config = load_config([path])
-        assert (config["derived"], config["more"], config["base"]) == (20, 1, 11)
-        assert config["nested"] == {"keep": True}
+        assert (config["derived"], config["more"], config["_base"]) == (20, 1, 11)
+        assert config["_nested"] == {"keep": True}
 
 
 class TestErrors:
@@ -241,13 +241,18 @@ class TestErrors:
             (
                 "c.py",
                 "{'model': {'__factory__': 'sklearn.linear_model.LogisticRegression', 'Cx': 1}}",
-                "c.py: model: cannot create sklearn.linear_model.LogisticRegression: "
-                "LogisticRegression.__init__() got an unexpected keyword argument 'Cx'",
+                "c.py: model.Cx: unknown keyword 'Cx' of sklearn.linear_model.LogisticRegression; "
+                "did you mean 'C'? (accepted: penalty, C, ",
             ),
             (
                 "c.py",
-                "{'a': {'b': [{'__factory__': 'json.nope'}]}}",
-                "c.py: a.b[0].__factory__: cannot import 'json.nope'",
+                "{'scorin': 'accuracy'}",
+                "c.py: scorin: unknown key 'scorin'; did you mean 'scoring'?",
+            ),
+            (
+                "c.py",
+                "{'_a': {'b': [{'__factory__': 'json.nope'}]}}",
+                "c.py: _a.b[0].__factory__: cannot import 'json.nope'",
             ),
             ("c.py", "{'a': 1,,}", "c.py:1: syntax error"),
             ("c.yaml", "a: [1, 2\nb: 3\n", "c.yaml:2: YAML syntax error"),
@@ -293,7 +298,7 @@ class TestErrors:
             load_config([str(tmp_path / "nope.py")])
 
     def test_missing_entry_names_the_files_and_the_key(self, tmp_path):
-        path = write(tmp_path, "c.py", "{'a': 1}")
+        path = write(tmp_path, "c.py", "{'_a': 1}")
         config = load_config([path])
         with pytest.raises(MissingKeyError) as info:
             config["model_persister"]
@@ -306,10 +311,10 @@ class TestErrors:
 
     def test_component_that_fails_to_initialize(self, tmp_path):
         path = write(
-            tmp_path, "c.py", "{'x': {'__factory__': 'fractions.Fraction', 'numerator': 'ten'}}"
+            tmp_path, "c.py", "{'_x': {'__factory__': 'fractions.Fraction', 'numerator': 'ten'}}"
         )
         with pytest.raises(
-            ConfigError, match=r"c.py: x: cannot create fractions.Fraction: ValueError: "
+            ConfigError, match=r"c.py: _x: cannot create fractions.Fraction: ValueError: "
         ):
             load_config([path])
 
@@ -332,12 +337,12 @@ class TestEnvironment:
         assert initialize_config(__mode__="fit")["model"] == {}
 
     def test_pipeforge_config_wins_and_lists_several_files(self, tmp_path, monkeypatch):
-        a = write(tmp_path, "a.py", "{'a': 1, 'b': 1}")
-        b = write(tmp_path, "b.json", '{"b": 2}')
+        a = write(tmp_path, "a.py", "{'_a': 1, '_b': 1}")
+        b = write(tmp_path, "b.json", '{"_b": 2}')
         monkeypatch.setenv("PALLADIUM_CONFIG", str(tmp_path / "ignored.py"))
         monkeypatch.setenv("PIPEFORGE_CONFIG", f"{a}, {b}")
         config = initialize_config()
-        assert (config["a"], config["b"]) == (1, 2)
+        assert (config["_a"], config["_b"]) == (1, 2)
         assert get_config() is config  # cached until initialized again
 
     def test_logging_entry_is_applied(self, tmp_path, monkeypatch):
@@ -387,7 +392,7 @@ class Sibling(Recorder):
 
     def initialize_component(self, config):
         super().initialize_component(config)
-        self.sibling = config["first"]
+        self.sibling = config["_first"]
 
 
 class TestLazy:
@@ -401,11 +406,11 @@ class TestLazy:
             "lazy.py",
             f"""
             {{
-                'first': {{'__factory__': 'tests.test_config.Counted', 'n': 1}},
-                'second': {{'__factory__': 'tests.test_config.Counted', 'n': 2}},
-                'copy': {{'__copy__': 'first', 'n': 3}},
-                'fit_only': {{'__factory__': 'tests.test_config.Counted', '__mode__': 'fit'}},
-                'plain': {{'a': [1, 2]}},
+                '_first': {{'__factory__': 'tests.test_config.Counted', 'n': 1}},
+                '_second': {{'__factory__': 'tests.test_config.Counted', 'n': 2}},
+                '_copy': {{'__copy__': '_first', 'n': 3}},
+                '_fit_only': {{'__factory__': 'tests.test_config.Counted', '__mode__': 'fit'}},
+                '_plain': {{'a': [1, 2]}},
                 {extra}
             }}
             """,
@@ -414,47 +419,47 @@ class TestLazy:
     def test_an_entry_is_built_and_initialized_when_first_read(self, tmp_path):
         config = load_config([self.config_file(tmp_path)], lazy=True, __mode__="predict")
         assert Counted.built == 0
-        assert "first" in config and "fit_only" not in config  # dropped for its mode
-        first = config["first"]
+        assert "_first" in config and "_fit_only" not in config  # dropped for its mode
+        first = config["_first"]
         assert Counted.built == 1 and first.kwargs == {"n": 1}
         assert first.initialized_with is config
-        assert config["first"] is first and Counted.built == 1
-        assert config.get("copy").kwargs == {"n": 3} and Counted.built == 2
-        assert config["plain"] == {"a": [1, 2]}
-        assert [key for key, _ in config.components] == ["first", "copy"]
+        assert config["_first"] is first and Counted.built == 1
+        assert config.get("_copy").kwargs == {"n": 3} and Counted.built == 2
+        assert config["_plain"] == {"a": [1, 2]}
+        assert [key for key, _ in config.components] == ["_first", "_copy"]
 
     def test_build_all_or_some(self, tmp_path):
         config = load_config([self.config_file(tmp_path)], lazy=True)
-        config.build(["second", "not-there"])
-        assert Counted.built == 1 and config.components[0][0] == "second"
-        assert isinstance(dict(config)["first"], Counted)  # copying reads every entry
+        config.build(["_second", "not-there"])
+        assert Counted.built == 1 and config.components[0][0] == "_second"
+        assert isinstance(dict(config)["_first"], Counted)  # copying reads every entry
         assert Counted.built == 4
 
     def test_eager_by_default(self, tmp_path):
         config = load_config([self.config_file(tmp_path)], __mode__="fit")
         assert Counted.built == 4
         assert sorted(key for key, _ in config.components) == [
-            "copy",
-            "first",
-            "fit_only",
-            "second",
+            "_copy",
+            "_first",
+            "_fit_only",
+            "_second",
         ]
 
     def test_initializing_reads_a_sibling_lazily(self, tmp_path):
-        extra = "'uses': {'__factory__': 'tests.test_config.Sibling'},"
+        extra = "'_uses': {'__factory__': 'tests.test_config.Sibling'},"
         config = load_config([self.config_file(tmp_path, extra)], lazy=True)
-        uses = config["uses"]
-        assert uses.sibling is config["first"] and Counted.built == 1
+        uses = config["_uses"]
+        assert uses.sibling is config["_first"] and Counted.built == 1
 
     def test_an_error_names_file_and_key_when_the_entry_is_read(self, tmp_path):
-        extra = "'broken': {'__factory__': 'tests.test_config.NoSuchThing'},"
+        extra = "'_broken': {'__factory__': 'tests.test_config.NoSuchThing'},"
         path = self.config_file(tmp_path, extra)
         config = load_config([path], lazy=True)  # building nothing, finding nothing wrong
-        assert config["first"].kwargs == {"n": 1}
+        assert config["_first"].kwargs == {"n": 1}
         with pytest.raises(ConfigError) as info:
-            config["broken"]
-        assert str(info.value).startswith(f"{path}: broken.__factory__: cannot import")
-        with pytest.raises(ConfigError, match="broken.__factory__"):
-            config.get("broken")  # still unbuilt: reading it again fails again
-        with pytest.raises(ConfigError, match="broken.__factory__"):
+            config["_broken"]
+        assert str(info.value).startswith(f"{path}: _broken.__factory__: cannot import")
+        with pytest.raises(ConfigError, match="_broken.__factory__"):
+            config.get("_broken")  # still unbuilt: reading it again fails again
+        with pytest.raises(ConfigError, match="_broken.__factory__"):
             load_config([path])

@@ -218,7 +218,9 @@ def test_grid_search_with_a_search_object(train):
 
 
 def test_grid_search_bad_keyword_is_a_config_error(train):
-    with pytest.raises(ConfigError, match=r"grid_search: bad keyword argument for GridSearchCV"):
+    with pytest.raises(
+        ConfigError, match=r"grid_search.folds: unknown keyword 'folds' of GridSearchCV"
+    ):
         grid_search(train, _model(), {"param_grid": {"C": [1.0]}, "folds": 3})
     with pytest.raises(ConfigError, match="model_persister"):
         grid_search(train, _model(), {"param_grid": {"C": [1.0]}}, persist_best=True)

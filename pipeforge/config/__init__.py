@@ -5,6 +5,8 @@ The rooms, in the order a configuration passes through them:
 - ``files``: reading one ``.py``/YAML/JSON file, ``${VAR}`` interpolation,
   where the files are (``PIPEFORGE_CONFIG``) and how relative paths resolve;
 - ``copies``: ``__copy__`` resolved against the merged files' layers;
+- ``keys``: the top-level keys pipeforge reads (one table) and the check
+  that names a misspelt key with the closest known one;
 - ``building``: ``__python__``, ``__factory__`` with ``__mode__``, and
   ``initialize_component``;
 - ``mapping``: the :class:`Config` dict itself, which can build entries lazily;

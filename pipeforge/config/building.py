@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .files import format_path
+from .keys import check_keywords
 
 __all__ = ["Builder", "DROPPED", "FACTORY_KEYS", "dropped_by_mode"]
 
@@ -173,6 +174,7 @@ class Builder:
                 source=source,
                 key=key,
             )
+        check_keywords(factory, spec, name=str(name), key=key, source=source)
         try:
             component = factory(**spec)
         except ConfigError as exc:

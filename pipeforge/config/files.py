@@ -254,18 +254,26 @@ def resolve_path(path: str, here: str | None) -> str:
 def resolve_sqlite_url(url: str | URL, here: str | None) -> URL:
     """An SQLAlchemy URL whose relative SQLite file is taken from the config's folder.
 
-    Raises SQLAlchemy's ``ArgumentError`` for a string that is no URL.
+    Raises SQLAlchemy's ``ArgumentError`` for a string that is no URL, and
+    :class:`ConfigError` naming the file for an SQLite file in a folder that
+    does not exist (SQLite would only say "unable to open database file").
     """
     from sqlalchemy.engine import make_url
 
     url = make_url(url)
     database = url.database
     if (
-        here
-        and url.get_backend_name() == "sqlite"
+        url.get_backend_name() == "sqlite"
         and database
         and database != ":memory:"
         and not database.startswith("file:")
     ):
-        url = url.set(database=resolve_path(database, here))
+        if here:
+            url = url.set(database=resolve_path(database, here))
+        path = os.path.abspath(url.database or "")
+        if not os.path.isdir(os.path.dirname(path)):
+            raise ConfigError(
+                f"the SQLite file {path} cannot be opened: its folder "
+                f"{os.path.dirname(path)} does not exist"
+            )
     return url

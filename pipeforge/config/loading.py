@@ -5,7 +5,9 @@ expressions, YAML or JSON) merged top-level key by key, later ones winning.
 Processing then runs in a fixed order, each phase over the whole tree:
 
 1. ``__copy__`` (with ``__default__``): deep copies of other entries
-   (:mod:`.copies`);
+   (:mod:`.copies`); then every top-level key is checked against the keys
+   pipeforge reads (:mod:`.keys`: a misspelt key is an error, a warning in a
+   config of Palladium's form);
 2. ``__python__``: statements run with the config as ``C``;
 3. ``__factory__`` / ``!``: components built depth-first, keyword
    arguments first; ``__mode__`` on a component keeps it only in that mode;
@@ -33,7 +35,8 @@ from typing import Any
 from ..errors import ConfigError
 from .building import Builder, dropped_by_mode
 from .copies import CopyResolver, Layers
-from .files import read_config_file, relative_to_folder
+from .files import RELATIVE_TO_CWD, read_config_file, relative_to_folder
+from .keys import check_top_level
 from .mapping import Config
 
 __all__ = ["process_config", "load_config"]
@@ -97,9 +100,13 @@ def process_config(
     config.path_base = relative_to_folder(rule, config.here, marker[-1][0] if marker else None)
     origin = {key: entries[-1][0] for key, entries in layers.items()}
 
+    config.origins = origin
+    config.palladium_form = rule == RELATIVE_TO_CWD or any(map(_names_palladium, configs))
+
     resolver = CopyResolver(layers)
     for key in layers:
         config[key] = resolver.entry(key)
+    check_top_level(config, origin, palladium=config.palladium_form)
     if config.mode is None and isinstance(config.get("__mode__"), str):
         config.mode = config["__mode__"]
 
@@ -144,6 +151,18 @@ def load_config(paths: str | Iterable[str], *, lazy: bool = False, **extra: Any)
         lazy=lazy,
         extra=extra,
     )
+
+
+def _names_palladium(node: Any) -> bool:
+    """Whether a config names a ``palladium.`` factory anywhere (Palladium's form)."""
+    if isinstance(node, Mapping):
+        name = node.get("__factory__", node.get("!"))
+        if isinstance(name, str) and name.startswith("palladium."):
+            return True
+        return any(map(_names_palladium, node.values()))
+    if isinstance(node, list | tuple):
+        return any(map(_names_palladium, node))
+    return False
 
 
 def _importable_next_to(path: str) -> None:

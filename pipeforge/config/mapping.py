@@ -53,6 +53,10 @@ class Config(dict[str, Any]):
         #: the folder of the first config file (``here`` in ``.py`` configs)
         self.here = here
         self.mode = mode
+        #: the file each top-level entry came from (see :meth:`source_of`)
+        self.origins: dict[str, str | None] = {}
+        #: whether the config is in Palladium's form (``PALLADIUM_CONFIG``, ``palladium.`` names)
+        self.palladium_form = False
         self.process_store = ProcessStore()
         self.components: list[tuple[str, Any]] = []
         self._unbuilt: set[str] = set()  # entries whose components are not built yet
@@ -69,6 +73,10 @@ class Config(dict[str, Any]):
                 f"missing required entry {key!r}; add it to the configuration",
                 source=", ".join(self.sources) or None,
             ) from None
+
+    def source_of(self, key: str) -> str | None:
+        """The file that defined the top-level entry ``key`` (all the files when not known)."""
+        return self.origins.get(key) or (", ".join(self.sources) or None)
 
     def require(self, key: str) -> Any:
         """Return the entry ``key`` or raise a ConfigError that names the files."""
