@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .config.files import path_base, resolve_path, resolve_sqlite_url
 from .errors import ConfigError, DataError
 from .interfaces import Background, DatasetLoader
-from .sql import create_engine
+from .sql import create_engine, describe_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,7 +143,8 @@ class SQL(DatasetLoader):
             return resolve_sqlite_url(self.url, self._here)
         except (ArgumentError, TypeError, ValueError) as exc:
             raise ConfigError(
-                f"parameter 'url' of SQL must be an SQLAlchemy URL; got {self.url!r} instead"
+                "parameter 'url' of SQL must be an SQLAlchemy URL; "
+                f"got {describe_url(self.url) if isinstance(self.url, str) else self.url!r} instead"
             ) from exc
 
     def __call__(self) -> tuple[Any, Any]:

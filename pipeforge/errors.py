@@ -11,7 +11,9 @@ and also from the builtin a caller would naturally catch::
     │   ├── UnknownVersionError (LookupError)   no model with that version
     │   ├── NoModelError (LookupError)          nothing stored / activated yet
     │   │   └── UnmigratedStoreError            the store holds Palladium's models, not imported
-    │   └── ModelWriteError                     a model could not be stored
+    │   ├── ModelWriteError                     a model could not be stored
+    │   ├── StoreUnavailableError (503)         the store cannot be read now; retried
+    │   └── ActiveModelError (409)              deleting the active model needs force
     ├── DataError                        a dataset could not be loaded
     ├── PredictError                     a model refused to predict
     ├── RequestError (ValueError)        an HTTP request was malformed (400)
@@ -36,6 +38,8 @@ __all__ = [
     "NoModelError",
     "UnmigratedStoreError",
     "ModelWriteError",
+    "StoreUnavailableError",
+    "ActiveModelError",
     "DataError",
     "PredictError",
     "RequestError",
@@ -125,6 +129,26 @@ class UnmigratedStoreError(NoModelError):
 
 class ModelWriteError(PersistenceError):
     """A model could not be stored; nothing of it was kept."""
+
+
+class StoreUnavailableError(PersistenceError):
+    """The model store cannot be read right now (down, unreachable, its file gone); retried.
+
+    Its message is what a client may see (the web service answers 503 with
+    it): it says what is unavailable, never the driver's words, which go to
+    the server log.
+    """
+
+    http_status = 503
+
+
+class ActiveModelError(PersistenceError):
+    """A version cannot be deleted because it is the active model (unless forced).
+
+    The web service answers it with 409.
+    """
+
+    http_status = 409
 
 
 class DataError(PipeforgeError):

@@ -13,13 +13,21 @@ the op store, the online learners (through ``Database.engine()``) and the
 - an in-memory SQLite database is one connection shared by every thread
   (otherwise each thread would see a database of its own);
 - ``poolclass`` may be a dotted name, as configs give it;
+- a server database (PostgreSQL, ...) checks a pooled connection before
+  handing it out (``pool_pre_ping``), so a restarted server costs no failed
+  request, and PostgreSQL gives up connecting after 10 s instead of hanging
+  on a host that does not answer;
 - a URL SQLAlchemy cannot use is a :class:`~pipeforge.errors.ConfigError`
-  naming the parameter.
+  naming the parameter (and never showing its password).
+
+:func:`describe_url` and :func:`redact_url` are how every URL is shown in
+messages and logs: with its password replaced by ``***``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +37,13 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
-__all__ = ["create_engine", "usable_driver", "describe_url"]
+__all__ = ["create_engine", "usable_driver", "describe_url", "redact_url"]
 
 SQLITE_TIMEOUT = 60  # seconds SQLite waits for another connection's write lock
+CONNECT_TIMEOUT = 10  # seconds PostgreSQL may take to accept a connection
+
+# scheme://user:password@ -> the password is group "secret"
+_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<secret>[^@\s/]*)@")
 
 
 def create_engine(
@@ -65,11 +77,17 @@ def create_engine(
                 connect_args.setdefault("check_same_thread", False)
                 options.setdefault("poolclass", sa.pool.StaticPool)
             options["connect_args"] = connect_args
+        else:
+            options.setdefault("pool_pre_ping", True)
+            if resolved.get_backend_name() == "postgresql":
+                connect_args = dict(options.get("connect_args") or {})
+                connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT)
+                options["connect_args"] = connect_args
         return sa.create_engine(usable_driver(resolved), **options)
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(
             f"parameter 'url' of {owner} must be a usable SQLAlchemy URL; "
-            f"got {url!r} instead ({exc})"
+            f"got {describe_url(url)!r} instead ({redact_url(str(exc))})"
         ) from exc
 
 
@@ -89,7 +107,22 @@ def usable_driver(url: str | URL) -> str | URL:
 
 
 def describe_url(url: str | URL) -> str:
-    """``url`` for messages and logs: its password hidden."""
-    from sqlalchemy.engine import make_url
+    """``url`` for messages and logs: its password hidden (also when it does not parse)."""
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
 
-    return make_url(url).render_as_string(hide_password=True)
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        return redact_url(str(url))
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:password@``) as ``***``.
+
+    For any URL (HTTP stores, Redis, SQL) and for messages that quote one,
+    such as a driver's exception text.
+    """
+    return _CREDENTIALS.sub(r"\g<head>:***@", text)

@@ -8,6 +8,14 @@ second full copy of a model. Version numbers are claimed inside the write's
 transaction and never reused. The tables are described in
 :mod:`~pipeforge.persistence.tables`, the engine is made by
 :mod:`~pipeforge.sql`.
+
+An SQLite store is one file, which may be replaced (a copy moved over it)
+or deleted while a server reads it: pooled connections would go on
+reading the old, unlinked file for ever. So every use compares the file's
+identity (device, inode) with the one the pool was opened on; a new file
+closes the pool (and gets the tables if it lacks them), a missing one is a
+:class:`~pipeforge.errors.PersistenceError` naming it, never a new empty
+store.
 :class:`~pipeforge.persistence.CachedUpdatePersister` wraps either one with
 an in-process cache.
 """
@@ -41,7 +49,7 @@ from .storage import (
     json_default,
     warn_library_mismatch,
 )
-from .tables import StoreTables
+from .tables import SQLiteFile, StoreTables
 from .upgrade import UpgradeSteps
 
 if TYPE_CHECKING:
@@ -93,13 +101,15 @@ class Database(PersisterBase):
         self._pid: int | None = None
         self._here: str | None = None
         self._palladium: PalladiumTables | None = None
+        self._sqlite: SQLiteFile | None = None  # the SQLite file the pool reads, if any
 
     def initialize_component(self, config: Any) -> None:
         """A relative SQLite file resolves like every path (see ``config.files.path_base``)."""
         self._here = path_base(config)
 
     def __repr__(self) -> str:
-        return f"Database(url={self.url!r}, table_postfix={self.table_postfix!r})"
+        url = describe_url(self.url) if isinstance(self.url, str) else self.url
+        return f"Database(url={url!r}, table_postfix={self.table_postfix!r})"
 
     # -- setup -----------------------------------------------------------
     def _check(self) -> None:
@@ -109,7 +119,8 @@ class Database(PersisterBase):
             )
 
         if not isinstance(self.url, str) or "://" not in self.url:
-            raise bad("url", "an SQLAlchemy URL such as 'sqlite:///model.db'", self.url)
+            shown = describe_url(self.url) if isinstance(self.url, str) else self.url
+            raise bad("url", "an SQLAlchemy URL such as 'sqlite:///model.db'", shown)
         if not isinstance(self.chunk_size, int) or isinstance(self.chunk_size, bool):
             raise bad("chunk_size", "a positive int", self.chunk_size)
         if self.chunk_size <= 0:
@@ -127,6 +138,8 @@ class Database(PersisterBase):
                 if self._pid != os.getpid():
                     self._engine.dispose(close=False)
                     self._pid = os.getpid()
+                if self._sqlite is not None and self._sqlite.replaced():
+                    self._reopen(self._engine)
                 return self._engine
             self._check()
             engine = create_engine(
@@ -138,10 +151,20 @@ class Database(PersisterBase):
             self._tables = StoreTables(self.table_postfix)
             self._tables.create(engine)
             self._palladium = PalladiumTables.find(engine, self.table_postfix)
+            self._sqlite = SQLiteFile.of(engine)  # the file exists now
             self._engine, self._pid = engine, os.getpid()
             # Close pooled connections when this persister goes away, not at interpreter exit.
             self._finalizer = weakref.finalize(self, engine.dispose)
             return engine
+
+    def _reopen(self, engine: Engine) -> None:
+        """The SQLite file was replaced: read the new one from now on (lock held)."""
+        engine.dispose()  # connections in use are closed when they are given back
+        logger.warning(
+            "the model store's SQLite file %s was replaced; reading the new one", self._sqlite
+        )
+        self._tables.create(engine)
+        self._palladium = PalladiumTables.find(engine, self.table_postfix)
 
     def engine(self) -> Engine:
         """The SQLAlchemy engine (created with the tables at first use), for stores sharing this database."""

@@ -14,6 +14,9 @@ failed write leaves no version behind; the highest version ever used is
 kept in the metadata, so versions are never reused. An HTTP store has no
 locks: two processes writing at the same moment can claim the same
 version there; use :class:`~pipeforge.persistence.Database` for that.
+
+A URL's password (``https://user:password@host/...``) never appears in a
+message, a log line or a ``repr``: it is shown as ``***``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 from ..config.files import path_base, resolve_path
 from ..errors import ConfigError, ModelWriteError, NoModelError, PersistenceError
+from ..sql import redact_url
 from .chunks import trim_heap
 from .storage import (
     DEFAULT_COMPRESS,
@@ -124,14 +128,16 @@ class RestIO(FileLikeIO):
         try:
             response = self._http().request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            raise PersistenceError(f"{method} {url} failed: {exc}") from exc
+            raise PersistenceError(
+                f"{method} {redact_url(url)} failed: {redact_url(str(exc))}"
+            ) from None
         if response.status_code == 404 and method in ("GET", "HEAD", "DELETE"):
             response.close()
-            raise FileNotFoundError(f"{url} does not exist (404)")
+            raise FileNotFoundError(f"{redact_url(url)} does not exist (404)")
         if response.status_code >= 400:
             response.close()
             raise PersistenceError(
-                f"{method} {url} failed: {response.status_code} {response.reason}"
+                f"{method} {redact_url(url)} failed: {response.status_code} {response.reason}"
             )
         return response
 
@@ -187,14 +193,15 @@ class FileLike(PersisterBase):
         self._here = path_base(config)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(path={self.path!r})"
+        path = redact_url(self.path) if isinstance(self.path, str) else self.path
+        return f"{type(self).__name__}(path={path!r})"
 
     def _check(self) -> None:
         name = type(self).__name__
         if not isinstance(self.path, str) or "{version}" not in self.path:
             raise ConfigError(
                 f"parameter 'path' of {name} must contain '{{version}}', such as "
-                f"'model-{{version}}'; got {self.path!r} instead"
+                f"'model-{{version}}'; got {self._shown_path()!r} instead"
             )
         if not isinstance(self.io, FileLikeIO) and not all(
             callable(getattr(self.io, op, None)) for op in ("open", "exists", "remove")
@@ -204,6 +211,9 @@ class FileLike(PersisterBase):
                 f"got {self.io!r} instead"
             )
         self._check_common()
+
+    def _shown_path(self) -> Any:
+        return redact_url(self.path) if isinstance(self.path, str) else self.path
 
     def _name(self, version) -> str:
         self._check()
@@ -223,7 +233,9 @@ class FileLike(PersisterBase):
         except FileNotFoundError:
             data = None
         except (OSError, ValueError) as exc:
-            raise PersistenceError(f"cannot read {name}: {exc}") from exc
+            raise PersistenceError(
+                f"cannot read {redact_url(name)}: {redact_url(str(exc))}"
+            ) from exc
         if not isinstance(data, dict):
             data = {"models": [], "properties": {"db-version": db_version()}}
         data.setdefault("models", [])
@@ -270,7 +282,7 @@ class FileLike(PersisterBase):
         except BaseException:
             self._restore(model, saved)
             raise
-        logger.info("stored model version %d in %s", version, target)
+        logger.info("stored model version %d in %s", version, redact_url(target))
         return version
 
     def _pickle(self, model, stream) -> None:
@@ -301,11 +313,12 @@ class FileLike(PersisterBase):
                     model = pickle.load(packed)
         except FileNotFoundError as exc:
             raise PersistenceError(
-                f"model version {number} is listed but {source} is missing"
+                f"model version {number} is listed but {redact_url(source)} is missing"
             ) from exc
         except (OSError, EOFError, pickle.UnpicklingError) as exc:
             raise PersistenceError(
-                f"cannot read model version {number} from {source}: {exc}"
+                f"cannot read model version {number} from {redact_url(source)}: "
+                f"{redact_url(str(exc))}"
             ) from exc
         trim_heap()
         return model
@@ -351,4 +364,5 @@ class Rest(FileLike):
         self.timeout = timeout
 
     def __repr__(self) -> str:
-        return f"Rest(url={self.url!r})"
+        url = redact_url(self.url) if isinstance(self.url, str) else self.url
+        return f"Rest(url={url!r})"

@@ -7,6 +7,15 @@ store. The refresh runs in an :class:`~pipeforge.scheduling.RruleThread`
 started by the server (never while the config is parsed), on demand
 (``/update-model-cache``), and lazily while no model has been cached yet,
 so a server started before the first model recovers by itself.
+
+Faults degrade, they never stop the server. A store that cannot be read
+(a database down, its file unreadable or gone) neither fails :meth:`start`
+nor the refresh thread: the cache keeps the last good model, logs the
+outage once (and once more when it is over), and while it has no model at
+all, :meth:`CachedUpdatePersister.read` raises
+:class:`~pipeforge.errors.StoreUnavailableError` (503), whose message says
+what is unavailable but not the driver's words. A store that answers but
+has no active model any more (its version was deleted) empties the cache.
 """
 
 from __future__ import annotations
@@ -17,7 +26,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NoModelError, UnmigratedStoreError
+from ..errors import (
+    ConfigError,
+    NoModelError,
+    StoreUnavailableError,
+    UnknownVersionError,
+    UnmigratedStoreError,
+)
 from ..interfaces import Background, ModelPersister, annotate
 from ..process_store import ProcessStore
 from .storage import as_version
@@ -29,7 +44,7 @@ __all__ = ["CachedUpdatePersister"]
 
 logger = logging.getLogger(__name__)
 
-_RETRY_SECONDS = 1.0
+_RETRY_SECONDS = 1.0  # how often a read() without a cached model tries the store itself
 
 
 class CachedUpdatePersister(ModelPersister, Background):
@@ -54,6 +69,9 @@ class CachedUpdatePersister(ModelPersister, Background):
         self._thread: RruleThread | None = None
         self._last_attempt = float("-inf")
         self._unmigrated: UnmigratedStoreError | None = None  # said again by read()
+        self._no_model: NoModelError | None = None  # what the store said last time, if so
+        self._outage_since: float | None = None  # when the store stopped answering
+        self._said: str | None = None  # the last state logged, so each is logged once
         self._observers: list = []
 
     def observe(self, callback: Callable[[str], Any]) -> None:
@@ -101,8 +119,10 @@ class CachedUpdatePersister(ModelPersister, Background):
     def refresh(self) -> bool:
         """Load the active model into the cache if it changed; return whether it did.
 
-        Raises :class:`NoModelError` when the store has no active model
-        (the cached model, if any, stays in place).
+        Raises :class:`NoModelError` when the store has no active model (or
+        its active version is gone): the cache is emptied then, since the
+        model it holds is no longer the store's. Any other error (the store
+        cannot be read) is raised and the cached model stays in place.
         """
         try:
             changed = self._refresh()
@@ -117,11 +137,26 @@ class CachedUpdatePersister(ModelPersister, Background):
             self._last_attempt = time.monotonic()
             store = self.cache
             cached = store.get("model")
-            if self.check_version and cached is not None:
-                active = self.impl.list_properties().get("active-model")
-                if active is not None and active == self._version_of(cached):
-                    return False
-            model = self.impl.read()
+            try:
+                if self.check_version and cached is not None:
+                    active = self.impl.list_properties().get("active-model")
+                    if active is not None and active == self._version_of(cached):
+                        return False
+                model = self.impl.read()
+            except UnmigratedStoreError:
+                raise
+            except (NoModelError, UnknownVersionError) as exc:
+                if cached is not None and store.get("model") is cached:
+                    del store["model"]
+                    logger.warning(
+                        "model version %s is no longer the store's active model (%s); "
+                        "the cache is empty until one is activated",
+                        self._version_of(cached),
+                        exc,
+                    )
+                if isinstance(exc, NoModelError):
+                    raise
+                raise NoModelError(str(exc)) from exc
             if self.check_version and cached is not None:
                 if self._version_of(model) == self._version_of(cached) is not None:
                     return False
@@ -134,20 +169,75 @@ class CachedUpdatePersister(ModelPersister, Background):
         return self.refresh()
 
     def _refresh_quietly(self) -> None:
-        try:
-            self.refresh()
-        except UnmigratedStoreError as exc:
-            self._unmigrated = exc
-            logger.warning("model cache not filled: %s", exc)
-        except NoModelError as exc:
-            self._unmigrated = None
-            logger.info("model cache not filled: %s", exc)
+        """Refresh, logging what went wrong once per state instead of raising.
+
+        A :class:`~pipeforge.errors.ConfigError` (the store's parameters are
+        wrong) is raised: that is no outage to wait out.
+        """
+        with self._lock:  # the thread and a read() without a model may both get here
+            try:
+                self.refresh()
+            except UnmigratedStoreError as exc:
+                self._unmigrated, self._no_model = exc, None
+                self._store_answered(f"model cache not filled: {exc}", logging.WARNING)
+            except NoModelError as exc:
+                self._unmigrated, self._no_model = None, exc
+                self._store_answered(f"model cache not filled: {exc}", logging.INFO)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                self._store_failed(exc)
+            else:
+                self._unmigrated = self._no_model = None
+                self._store_answered(None, logging.INFO)
+
+    def _store_answered(self, state: str | None, level: int) -> None:
+        if self._outage_since is not None:
+            seconds = time.monotonic() - self._outage_since
+            self._outage_since = None
+            logger.warning(
+                "the model store %r can be read again (after %.1f s)", self.impl, seconds
+            )
+        if state is not None and state != self._said:
+            logger.log(level, "%s", state)
+        self._said = state
+
+    def _store_failed(self, exc: Exception) -> None:
+        cached = self._version_of(self.cache.get("model"))
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            keeping = (
+                f"keeping model version {cached}"
+                if cached is not None
+                else "answering 503 until it can be read"
+            )
+            logger.warning(
+                "the model store %r cannot be read (%s: %s); %s, and retrying",
+                self.impl,
+                type(exc).__name__,
+                exc,
+                keeping,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
         else:
-            self._unmigrated = None
+            logger.debug("the model store still cannot be read: %s: %s", type(exc).__name__, exc)
+        self._said = None
+
+    @staticmethod
+    def _unavailable_message() -> str:
+        """What a client is told while the store cannot be read (no driver text, no URL)."""
+        return (
+            f"the model store cannot be read right now; retrying every {_RETRY_SECONDS:g} s "
+            "(the server log says why)"
+        )
 
     # -- Background --------------------------------------------------------
     def start(self) -> None:
-        """Fill the cache and, with an rrule, start refreshing it in the background."""
+        """Fill the cache and, with an rrule, start refreshing it in the background.
+
+        A store that cannot be read does not stop the start: the thread
+        keeps trying (and :meth:`read` too while the cache is empty).
+        """
         from ..scheduling import RruleThread, make_rrule
 
         with self._lock:
@@ -178,24 +268,37 @@ class CachedUpdatePersister(ModelPersister, Background):
 
     # -- ModelPersister ----------------------------------------------------
     def read(self, version: int | None = None) -> Any:
-        """The cached model (or ``impl.read(version)`` for an explicit version)."""
+        """The cached model (or ``impl.read(version)`` for an explicit version).
+
+        Without a cached model, the store is tried at most once every
+        second, by one request at a time: during an outage the others are
+        answered at once (:class:`~pipeforge.errors.StoreUnavailableError`)
+        instead of queueing behind a connection attempt.
+        """
         if version is not None:
             return self.impl.read(version)
         model = self.cache.get("model")
         if model is not None:
             return model
-        with self._lock:
-            model = self.cache.get("model")
-            if model is None and time.monotonic() - self._last_attempt >= _RETRY_SECONDS:
-                self._refresh_quietly()
+        if self._lock.acquire(blocking=self._outage_since is None):
+            try:
                 model = self.cache.get("model")
-        if model is None:
-            if self._unmigrated is not None:
-                raise UnmigratedStoreError(str(self._unmigrated))
-            raise NoModelError(
-                "no model loaded yet; fit one with pf-fit or activate one with pf-admin activate"
-            )
-        return model
+                if model is None and time.monotonic() - self._last_attempt >= _RETRY_SECONDS:
+                    self._refresh_quietly()
+                    model = self.cache.get("model")
+            finally:
+                self._lock.release()
+        if model is not None:
+            return model
+        if self._outage_since is not None:
+            raise StoreUnavailableError(self._unavailable_message())
+        if self._unmigrated is not None:
+            raise UnmigratedStoreError(str(self._unmigrated))
+        if self._no_model is not None:
+            raise NoModelError(str(self._no_model))
+        raise NoModelError(
+            "no model loaded yet; fit one with pf-fit or activate one with pf-admin activate"
+        )
 
     def write(self, model: Any) -> int:
         version = self.impl.write(model)

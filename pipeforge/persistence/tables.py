@@ -12,20 +12,23 @@ Four tables, each name suffixed with the store's ``table_postfix``:
   write lock.
 
 The row operations take a connection, so the persister decides the
-transaction they run in.
+transaction they run in. :class:`SQLiteFile` tells the persister when the
+SQLite file under its pool was replaced or deleted.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
+from ..errors import PersistenceError
 from .storage import db_version
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["StoreTables"]
+__all__ = ["StoreTables", "SQLiteFile"]
 
 VERSION_COUNTER = "model-version"
 ADMIN_LOCK = "admin"
@@ -181,3 +184,58 @@ class StoreTables:
                 compression=compression,
             )
         )
+
+
+class SQLiteFile:
+    """The SQLite file a pool of connections reads, to notice it being replaced or deleted.
+
+    An open SQLite connection keeps reading the file it opened, also after
+    another file was moved over its path or the path was deleted. The file's
+    identity (device, inode) tells: a copy moved into place, or a file
+    created anew, has another one.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.identity = self._identity(missing_ok=True)
+
+    @classmethod
+    def of(cls, engine: Engine) -> SQLiteFile | None:
+        """The file of ``engine``'s database, or ``None`` (not SQLite, in memory, an SQLite URI)."""
+        url = engine.url
+        database = url.database
+        if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+            return None
+        if database.startswith("file:"):
+            return None
+        return cls(os.path.abspath(database))
+
+    def __str__(self) -> str:
+        return self.path
+
+    def _identity(self, missing_ok: bool) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise PersistenceError(
+                f"the model store's SQLite file {self.path} is gone (deleted or moved away)"
+            ) from None
+        except OSError as exc:
+            raise PersistenceError(
+                f"the model store's SQLite file {self.path} cannot be read: {exc.strerror}"
+            ) from None
+        return info.st_dev, info.st_ino
+
+    def replaced(self) -> bool:
+        """Whether another file is at the path now (and remember it); raises if there is none.
+
+        Raises :class:`~pipeforge.errors.PersistenceError` naming the file
+        when it is gone: a new connection would create an empty store there.
+        """
+        identity = self._identity(missing_ok=False)
+        if identity == self.identity:
+            return False
+        self.identity = identity
+        return True
