@@ -80,7 +80,10 @@ demo() {
     local port="${PORT:-5000}"
     say "serving the iris model with gunicorn on http://127.0.0.1:$port (Ctrl-C stops it)"
     echo "Try it:  curl 'http://127.0.0.1:$port/predict?sepal%20length=6.3&sepal%20width=2.5&petal%20length=4.9&petal%20width=1.5'"
-    exec gunicorn --workers 2 --bind "127.0.0.1:$port" --access-logfile - pipeforge.wsgi:app
+    # The request-line and header limits pipeforge's Dockerfile sets too (docs/serving.md).
+    exec gunicorn --workers 2 --bind "127.0.0.1:$port" --access-logfile - \
+        --limit-request-line 8190 --limit-request-fields 200 --limit-request-field_size 16380 \
+        pipeforge.wsgi:app
 }
 
 run_tests() {

@@ -91,8 +91,10 @@ def online_models(tmp_path) -> dict:
             "store": {
                 "__factory__": "pipeforge.online.SQLStore",
                 "url": f"sqlite:///{tmp_path / 'online.db'}",
-            }
+            },
+            "allow_events": True,  # the page's live events (clients' data: off by default)
         },
+        "security": {"unguarded": ["activate", "delete", "online.events"]},
     }
 
 
@@ -318,6 +320,7 @@ def test_a_token_protected_service_stays_protected(store, gunicorn_server, chrom
         pipelines_decorators=guard,
         activate_decorators=guard,
         online_decorators=guard,
+        online_data_decorators=guard,
         **online_models(store),
     )
     assert requests.get(f"{base}/list", timeout=10).status_code == 403

@@ -54,6 +54,7 @@ def make_app(tmp_path, monkeypatch):
 
     def make(pipelines: bool = True, **entries):
         entries.setdefault("flask_add_url_rules", LIFECYCLE)
+        entries.setdefault("security", {"unguarded": ["activate", "delete"]})
         files = [str(iris_config(tmp_path, **entries))]
         if pipelines:
             files.append(str(PIPELINES))
@@ -144,7 +145,7 @@ def test_root_is_left_to_another_route(make_app):
     "value, problem",
     [
         ({"path": "dash"}, "dashboard.path: must be a path starting with '/'"),
-        ({"colour": "red"}, "dashboard: unknown setting 'colour'"),
+        ({"colour": "red"}, "dashboard.colour: unknown setting 'colour' (known: "),
         ({"refresh_seconds": 0}, "dashboard.refresh_seconds: must be a number of seconds >= 1"),
         ({"auth_header": ""}, "dashboard.auth_header: must be an HTTP header name"),
         ("yes", "dashboard: must be true, false or a dict of settings"),
@@ -163,9 +164,9 @@ def test_a_bad_setting_stops_the_app(make_app):
 
 def test_delete_route(make_app):
     client = make_app(pipelines=False).test_client()
-    assert client.post("/admin/delete", data={"model_version": "1"}).json["model_version"] == 1
+    assert client.post("/admin/delete", json={"model_version": 1}).json["model_version"] == 1
     assert [m["version"] for m in client.get("/list").json["models"]] == [2]
-    missing = client.post("/admin/delete", data={"model_version": "1"})
+    missing = client.post("/admin/delete", json={"model_version": 1})
     assert missing.status_code == 404
     assert "no model with version 1" in missing.json["metadata"]["error_message"]
     assert client.post("/admin/delete").status_code == 400
@@ -204,7 +205,5 @@ def test_decorator_lists_guard_the_new_routes(make_app):
         assert refused.json["metadata"]["error_message"].startswith("Forbidden")
         assert client.get(path, headers=token).status_code == 200, path
     assert client.get("/dashboard/config.json").status_code == 403
-    assert client.post("/admin/delete", data={"model_version": "1"}).status_code == 403
-    assert (
-        client.post("/admin/delete", data={"model_version": "1"}, headers=token).status_code == 200
-    )
+    assert client.post("/admin/delete", json={"model_version": 1}).status_code == 403
+    assert client.post("/admin/delete", json={"model_version": 1}, headers=token).status_code == 200

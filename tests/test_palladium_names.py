@@ -335,7 +335,9 @@ def test_args_from_config_process_store_and_pluggable_decorator(tmp_path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     path = tmp_path / "config.py"
     path.write_text("{'greeting': 'hello', 'greet_decorators': ['deco.shout']}")
-    monkeypatch.setenv("PIPEFORGE_CONFIG", str(path))
+    # Palladium's form: an entry only the project's own code reads ('greeting') is welcome.
+    monkeypatch.delenv("PIPEFORGE_CONFIG", raising=False)
+    monkeypatch.setenv("PALLADIUM_CONFIG", str(path))
     from palladium.util import (
         PluggableDecorator,
         args_from_config,

@@ -106,9 +106,9 @@ def test_palladium_default_places_are_searched(project, place):
 
 def test_pipeforge_default_places_come_first(project):
     write_config(project / "palladium-config.py")
-    (project / "etc" / "pipeforge-config.yaml").write_text("a: 1\n")
+    (project / "etc" / "pipeforge-config.yaml").write_text("x-a: 1\n")
     config = initialize_config()
-    assert config.sources == ["etc/pipeforge-config.yaml"] and config["a"] == 1
+    assert config.sources == ["etc/pipeforge-config.yaml"] and config["x-a"] == 1
     assert config.path_base == str(project / "etc")
 
 

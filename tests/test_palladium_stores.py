@@ -19,6 +19,7 @@ import pytest
 
 from pipeforge import __version__
 from pipeforge.cli import scripts
+from pipeforge.persistence import Database
 
 # Palladium pickled its models with scikit-learn 1.2.2; today's one loads them and says so.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.InconsistentVersionWarning")
@@ -224,6 +225,7 @@ def test_pf_upgrade_stamps_only_versions_it_reached(tmp_path, monkeypatch, capsy
     )
     monkeypatch.setenv("PIPEFORGE_CONFIG", str(config))
     monkeypatch.delenv("PIPEFORGE_DEBUG", raising=False)
+    Database(url).list_models()  # the store exists: pf-list reads it, never creates it
 
     code, out, err = run(scripts.upgrade_main, ["--from=0.1", "--to=0.2"], capsys)
     assert (code, out) == (2, "")

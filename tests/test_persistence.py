@@ -683,17 +683,18 @@ def test_relative_store_paths_are_taken_from_the_config_folder(tmp_path, monkeyp
     project = tmp_path / "project"
     project.mkdir()
     (project / "config.yaml").write_text(
-        "db: {__factory__: pipeforge.persistence.Database, url: 'sqlite:///models.db'}\n"
-        "files: {__factory__: pipeforge.persistence.File, path: 'store/model-{version}.pickle'}\n"
+        "model_persister: {__factory__: pipeforge.persistence.Database, url: 'sqlite:///models.db'}\n"
+        "model_persister_export:\n"
+        "  {__factory__: pipeforge.persistence.File, path: 'store/model-{version}.pickle'}\n"
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (project / "store").mkdir()
     monkeypatch.chdir(elsewhere)
     config = load_config([str(project / "config.yaml")])
-    assert config["db"].write(iris) == 1
-    assert config["files"].write(iris) == 1
+    assert config["model_persister"].write(iris) == 1
+    assert config["model_persister_export"].write(iris) == 1
     assert (project / "models.db").exists()
     assert (project / "store" / "model-1.pickle").exists()
     assert list(elsewhere.iterdir()) == []
-    config["db"].close()
+    config["model_persister"].close()

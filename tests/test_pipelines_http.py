@@ -13,20 +13,34 @@ import yaml
 
 from pipeforge.config import load_config
 from pipeforge.server import create_app
+from tests.test_pipelines_sync import OPEN_ADMIN
 
 ROOT = Path(__file__).resolve().parent.parent
 IRIS = ROOT / "examples" / "iris"
 SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
+def open_admin(folder: Path) -> Path:
+    """A config file switching /load and /save on, unguarded (to load after the pipelines' file).
+
+    tests/test_security_guards.py runs them behind a guard.
+    """
+    path = Path(folder) / "open-admin.yaml"
+    path.write_text(yaml.safe_dump(OPEN_ADMIN))
+    return path
+
+
 @pytest.fixture
 def make_client(monkeypatch, tmp_path):
-    """``make_client(config_path)`` → a test client of a fresh app; stores closed at the end."""
+    """``make_client(config_path)`` → a test client of a fresh app; stores closed at the end.
+
+    /load and /save are switched on (:func:`open_admin`).
+    """
     apps = []
     monkeypatch.chdir(tmp_path)
 
     def make(path):
-        app = create_app(load_config([str(path)]))
+        app = create_app(load_config([str(path), str(open_admin(tmp_path))]))
         apps.append(app)
         return app.test_client()
 
@@ -275,7 +289,7 @@ def test_gunicorn_workers_share_versions_and_jobs(gunicorn_server, tmp_path):
             return exc.code, json.loads(exc.read())
 
     env = {"PIPEFORGE_OP_STORE": f"sqlite:///{tmp_path / 'ops.db'}"}
-    base = gunicorn_server(IRIS / "pipelines.yaml", workers=2, env=env)
+    base = gunicorn_server(f"{IRIS / 'pipelines.yaml'},{open_admin(tmp_path)}", workers=2, env=env)
     status, body = call(f"{base}/pipelines/train_iris/main", {"use_worker": True, "save": True})
     assert status == 202
     deadline = time.monotonic() + 60

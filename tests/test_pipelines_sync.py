@@ -22,11 +22,19 @@ SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 LEVELS = (None, True, False)
 
 
+#: /load and /save (and "save": true) on, named unguarded (tests/test_security_guards.py guards them)
+OPEN_ADMIN = {
+    "pipelines_admin": {"allow_load": True, "allow_save": True},
+    "security": {"unguarded": ["pipelines.load", "pipelines.save"]},
+}
+
+
 def pipelines_config(tmp_path: Path, **entries) -> Path:
     """examples/iris/pipelines.yaml with its op store in ``tmp_path`` and ``entries`` added."""
     config = yaml.safe_load((IRIS / "pipelines.yaml").read_text())
     config["ops"]["iris"]["loader"]["path"] = str(IRIS / "iris.data")
     config["op_store"] = {"url": f"sqlite:///{tmp_path}/ops.db"}
+    config.update(OPEN_ADMIN)
     config.update(entries)
     path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
     path.write_text(yaml.safe_dump(config))

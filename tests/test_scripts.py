@@ -218,8 +218,10 @@ def test_test_predict_failure_is_one_line(project, capsys):
 
 
 def test_list_is_readable(project, capsys):
-    code, out, _ = run(scripts.list_main, [], capsys)
-    assert code == 0 and "No models stored yet." in out
+    before = sorted(project.path.iterdir())
+    code, out, err = run(scripts.list_main, [], capsys)  # no store yet: said, not created
+    assert (code, out) == (1, "") and "no model store at" in err
+    assert sorted(project.path.iterdir()) == before
     run(scripts.fit_main, ["-e"], capsys)
     code, out, _ = run(scripts.list_main, [], capsys)
     assert code == 0
@@ -230,6 +232,10 @@ def test_list_is_readable(project, capsys):
 def test_list_into_a_closed_pipe_stops_quietly(project):
     """``pf-list | head -0``: the reader is gone; no traceback, no 'Exception ignored'."""
     import subprocess
+
+    from pipeforge.config import load_config
+
+    load_config([str(project.config_file)])["model_persister"].list_models()  # an empty store
 
     proc = subprocess.Popen(
         [
@@ -282,8 +288,8 @@ def test_grid_search_prints_results_and_saves_them(project, capsys):
     assert code == 0, err
     assert "mean_test_score" in out and "{'C': 0.3}" in out and "Best parameters" in out
     assert (project.path / "results.csv").read_text().count("\n") == 3
-    code, out, _ = run(scripts.list_main, ["--json"], capsys)
-    assert json.loads(out)["models"] == []
+    code, out, err = run(scripts.list_main, ["--json"], capsys)
+    assert (code, out) == (1, "") and "no model store at" in err  # nothing was stored
 
 
 def test_grid_search_persist_best(project, capsys):

@@ -116,8 +116,9 @@ def test_token_guards_alive_and_activate(client):
     assert "X-Token" in client.get("/alive").json["metadata"]["error_message"]
     assert client.get("/alive", headers={"X-Token": "nope"}).status_code == 403
     assert client.get("/alive", headers={"X-Token": TOKEN}).status_code == 200
-    assert client.post("/activate?model_version=1").status_code == 403
-    assert client.post("/activate?model_version=1", headers={"X-Token": TOKEN}).status_code == 200
+    assert client.post("/activate", json={"model_version": 1}).status_code == 403
+    answer = client.post("/activate", json={"model_version": 1}, headers={"X-Token": TOKEN})
+    assert answer.status_code == 200
     assert client.get("/list").status_code == 200  # no list_decorators configured
 
 

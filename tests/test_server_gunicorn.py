@@ -118,8 +118,9 @@ def test_every_endpoint(tmp_path, gunicorn_server):
         ("POST", "/predict", {"data": "[]", "headers": {"Content-Type": "text/plain"}}, 400),
         ("GET", "/nowhere", {}, 404),
         ("DELETE", "/predict", {}, 405),
-        ("POST", "/activate", {"data": {"model_version": "99"}}, 404),
+        ("POST", "/activate", {"json": {"model_version": 99}}, 404),
         ("POST", "/activate", {}, 400),
+        ("POST", "/activate", {"data": {"model_version": "1"}}, 415),
     ]:
         response = requests.request(method, url + path_, timeout=10, **kwargs)
         assert response.status_code == status, (method, path_, response.text)
@@ -131,7 +132,7 @@ def test_every_endpoint(tmp_path, gunicorn_server):
     eventually(lambda: len(requests.get(url + "/list", timeout=10).json()["models"]) == 2)
     eventually(lambda: served_versions(url) == {2})
 
-    assert requests.post(url + "/activate", data={"model_version": 1}, timeout=10).ok
+    assert requests.post(url + "/activate", json={"model_version": 1}, timeout=10).ok
     # The worker that activated refreshed at once; the other within its refresh interval.
     eventually(lambda: served_versions(url) == {1})
     response = requests.post(url + "/update-model-cache", timeout=10)

@@ -42,7 +42,8 @@ def test_dockerize_writes_both_dockerfiles(app_dir, capsys):
     assert "FROM me/iris-app:0.3" in predict
     assert "ENV PIPEFORGE_CONFIG=/app/config.py" in predict
     assert "RUN pf-fit" in predict
-    assert 'CMD ["gunicorn", "pipeforge.wsgi:app"]' in predict
+    assert 'CMD ["gunicorn", "--limit-request-line", "8190", ' in predict
+    assert predict.rstrip().endswith('"pipeforge.wsgi:app"]')
     assert "--bind 0.0.0.0:8000" in predict
     assert "HEALTHCHECK" in predict and "/alive" in predict
     out = capsys.readouterr().out.splitlines()

@@ -118,7 +118,10 @@ def test_a_lone_request_does_not_wait():
     [
         ({"max_batch_size": 0}, "batching.max_batch_size: must be an integer of at least 1"),
         ({"max_wait_ms": -1}, "batching.max_wait_ms: must be a number of milliseconds"),
-        ({"max_wait": 5}, "batching: unknown setting 'max_wait'"),
+        (
+            {"max_wait": 5},
+            "batching.max_wait: unknown setting 'max_wait'; did you mean 'max_wait_ms'",
+        ),
         ("yes", "batching: must be false or a dict"),
     ],
 )

@@ -240,6 +240,7 @@ def test_jobs_and_cache_refreshes_are_counted():
                 methods=["POST"],
             ),
         ],
+        security={"unguarded": ["update_model_cache"]},
     )
     app = create_app(config)
     client = app.test_client()

@@ -178,7 +178,9 @@ def test_switches_and_paths(tmp_path):
     app.extensions["pipeforge"].stop()
 
     config["openapi"] = {"pth": "/x"}
-    with pytest.raises(ConfigError, match="openapi: unknown setting 'pth'"):
+    with pytest.raises(
+        ConfigError, match="openapi.pth: unknown setting 'pth'; did you mean 'path'"
+    ):
         create_app(config)
     config["openapi"] = {"path": "spec.json"}
     with pytest.raises(ConfigError, match="openapi.path: must be a path starting with '/'"):
@@ -214,11 +216,12 @@ def test_real_gunicorn_responses_match_the_document(tmp_path, gunicorn_server):
         ("POST", "/predict", {"json": {"not": "a list"}}, 400),
         ("GET", "/alive", {}, 200),
         ("GET", "/list", {}, 200),
-        ("POST", "/fit", {"params": {"persist": "false"}}, 200),
+        ("POST", "/fit", {"json": {"persist": False}}, 200),
         ("POST", "/update-model-cache", {}, 200),
-        ("POST", "/activate", {"data": {"model_version": "1"}}, 200),
-        ("POST", "/activate", {"data": {"model_version": "99"}}, 404),
-        ("POST", "/activate", {"data": {"model_version": "one"}}, 400),
+        ("POST", "/activate", {"json": {"model_version": 1}}, 200),
+        ("POST", "/activate", {"json": {"model_version": 99}}, 404),
+        ("POST", "/activate", {"json": {"model_version": "one"}}, 400),
+        ("POST", "/activate", {"data": {"model_version": "1"}}, 415),
     ]
     for method, route, kwargs, status in calls:
         response = requests.request(method, url + route, timeout=30, **kwargs)

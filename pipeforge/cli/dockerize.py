@@ -27,6 +27,7 @@ from .lockfile import requirements_lock
 
 __all__ = [
     "DOCKERIZE_DOC",
+    "GUNICORN_LIMITS",
     "dockerfiles",
     "dockerignore",
     "requirements_lock",
@@ -106,8 +107,20 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \\
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/alive', timeout=4)" || exit 1
 # gunicorn's settings; a container can set its own with -e GUNICORN_CMD_ARGS=...
 ENV GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --workers 2 --timeout 60 --graceful-timeout 30"
-CMD ["gunicorn", "pipeforge.wsgi:app"]
+# Request lines and headers up to these sizes reach pipeforge, which answers those over its
+# own limits with its JSON error body (docs/serving.md); gunicorn refuses larger ones itself.
+CMD ["gunicorn", {limits}, "pipeforge.wsgi:app"]
 """
+
+#: gunicorn's limits on request lines and headers, raised above pipeforge's own (docs/serving.md)
+GUNICORN_LIMITS = (
+    "--limit-request-line",
+    "8190",
+    "--limit-request-fields",
+    "200",
+    "--limit-request-field_size",
+    "16380",
+)
 
 _IGNORED = """\
 # What the images must not contain: the local model store (the predict image fits
@@ -160,7 +173,11 @@ def dockerfiles(app_dir: str, base_image: str, image: str) -> dict[str, str]:
     config_name = _config_name(app_dir)
     return {
         "Dockerfile-app": _APP_TEMPLATE.format(base_image=base_image, config_name=config_name),
-        "Dockerfile-predict": _PREDICT_TEMPLATE.format(image=image, config_name=config_name),
+        "Dockerfile-predict": _PREDICT_TEMPLATE.format(
+            image=image,
+            config_name=config_name,
+            limits=", ".join(f'"{arg}"' for arg in GUNICORN_LIMITS),
+        ),
     }
 
 

@@ -4,7 +4,8 @@ Each version shows when it was trained, on how much data, how long fitting
 took, its scores and its estimator's parameters, wrapped at 100 columns;
 ``--compare`` lays versions out as a table whose differing rows are
 marked (the rows come from :func:`pipeforge.model_info.compare`), and
-``--json`` prints the same as data for other programs.
+``--json`` prints the same as data for other programs. A model store that
+does not exist yet (an SQLite file nobody wrote) is said, never created.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .run import STORE_ENTRIES, model_version_option, run_script
+from .run import STORE_ENTRIES, existing_store, model_version_option, run_script
 
 __all__ = ["list_main"]
 
@@ -145,7 +146,7 @@ def _cell(value, key: str) -> str:
 
 
 def _list(args, config) -> int:
-    persister = config["model_persister"]
+    persister = existing_store(config)
     if args["--compare"]:
         return _compare(persister, args["<version>"], args["--json"])
     models = persister.list_models()

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..errors import ConfigError
 from ..progress import Progress
-from .run import STORE_ENTRIES, model_version_option, number_option, run_script
+from .run import STORE_ENTRIES, existing_store, model_version_option, number_option, run_script
 
 __all__ = [
     "fit_main",
@@ -66,6 +67,16 @@ Options:
 """
 
 
+def _web_decorator_error(config) -> ConfigError:
+    """What pf-fit says when a decorator of ``fit_decorators`` needs an HTTP request."""
+    return ConfigError(
+        "a decorator listed here needs an HTTP request (a web guard?), and pf-fit has none: "
+        "guard the /fit route with 'server_fit_decorators' instead (docs/security.md)",
+        source=", ".join(getattr(config, "sources", ()) or ()) or None,
+        key="fit_decorators",
+    )
+
+
 def _fit(args, config) -> int:
     from .. import training
     from ..factory import decorate
@@ -82,19 +93,25 @@ def _fit(args, config) -> int:
         test_loader = dataset_loader(config, "dataset_loader_test")
     elif evaluate and "dataset_loader_test" in config:
         test_loader = dataset_loader(config, "dataset_loader_test")
+    # pf-fit's own list: /fit's route has server_fit_decorators, so no web guard lands here
     fit = decorate(training.fit, config, "fit_decorators")
-    result = fit(
-        dataset_loader(config, "dataset_loader_train"),
-        config["model"],
-        config["model_persister"] if persist else None,
-        persist=persist,
-        activate=not args["--no-activate"],
-        dataset_loader_test=test_loader,
-        evaluate=evaluate,
-        persist_if_better_than=threshold,
-        scoring=config.get("scoring"),
-        progress=Progress(),
-    )
+    try:
+        result = fit(
+            dataset_loader(config, "dataset_loader_train"),
+            config["model"],
+            config["model_persister"] if persist else None,
+            persist=persist,
+            activate=not args["--no-activate"],
+            dataset_loader_test=test_loader,
+            evaluate=evaluate,
+            persist_if_better_than=threshold,
+            scoring=config.get("scoring"),
+            progress=Progress(),
+        )
+    except RuntimeError as exc:
+        if "request context" not in str(exc):
+            raise
+        raise _web_decorator_error(config) from None
     for name, value in result.scores.items():
         print(f"{name}: {value:.4f}")
     if result.version is not None:
@@ -157,6 +174,8 @@ Usage:
   pf-admin delete <version> [options]
 
 Options:
+  --force     Delete the version even if it is the active model (servers
+              then have no model to serve until another one is activated).
   --debug     Show tracebacks of errors.
   -h --help   Show this screen.
 """
@@ -164,12 +183,14 @@ Options:
 
 def _admin(args, config) -> int:
     version = model_version_option(args["<version>"], "<version>")
-    persister = config["model_persister"]
+    persister = existing_store(config)
     if args["activate"]:
         persister.activate(version)
         print(f"Activated model version {version}")
     else:
-        persister.delete(version)
+        from ..persistence.admin import delete_version
+
+        delete_version(persister, str(version), force=bool(args["--force"]))
         print(f"Deleted model version {version}")
     return 0
 

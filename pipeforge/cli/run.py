@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError, PipeforgeError, PredictError, UsageError
@@ -30,6 +30,7 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_USAGE",
     "STORE_ENTRIES",
+    "existing_store",
 ]
 
 #: the config entries of the commands that only read and change the model store
@@ -367,3 +368,40 @@ def run_script(
                 logging.getLogger(__name__).exception("stopping %r failed", component)
         if undo_logging is not None:
             undo_logging()
+
+
+def existing_store(config: Mapping[str, Any]) -> Any:
+    """The ``model_persister`` of ``config``, refusing an SQLite store whose file is not there.
+
+    Commands that only read or change stored models (``pf-list``, ``pf-admin``)
+    must not leave an empty database behind a typo in a path.
+    """
+    from ..errors import PersistenceError
+
+    persister = config["model_persister"]
+    path = _sqlite_file(persister, config)
+    if path is not None and not os.path.exists(path):
+        raise PersistenceError(f"no model store at {path} yet; pf-fit creates it")
+    return persister
+
+
+def _sqlite_file(persister: Any, config: Mapping[str, Any]) -> str | None:
+    """The SQLite file of ``persister``'s store (or of the store it caches), if it has one."""
+    from sqlalchemy.exc import ArgumentError
+
+    from ..config.files import path_base, resolve_sqlite_url
+    from ..persistence import Database
+
+    store, seen = persister, 0
+    while not isinstance(store, Database) and store is not None and seen < 5:
+        store, seen = getattr(store, "impl", None), seen + 1
+    if not isinstance(store, Database) or not isinstance(store.url, str):
+        return None
+    try:
+        url = resolve_sqlite_url(store.url, path_base(config))
+    except ArgumentError:  # the store says what is wrong with its URL
+        return None
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if database.startswith("file:") else os.path.abspath(database)

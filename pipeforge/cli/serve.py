@@ -32,7 +32,8 @@ __all__ = [
 DEVSERVER_DOC = """Serve the configured model with Flask's development server.
 
 Uses the config named by PIPEFORGE_CONFIG, like 'gunicorn pipeforge.wsgi:app'
-does; use gunicorn (see docs/serving.md) for anything but development.
+does, with the same background work (model cache refresh, pipeline loads
+followed); use gunicorn (see docs/serving.md) for anything but development.
 
 Usage:
   pf-devserver [options]
@@ -64,9 +65,14 @@ def serve(args: Mapping[str, Any], config: Config, *, flask_app: Flask | None = 
     debug = _DEBUG_VALUES.get(str(args["--debug"]).strip().lower())
     if debug is None:
         raise UsageError(f"--debug must be 0 or 1; got {args['--debug']!r}")
-    # run_script has started the background components (the model cache) already.
-    app = create_app(config, flask_app=flask_app)
-    app.run(host=args["--host"], port=int(port), debug=debug, use_reloader=False)
+    # Like gunicorn's workers: the model cache refresh, scheduled data and the
+    # pipelines' follower of recorded loads run in this process (starting the
+    # components run_script started already is harmless).
+    app = create_app(config, start_background=True, flask_app=flask_app)
+    try:
+        app.run(host=args["--host"], port=int(port), debug=debug, use_reloader=False)
+    finally:
+        app.extensions["pipeforge"].stop()
 
 
 def devserver_main(argv: Sequence[str] | None = None) -> int:
