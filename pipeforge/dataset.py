@@ -221,7 +221,11 @@ class ScheduledDatasetLoader(DatasetLoader, Background):
             logger.exception("ScheduledDatasetLoader: refreshing the data failed")
 
     def start(self) -> None:
-        """Load the data and start refreshing it; a second call does nothing."""
+        """Load the data and start refreshing it; a second call does nothing.
+
+        If the first load fails, its error is raised, and the refresh thread
+        (already running) loads the data at its next tick.
+        """
         if self._thread is not None:
             return
         from .scheduling import RruleThread, make_rrule
@@ -229,9 +233,13 @@ class ScheduledDatasetLoader(DatasetLoader, Background):
         rule = make_rrule(
             self.update_cache_rrule, owner="ScheduledDatasetLoader", parameter="update_cache_rrule"
         )
-        self.update_cache()
-        self._thread = RruleThread(self._update_logged, rule)
-        self._thread.start()
+        try:
+            self.update_cache()
+        finally:
+            # A failed first load is the caller's to report (a script stops on it); a
+            # server goes on without the data, and the thread's next tick tries again.
+            self._thread = RruleThread(self._update_logged, rule)
+            self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop refreshing; the data loaded so far stays in the process store."""

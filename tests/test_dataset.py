@@ -212,3 +212,33 @@ def test_scheduled_loader_names_a_bad_rrule_when_started():
         ConfigError, match="parameter 'update_cache_rrule' of ScheduledDatasetLoader"
     ):
         loader.start()
+
+
+class _FailingOnceLoader(DatasetLoader):
+    """Its source is down at the first call (a database not up yet), then answers."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls == 1:
+            raise DataError("the source is not up yet")
+        return np.array([[self.calls]]), np.array([self.calls])
+
+
+def test_scheduled_loader_retries_a_failed_first_load_on_its_schedule():
+    config = _Config()
+    impl = _FailingOnceLoader()
+    loader = ScheduledDatasetLoader(impl, {"freq": "SECONDLY", "interval": 1})
+    loader.initialize_component(config)
+    with pytest.raises(DataError, match="not up yet"):
+        loader.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "data" not in config.process_store and time.monotonic() < deadline:
+            time.sleep(0.05)
+        X, y = loader()
+        assert y.tolist() == [2]
+    finally:
+        loader.stop()

@@ -65,7 +65,8 @@ class AppState:
         """Start the config's background components (model cache refresh, scheduled data).
 
         One that fails for anything but a :class:`~pipeforge.errors.ConfigError`
-        is logged and skipped: a worker serves without it rather than not at all.
+        is logged and skipped: a worker serves without it rather than not at all
+        (a scheduled component retries on its own schedule).
         """
         background = getattr(self.config, "background", None)
         if callable(background):
@@ -78,7 +79,9 @@ class AppState:
             except ConfigError:
                 raise
             except Exception:
-                logger.exception("%r did not start; serving without it", component)
+                logger.exception(
+                    "%r failed while starting; serving without it until it recovers", component
+                )
         self.background_pid = os.getpid()
 
     def stop(self) -> None:
