@@ -120,3 +120,16 @@ def test_no_jobs_after_shutdown(store):
     # A new pool starts on demand: a server that stopped its jobs can still take new ones.
     assert wait(runner, runner.submit(lambda: 2))["info"] == 2
     runner.shutdown()
+
+
+def test_a_drivers_error_text_stays_out_of_the_job_record(runner):
+    from pipeforge.dataset import SQL
+
+    # Nothing listens on port 1: the driver fails, and its text names host and port.
+    loader = SQL(url="postgresql://reader:s3cret-pw@127.0.0.1:1/models", sql="select 1")
+    record = wait(runner, runner.submit(loader, name="load"), timeout=30)
+    assert record["status"] == "error"
+    assert record["error"] == (
+        "DataError: cannot read dataset from postgresql://reader:***@127.0.0.1:1/models: "
+        "OperationalError (see the server log)"
+    )

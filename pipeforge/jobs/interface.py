@@ -36,9 +36,22 @@ DONE_STATUSES = ("finished", "error")
 
 
 def error_message(exc: BaseException, where: str = "the server log") -> str:
-    """What a job record says about a failure: our own errors in full, others by type only."""
+    """What a job record says about a failure: our own errors in full, others by type only.
+
+    Job records are read over HTTP (``/jobs/<id>``, ``/alive``), so the text
+    of a driver's error that one of ours wraps (``DataError: cannot connect
+    to ...: <driver text>``) is replaced by its type; the log has it all.
+    """
     if isinstance(exc, PipeforgeError | OSError):
-        return f"{type(exc).__name__}: {exc}"
+        text = str(exc)
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, PipeforgeError):
+            detail = str(cause).strip()
+            for quoted in (detail, detail.splitlines()[0] if detail else ""):
+                if quoted and quoted in text:  # the whole text, or its first line
+                    text = text.replace(quoted, f"{type(cause).__name__} (see {where})")
+                    break
+        return f"{type(exc).__name__}: {text}"
     return f"unexpected {type(exc).__name__} (see {where})"
 
 
