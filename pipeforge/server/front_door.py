@@ -11,7 +11,7 @@ For each request the door
   for both: Flask hands the rule it matched and the status back through the
   environ (an ``after_request`` hook of pipeforge's), the door counts;
 - gives both the same limits, answered with the JSON error body naming the
-  limit (:func:`check_limits`): a body over :data:`BODY_LIMIT` (Flask's
+  limit (:func:`over_limits`), before either answers: a body over :data:`BODY_LIMIT` (Flask's
   ``MAX_CONTENT_LENGTH``) is a 413, refused at once when its
   ``Content-Length`` says so, or while it is read when it comes chunked
   (``Transfer-Encoding: chunked``); a query string over :data:`QUERY_LIMIT`
@@ -60,7 +60,7 @@ __all__ = [
     "QUERY_LIMIT",
     "PIPEFORGE_HOOK",
     "body_too_large",
-    "check_limits",
+    "over_limits",
 ]
 
 #: the largest request body either way (Flask's ``MAX_CONTENT_LENGTH``): 16 MiB
@@ -112,8 +112,8 @@ class FrontDoor:
     ) -> Iterable[bytes]:
         started = time.perf_counter()
         announced = self._announce(environ) if self.batchers else ()
+        limit = self.config.get("MAX_CONTENT_LENGTH")
         if "HTTP_TRANSFER_ENCODING" in environ:
-            limit = self.config.get("MAX_CONTENT_LENGTH")
             if limit is not None and not environ.get("CONTENT_LENGTH"):
                 environ["wsgi.input"] = _CappedBody(environ["wsgi.input"], limit)
         try:
@@ -121,11 +121,17 @@ class FrontDoor:
             path = environ.get("PATH_INFO", "")
             handler = self.hot_routes.get((method, path))
             labels: tuple[str, str, int] | None
-            if handler is None:
+            refused = over_limits(environ, limit)
+            if refused is not None:  # the same answer for hot routes and Flask's
+                response = web.error_response(refused, self.service_metadata)
+                route = path if handler is not None else "unmatched"
+                labels = (route, method, response.status_code)
+                answer = response(environ, start_response)
+            elif handler is None:
                 answer = self.flask_app(environ, start_response)
                 labels = environ.get(_ANSWERED)  # handed back by Flask (see _hand_back_answers)
             else:
-                response = self._answer(handler, environ)
+                response = self._answer(handler, environ, limit)
                 labels = (path, method, response.status_code)
                 answer = response(environ, start_response)
             if labels is not None and self.metrics is not None:
@@ -141,11 +147,10 @@ class FrontDoor:
         threaded = bool(environ.get("wsgi.multithread"))
         return [batcher for batcher in self.batchers if batcher.arrive(threaded)]
 
-    def _answer(self, handler: Handler, environ: dict[str, Any]) -> Response:
+    def _answer(self, handler: Handler, environ: dict[str, Any], limit: int | None) -> Response:
         request = self._request_class(environ)
-        request.max_content_length = limit = self.config.get("MAX_CONTENT_LENGTH")
+        request.max_content_length = limit
         try:
-            check_limits(environ, limit)
             return handler(request)
         except Exception as exc:
             return web.error_response(_named_limit(exc, limit), self.service_metadata)
@@ -163,23 +168,24 @@ def body_too_large(limit: int | None) -> Exception:
     )
 
 
-def check_limits(environ: Mapping[str, Any], body_limit: int | None) -> None:
-    """Raise the 414 or 413 naming the limit the request's query string or body is over.
+def over_limits(environ: Mapping[str, Any], body_limit: int | None) -> Exception | None:
+    """The 414 or 413 naming the limit the request's query string or body is over, if any.
 
     A chunked body has no length to tell; it is refused while read (see
     :class:`_CappedBody`).
     """
-    from werkzeug.exceptions import RequestURITooLarge
-
     size = len(environ.get("QUERY_STRING") or "")
     if size > QUERY_LIMIT:
-        raise RequestURITooLarge(
+        from werkzeug.exceptions import RequestURITooLarge
+
+        return RequestURITooLarge(
             f"the query string has {size} bytes, over this service's limit of {QUERY_LIMIT}; "
             "send the values in a POST body"
         )
     length = environ.get("CONTENT_LENGTH")
     if length and body_limit is not None and length.isdigit() and int(length) > body_limit:
-        raise body_too_large(body_limit)
+        return body_too_large(body_limit)
+    return None
 
 
 def _named_limit(exc: BaseException, limit: int | None) -> BaseException:
@@ -270,19 +276,14 @@ def install_fast_routes(app: Flask, config: Mapping[str, Any]) -> list[str]:
 
 
 def _answer_limits(app: Flask, service_metadata: Mapping[str, Any] | None) -> None:
-    """Flask's side of the limits: a long query string is a 414, a 413 names the body limit."""
+    """A 413 that Flask raises while reading a body names the limit (the door checked the rest)."""
     from flask import request
     from werkzeug.exceptions import RequestEntityTooLarge
-
-    def check_request() -> None:
-        check_limits(request.environ, request.max_content_length)
 
     def too_large(exc: RequestEntityTooLarge) -> Response:
         exc = _named_limit(exc, request.max_content_length)  # type: ignore[assignment]
         return web.error_response(exc, service_metadata)
 
-    setattr(check_request, PIPEFORGE_HOOK, True)
-    app.before_request(check_request)
     app.register_error_handler(RequestEntityTooLarge, too_large)
 
 
