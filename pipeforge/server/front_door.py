@@ -121,6 +121,7 @@ class FrontDoor:
             path = environ.get("PATH_INFO", "")
             handler = self.hot_routes.get((method, path))
             labels: tuple[str, str, int] | None
+            response: Response
             refused = over_limits(environ, limit)
             if refused is not None:  # the same answer for hot routes and Flask's
                 response = web.error_response(refused, self.service_metadata)
