@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..progress import Progress
+from .queue import print_fit_outcome
 from .run import STORE_ENTRIES, existing_store, model_version_option, number_option, run_script
 
 __all__ = [
@@ -112,15 +113,13 @@ def _fit(args, config) -> int:
         if "request context" not in str(exc):
             raise
         raise _web_decorator_error(config) from None
-    for name, value in result.scores.items():
-        print(f"{name}: {value:.4f}")
-    if result.version is not None:
-        note = " (not activated)" if args["--no-activate"] else ""
-        print(f"Wrote model with version {result.version}{note}")
-    elif persist:
-        print(f"Model not stored: its test score is not better than {threshold}")
-    else:
-        print("Model not stored (--no-save)")
+    print_fit_outcome(
+        result.scores,
+        result.version,
+        activated=not args["--no-activate"],
+        persist=persist,
+        threshold=threshold,
+    )
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import PipeforgeError, UsageError
 
-__all__ = ["fit_on_queue", "grid_search_on_queue", "run_on_queue"]
+__all__ = ["fit_on_queue", "grid_search_on_queue", "run_on_queue", "print_fit_outcome"]
 
 
 def _queue(config):
@@ -72,17 +72,34 @@ def fit_on_queue(
         evaluate=bool(args["--evaluate"]),
         persist_if_better_than=threshold,
     )
-    for name, value in (result.get("scores") or {}).items():
+    print_fit_outcome(
+        result.get("scores") or {},
+        result.get("model_version"),
+        activated=not args["--no-activate"],
+        persist=persist,
+        threshold=threshold,
+    )
+    return 0
+
+
+def print_fit_outcome(
+    scores: Mapping[str, float],
+    version: int | None,
+    *,
+    activated: bool,
+    persist: bool,
+    threshold: float | None,
+) -> None:
+    """What ``pf-fit`` prints when the fit is done, here or on a worker: scores, then the version."""
+    for name, value in scores.items():
         print(f"{name}: {value:.4f}")
-    version = result.get("model_version")
     if version is not None:
-        note = " (not activated)" if args["--no-activate"] else ""
+        note = "" if activated else " (not activated)"
         print(f"Wrote model with version {version}{note}")
     elif persist:
         print(f"Model not stored: its test score is not better than {threshold}")
     else:
         print("Model not stored (--no-save)")
-    return 0
 
 
 def grid_search_on_queue(
