@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -76,7 +76,12 @@ class RedisAccess(OnlineStore):
         self.__dict__["_redis"] = client
         return client
 
-    def _call(self, script: str, *args, keys=()):
+    def run_script(self, script: str, *args: Any, keys: Sequence[str] = ()) -> Any:
+        """Run one of the store's Lua scripts (``redis_scripts``): each atomic step is one call.
+
+        Public because the learn transaction (``redis_learn``) runs them too;
+        an unreachable Redis is the store's outage error.
+        """
         self._client()
         try:
             result = self.__dict__["_scripts"][script](

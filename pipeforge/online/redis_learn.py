@@ -98,7 +98,9 @@ class RedisLearn(RedisAccess):
             if pending is not None:
                 key, record = pending
                 # one script: the id's features and their expiry together, no MULTI
-                self._call("keep", key, record.model, record.features, record.prediction, ttl_ms)
+                self.run_script(
+                    "keep", key, record.model, record.features, record.prediction, ttl_ms
+                )
             return
         with self._redis_errors() as r:
             pipe = r.pipeline(transaction=True)
@@ -128,7 +130,7 @@ class RedisLearn(RedisAccess):
         token = uuid.uuid4().hex
         deadline = time.monotonic() + max(30.0, self.lock_ms / 1000)
         while True:
-            found = self._call("begin", pending_id or "", name or "", token, self.lock_ms)
+            found = self.run_script("begin", pending_id or "", name or "", token, self.lock_ms)
             status = text(found[0])
             if status == "ok":
                 break
@@ -160,7 +162,7 @@ class RedisLearn(RedisAccess):
         finally:
             if not learning.done:
                 with contextlib.suppress(Exception):
-                    self._call("release", token, keys=[self.prefix + "lock:" + model_name])
+                    self.run_script("release", token, keys=[self.prefix + "lock:" + model_name])
 
 
 class _RedisLearning(Learning):
@@ -187,7 +189,7 @@ class _RedisLearning(Learning):
         return self.store.catch_up(self.name, have_uid, have_version)
 
     def metrics(self) -> dict:
-        found = self.store._call("deltas", self.name)
+        found = self.store.run_script("deltas", self.name)
         if not found or (len(found) == 1 and found[0] == b"lost-log"):
             raise StoreError(f"the online store lost part of the log of model {self.name!r}")
         return fold_deltas(found[0], found[1:])
@@ -218,7 +220,7 @@ class _RedisLearning(Learning):
         args.append(len(events))
         for event in events:
             args.extend([event.kind, event.data, MAX_EVENTS])
-        result = text(self.store._call("commit", *args))
+        result = text(self.store.run_script("commit", *args))
         self.done = True
         if result == "gone":
             raise UnknownIdError(

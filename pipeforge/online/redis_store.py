@@ -81,7 +81,7 @@ class RedisStore(RedisLearn, RedisEvents):
 
     def _seed(self, seeds: list[Seed]) -> None:
         for seed in seeds:
-            self._call(
+            self.run_script(
                 "seed",
                 seed.name,
                 new_uid(),
@@ -113,7 +113,7 @@ class RedisStore(RedisLearn, RedisEvents):
             info = model_info(name, r.hmget(self.prefix + "model:" + name, *_FIELDS), False)
         if info is None:
             return None
-        found = self._call("deltas", name)
+        found = self.run_script("deltas", name)
         if not found:
             return None  # deleted meanwhile
         if len(found) == 1 and found[0] == b"lost-log":
@@ -130,7 +130,7 @@ class RedisStore(RedisLearn, RedisEvents):
         self, name: str, flavor: str, blob: bytes, *, source: str, make_default: bool, metrics: dict
     ) -> ModelInfo:
         uid, created = new_uid(), now()
-        self._call(
+        self.run_script(
             "put",
             name,
             uid,
@@ -144,11 +144,11 @@ class RedisStore(RedisLearn, RedisEvents):
         return ModelInfo(name, uid, flavor, 0, 0, 0, source, created, metrics)
 
     def delete_model(self, name: str) -> bool:
-        return bool(self._call("delete", name))
+        return bool(self.run_script("delete", name))
 
     # -- serving ------------------------------------------------------------------------------
     def lookup(self, name: str | None) -> tuple[ModelInfo, bool]:
-        found = self._call("lookup", name or "")
+        found = self.run_script("lookup", name or "")
         if not found:
             raise self._unknown(name)
         model, uid, flavor, version, snapshot_version, listening = found
@@ -156,7 +156,7 @@ class RedisStore(RedisLearn, RedisEvents):
         return info, bool(listening)
 
     def catch_up(self, name: str, have_uid: str | None, have_version: int) -> CatchUp:
-        found = self._call("catch_up", name, have_uid or "", have_version)
+        found = self.run_script("catch_up", name, have_uid or "", have_version)
         if not found:
             raise UnknownModelError(f"no online model named {name!r}")
         if len(found) == 1:
