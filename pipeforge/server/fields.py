@@ -10,7 +10,9 @@ value the model gets, or raises :class:`~pipeforge.errors.RequestError`
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -24,6 +26,7 @@ __all__ = [
     "NUMERIC_TYPES",
     "PLAIN_NUMBERS",
     "describe",
+    "float_rows",
     "pairs",
     "to_bool",
     "to_float",
@@ -163,3 +166,29 @@ def _unknown(what: str, name: Any, allowed: Iterable[str]) -> str:
         text += f"; did you mean {close[0]!r}?"
     shown = ", ".join(repr(k) for k in known[:20]) + (", ..." if len(known) > 20 else "")
     return text + (f" (this service takes {shown})" if known else " (this service takes none)")
+
+
+def float_rows(names: list[str], payload: list) -> Any:
+    """POSTed samples of plain JSON numbers as one float array (C loops); ``None`` if not that simple.
+
+    Anything unusual (a missing key, a string, a bool, null, NaN) returns
+    ``None`` and takes the per-value path, which says what is wrong.
+    """
+    import numpy as np
+
+    pick = operator.itemgetter(*names)
+    try:
+        rows = list(map(pick, payload))  # runs for every POST
+    except (KeyError, TypeError, IndexError):
+        return None
+    if len(names) == 1:
+        rows = [(value,) for value in rows]
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= PLAIN_NUMBERS:
+        return None
+    try:
+        X = np.array(rows, dtype=float)
+    except (OverflowError, ValueError):
+        return None
+    if not np.isfinite(X).all():
+        return None
+    return X

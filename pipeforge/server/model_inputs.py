@@ -18,7 +18,7 @@ import threading
 import warnings
 from typing import Any
 
-__all__ = ["needs_frame"]
+__all__ = ["mapping_misfit", "needs_frame"]
 
 # scikit-learn's warning when a model fitted with names gets an array; the
 # names were checked before, so it says nothing here.
@@ -39,6 +39,30 @@ def needs_frame(model: Any) -> bool:
         return True
     _silence_names_warning()
     return False
+
+
+def mapping_misfit(where: str, which: str, names: list[str], model: Any) -> str | None:
+    """Why ``model`` cannot take samples of the fields ``names`` (in order), or ``None``.
+
+    ``where`` names the service and ``which`` the model in the message. Only
+    what the model tells about itself is compared: its number of features
+    and, when fitted on a ``DataFrame``, its column names.
+    """
+    expected = getattr(model, "n_features_in_", None)
+    if isinstance(expected, int) and expected != len(names):
+        return (
+            f"{where}: its mapping has {len(names)} fields ({', '.join(names)}) "
+            f"but {which} expects {expected} features; fix 'mapping' in the config or "
+            "activate a model that fits it"
+        )
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is not None and [str(n) for n in fitted] != names:
+        return (
+            f"{where}: its mapping names the fields {names} but {which} was fitted on "
+            f"the columns {[str(n) for n in fitted]} (same names, same order needed); "
+            "fix 'mapping' in the config or activate a model that fits it"
+        )
+    return None
 
 
 def _checks_names_only(estimator) -> bool:

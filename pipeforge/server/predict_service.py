@@ -11,21 +11,19 @@ internals. Subclasses override the ``*_from_*`` hooks to change the formats.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
-import operator
 import sys
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import web
 from ..errors import ConfigError, RequestError
 from ..interfaces import PredictService as PredictServiceInterface
 from ..web import error_body, json_response
 from . import fields as field_rules
-from .fields import CONVERTERS, NUMERIC_TYPES, PLAIN_NUMBERS, describe, pairs
-from .model_inputs import needs_frame
+from .fields import CONVERTERS, NUMERIC_TYPES, describe, pairs
+from .model_inputs import mapping_misfit, needs_frame
 
 if TYPE_CHECKING:
     from flask import Response
@@ -36,7 +34,7 @@ if TYPE_CHECKING:
 #: ``callback(service, model, rows)``, called after each model call
 Observer = Callable[["PredictService", Any, int], None]
 
-__all__ = ["PredictService", "error_body", "json_response", "to_json"]
+__all__ = ["Inputs", "PredictService", "error_body", "json_response", "label_rows", "to_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +60,14 @@ class PredictService(PredictServiceInterface):
     ``strict``: a request field the service does not know (a query parameter
     that is neither in ``mapping`` nor in ``params``, a sample key that is not
     in ``mapping``) is a 400 naming it, instead of being ignored.
+
+    Releasing (:mod:`pipeforge.release`, docs/releasing.md): ``model_alias``
+    serves the version an alias names instead of the active one;
+    ``traffic`` splits requests between aliases by weight, the same caller
+    always getting the same arm when its request carries ``sticky_key``;
+    ``alias_from_request`` lets a request ask for an alias itself;
+    ``shadow`` mirrors a fraction of requests to another alias after the
+    answer; ``prediction_log`` keeps every answered prediction.
     """
 
     def __init__(
@@ -74,6 +80,12 @@ class PredictService(PredictServiceInterface):
         unwrap_sample: bool = False,
         batching: Mapping[str, Any] | bool | None = None,
         strict: bool = False,
+        model_alias: str | None = None,
+        traffic: Mapping[str, float] | None = None,
+        sticky_key: str | None = None,
+        alias_from_request: bool = False,
+        shadow: Mapping[str, Any] | None = None,
+        prediction_log: Mapping[str, Any] | bool | None = None,
     ) -> None:
         self.mapping = mapping
         self.params = params
@@ -83,6 +95,12 @@ class PredictService(PredictServiceInterface):
         self.unwrap_sample = unwrap_sample
         self.batching = batching
         self.strict = strict
+        self.model_alias = model_alias
+        self.traffic = traffic
+        self.sticky_key = sticky_key
+        self.alias_from_request = alias_from_request
+        self.shadow = shadow
+        self.prediction_log = prediction_log
 
     # -- setup (first use) -------------------------------------------------
 
@@ -195,21 +213,7 @@ class PredictService(PredictServiceInterface):
         )
         if self.unwrap_sample or not plain:
             return None  # the samples are shaped by code we cannot see through
-        expected = getattr(model, "n_features_in_", None)
-        if isinstance(expected, int) and expected != len(self._names):
-            return (
-                f"{where}: its mapping has {len(self._names)} fields ({', '.join(self._names)}) "
-                f"but {which} expects {expected} features; fix 'mapping' in the config or "
-                "activate a model that fits it"
-            )
-        names = getattr(model, "feature_names_in_", None)
-        if names is not None and [str(n) for n in names] != self._names:
-            return (
-                f"{where}: its mapping names the fields {self._names} but {which} was fitted on "
-                f"the columns {[str(n) for n in names]} (same names, same order needed); "
-                "fix 'mapping' in the config or activate a model that fits it"
-            )
-        return None
+        return mapping_misfit(where, which, self._names, model)
 
     # -- the request cycle -------------------------------------------------
 
@@ -226,6 +230,20 @@ class PredictService(PredictServiceInterface):
 
     def do(self, model: Any, request: Request) -> Response:
         """Parse the request, predict and build the response."""
+        inputs = self.parse(model, request)
+        y_pred = self.call_model(model, inputs.X, inputs.params)
+        if self.predict_proba:
+            y_pred = label_rows(model, y_pred)
+        return self.response_from_prediction(y_pred, single=inputs.single)
+
+    def parse(self, model: Any, request: Request) -> Inputs:
+        """The model input of ``request``: a GET's one sample or a POST's list.
+
+        Raises :class:`~pipeforge.errors.RequestError` for anything the
+        mapping does not accept. The release machinery (:mod:`pipeforge.release`)
+        calls it apart from :meth:`do`, so that the same inputs can be logged
+        and sent to a shadow model.
+        """
         self.validate()
         if request.method == "POST":
             payload = self._posted(request)
@@ -241,40 +259,15 @@ class PredictService(PredictServiceInterface):
                 field_rules.check_fields(self._known, request.args)
             X = self._matrix(model, [self.sample_from_data(model, request.args)])
             single = True
-        params = self.params_from_data(model, request.args)
-        y_pred = self._call_model(model, X, params)
-        if self.predict_proba:
-            y_pred = _label_rows(model, y_pred)
-        return self.response_from_prediction(y_pred, single=single)
+        return Inputs(X, single, self.params_from_data(model, request.args))
 
     def _bulk_matrix(self, model, payload):
-        """All-float samples of plain JSON numbers in one numpy call; ``None`` if not that simple.
-
-        Anything unusual (a missing key, a string, a bool, null, NaN) returns
-        ``None`` and takes the per-value path, which says what is wrong.
-        """
-        import numpy as np
-
-        names = self._names
-        pick = operator.itemgetter(*names)
-        try:
-            rows = list(map(pick, payload))  # C loops: this runs for every POST
-        except (KeyError, TypeError, IndexError):
-            return None
-        if len(names) == 1:
-            rows = [(value,) for value in rows]
-        if not set(map(type, itertools.chain.from_iterable(rows))) <= PLAIN_NUMBERS:
-            return None
-        try:
-            X = np.array(rows, dtype=float)
-        except (OverflowError, ValueError):
-            return None
-        if not np.isfinite(X).all():
-            return None
-        if self._needs_frame(model):
+        """All-float samples in one numpy call (:func:`.fields.float_rows`), or ``None``."""
+        X = field_rules.float_rows(self._names, payload)
+        if X is not None and self._needs_frame(model):
             import pandas as pd
 
-            return pd.DataFrame(X, columns=names)
+            return pd.DataFrame(X, columns=self._names)
         return X
 
     def _needs_frame(self, model) -> bool:
@@ -348,8 +341,13 @@ class PredictService(PredictServiceInterface):
             return pd.DataFrame(samples, columns=self._names)
         return np.array(samples, dtype=float if self._numeric else object)
 
-    def _call_model(self, model, X, params: dict):
+    def matrix(self, model: Any, samples: list) -> Any:
+        """The model input (array or ``DataFrame``) of converted ``samples``."""
+        return self._matrix(model, samples)
+
+    def call_model(self, model: Any, X: Any, params: Mapping[str, Any] | None = None) -> Any:
         """:meth:`predict`, merged with concurrent requests when batching is on."""
+        params = dict(params or {})
         batcher = getattr(self, "_batcher", None)
         if batcher is None or params:
             return self._predict_observed(model, X, **params)
@@ -399,6 +397,14 @@ class PredictService(PredictServiceInterface):
         return web.error_response(exc, self._metadata())
 
 
+class Inputs(NamedTuple):
+    """One request's model input, as :meth:`PredictService.parse` read it."""
+
+    X: Any  #: the samples as the model takes them (array or ``DataFrame``)
+    single: bool  #: a GET's one sample (answered with one result, not a list)
+    params: dict[str, Any]  #: the service's ``params`` present in the request
+
+
 class _ModelMisfit(ConfigError):
     """The served model does not fit a predict service's mapping: 503 until fixed."""
 
@@ -417,7 +423,7 @@ def _ref(model):
         return functools.partial(_same, model)
 
 
-def _label_rows(model, proba):
+def label_rows(model: Any, proba: Any) -> list:
     """``predict_proba`` rows as ``{class label: probability}`` dicts."""
     rows = proba.tolist() if hasattr(proba, "tolist") else [list(row) for row in proba]
     classes = getattr(model, "classes_", None)
