@@ -21,23 +21,28 @@ the op store, the online learners (through ``Database.engine()``) and the
   naming the parameter (and never showing its password).
 
 :func:`describe_url` and :func:`redact_url` are how every URL is shown in
-messages and logs: with its password replaced by ``***``.
+messages and logs: with its password replaced by ``***``. :func:`create_tables`
+is how every room creates its tables in a database several processes share.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .config.files import resolve_sqlite_url
-from .errors import ConfigError
+from .errors import ConfigError, PersistenceError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Engine
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import URL, Connection, Engine
 
-__all__ = ["create_engine", "usable_driver", "describe_url", "redact_url"]
+__all__ = ["create_engine", "create_tables", "usable_driver", "describe_url", "redact_url"]
+
+_CREATE_ATTEMPTS = 3
 
 SQLITE_TIMEOUT = 60  # seconds SQLite waits for another connection's write lock
 CONNECT_TIMEOUT = 10  # seconds PostgreSQL may take to accept a connection
@@ -126,3 +131,39 @@ def redact_url(text: str) -> str:
     such as a driver's exception text.
     """
     return _CREDENTIALS.sub(r"\g<head>:***@", text)
+
+
+def create_tables(
+    metadata: MetaData,
+    engine: Engine,
+    *,
+    what: str,
+    then: Callable[[Connection], Any] | None = None,
+) -> None:
+    """Create the tables of ``metadata`` that do not exist yet, then run ``then(conn)``.
+
+    Workers of one server start together and each creates the tables it
+    needs: two of them may both find a table missing, and PostgreSQL then
+    refuses the second ``CREATE TABLE`` (a unique-key error on its catalog).
+    Such a clash is tried again, a few times; what still fails is a
+    :class:`~pipeforge.errors.PersistenceError` naming ``what`` (e.g. "the
+    prediction log's tables") and the database, without its password.
+    """
+    import sqlalchemy as sa
+
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            if then is not None:
+                with engine.begin() as conn:
+                    then(conn)
+            return
+        except sa.exc.SQLAlchemyError as exc:
+            if attempt == _CREATE_ATTEMPTS - 1:
+                cause = getattr(exc, "orig", None) or exc
+                first_line = str(cause).strip().splitlines()[:1]
+                raise PersistenceError(
+                    f"cannot create {what} in {describe_url(engine.url)}: "
+                    f"{type(cause).__name__}: {redact_url(''.join(first_line))}"
+                ) from exc
+            time.sleep(0.05 * (attempt + 1))  # let the other process finish its CREATE

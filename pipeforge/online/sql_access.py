@@ -23,11 +23,11 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ConfigError, PersistenceError
+from ..sql import create_tables
 from .errors import Outage, StoreError
 from .sql_folded import Folded, rollback
 
@@ -213,16 +213,9 @@ class SQLAccess:
         )
         # Tables made before the index existed get it too (the sweep of expired ids needs it).
         index = f"CREATE INDEX IF NOT EXISTS {p}pending_created ON {p}pending (created)"
-        for attempt in range(3):  # another process may be creating them at the same moment
-            try:
-                md.create_all(engine)
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(index)
-                break
-            except sa.exc.SQLAlchemyError:
-                if attempt == 2:
-                    raise
-                time.sleep(0.1)
+        create_tables(
+            md, engine, what="the online store's tables", then=lambda c: c.exec_driver_sql(index)
+        )
         if engine.dialect.name == "sqlite":
             with engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")

@@ -22,6 +22,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PersistenceError
+from ..sql import create_tables
 from .storage import db_version
 
 if TYPE_CHECKING:
@@ -81,18 +82,14 @@ class StoreTables:
             (self.counters, {"name": ADMIN_LOCK, "value": 0}),
             (self.properties, {"name": "db-version", "value": db_version()}),
         ]
-        for attempt in range(3):  # another process may be creating the same tables
-            try:
-                self.metadata.create_all(engine)
-                for table, row in seeds:
-                    with engine.begin() as conn:
-                        key = table.c.name == row["name"]
-                        if conn.execute(sa.select(table.c.name).where(key)).first() is None:
-                            conn.execute(table.insert().values(**row))
-                return
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
-                if attempt == 2:
-                    raise
+
+        def seed(conn: Connection) -> None:
+            for table, row in seeds:
+                key = table.c.name == row["name"]
+                if conn.execute(sa.select(table.c.name).where(key)).first() is None:
+                    conn.execute(table.insert().values(**row))
+
+        create_tables(self.metadata, engine, what="the model store's tables", then=seed)
 
     # -- counters -------------------------------------------------------------
 

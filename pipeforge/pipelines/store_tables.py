@@ -15,8 +15,8 @@ import datetime
 import threading
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, PersistenceError
-from ..sql import create_engine
+from ..errors import ConfigError
+from ..sql import create_engine, create_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -76,15 +76,7 @@ class StoreTables:
             )
         engine = create_engine(self.url, here=self.__dict__.get("_here"), owner="OpStore")
         tables = _tables(sa, self.table_prefix)
-        for attempt in range(2):  # two processes may race to create the tables
-            try:
-                tables["meta"].create_all(engine, checkfirst=True)
-                break
-            except sa.exc.SQLAlchemyError as exc:
-                if attempt:
-                    raise PersistenceError(
-                        f"cannot create the op store tables at {engine.url!r}: {exc}"
-                    ) from exc
+        create_tables(tables["meta"], engine, what="the op store's tables")
         return engine, tables
 
     def engine(self) -> Engine:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PersistenceError, VersionError
+from ..sql import create_tables
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -70,13 +71,7 @@ def _table(store: OpStore) -> tuple[Engine, sa.Table]:
         sa.Column("versions", sa.Text, nullable=False),
         sa.Column("created", sa.String(40), nullable=False),
     )
-    for attempt in range(2):  # two processes may race to create it
-        try:
-            meta.create_all(engine, checkfirst=True)
-            break
-        except sa.exc.SQLAlchemyError as exc:
-            if attempt:
-                raise PersistenceError(f"cannot create {table.name!r}: {exc}") from exc
+    create_tables(meta, engine, what=f"the table {table.name!r}")
     cached = store.__dict__["_loaded_table"] = (engine, table)
     return cached
 
