@@ -13,7 +13,9 @@ and also from the builtin a caller would naturally catch::
     │   │   └── UnmigratedStoreError            the store holds Palladium's models, not imported
     │   ├── ModelWriteError                     a model could not be stored
     │   ├── StoreUnavailableError (503)         the store cannot be read now; retried
-    │   └── ActiveModelError (409)              deleting the active model needs force
+    │   ├── UntrustedModelError (503)           a stored model fails its check; never loaded
+    │   ├── ActiveModelError (409)              deleting the active model needs force
+    │   └── UnknownAliasError (LookupError, 404) no version carries that alias
     ├── DataError                        a dataset could not be loaded
     ├── PredictError                     a model refused to predict
     ├── RequestError (ValueError)        an HTTP request was malformed (400)
@@ -39,7 +41,9 @@ __all__ = [
     "UnmigratedStoreError",
     "ModelWriteError",
     "StoreUnavailableError",
+    "UntrustedModelError",
     "ActiveModelError",
+    "UnknownAliasError",
     "DataError",
     "PredictError",
     "RequestError",
@@ -142,6 +146,19 @@ class StoreUnavailableError(PersistenceError):
     http_status = 503
 
 
+class UntrustedModelError(PersistenceError):
+    """A stored model is refused before it is loaded: it was not unpickled.
+
+    Its stored bytes do not match the digest recorded when it was written
+    (changed, or written by someone without the model key), it carries no
+    digest while a model key is set, or, in skops format, it holds types
+    the allow-list does not trust. The web service answers 503: the model
+    is not available.
+    """
+
+    http_status = 503
+
+
 class ActiveModelError(PersistenceError):
     """A version cannot be deleted because it is the active model (unless forced).
 
@@ -149,6 +166,15 @@ class ActiveModelError(PersistenceError):
     """
 
     http_status = 409
+
+
+class UnknownAliasError(PersistenceError, LookupError):
+    """No stored version carries the alias asked for (``pf-admin alias`` sets one).
+
+    The web service answers it with 404.
+    """
+
+    http_status = 404
 
 
 class DataError(PipeforgeError):

@@ -106,6 +106,12 @@ def test_pf_upgrade_imports_versions_metadata_and_active_model(kind, palladium_p
     assert f"versions {versions_text(store.versions)} (active: {store.active})" in out
 
     imported = listing(capsys)
+    digests = [m.pop("model_digest") for m in imported["models"]]  # pf-upgrade adds them
+    # pf-list adds each version's aliases and live score (no prediction log here: none)
+    aliases = {m["version"]: m.pop("aliases") for m in imported["models"]}
+    assert {v: a for v, a in aliases.items() if a} == {int(store.active): ["active"]}
+    assert [m.pop("live_score") for m in imported["models"]] == [None] * len(aliases)
+    assert all(d.startswith("sha256:") for d in digests) and len(set(digests)) == len(digests)
     assert imported["models"] == store.listing["models"]
     assert imported["properties"]["active-model"] == store.active
     assert imported["properties"]["db-version"] == __version__
@@ -113,7 +119,11 @@ def test_pf_upgrade_imports_versions_metadata_and_active_model(kind, palladium_p
     # idempotent: nothing more to import, nothing changed
     code, out, err = run(scripts.upgrade_main, [], capsys)
     assert (code, out) == (0, "Nothing to upgrade\n"), err
-    assert listing(capsys) == imported
+    again = listing(capsys)
+    assert [m.pop("model_digest") for m in again["models"]] == digests
+    assert {m["version"]: m.pop("aliases") for m in again["models"]} == aliases
+    assert [m.pop("live_score") for m in again["models"]] == [None] * len(aliases)
+    assert again == imported
 
     # Palladium's models score as Palladium scored them
     newest = store.listing["models"][-1]
@@ -211,6 +221,7 @@ def test_served_by_gunicorn_once_imported(kind, palladium_project, gunicorn_serv
     assert [(status, body["result"]) for status, body in answers] == [(200, "Iris-setosa")] * 8
     status, body = get(f"{url}/alive")
     assert status == 200, body
+    assert body["model"]["metadata"].pop("model_digest").startswith("sha256:")
     assert body["model"]["metadata"] == store.listing["models"][store.versions.index(2)]
 
 

@@ -1,6 +1,7 @@
 """Pickled models as compressed chunks of bytes, and back, without a second full copy.
 
-Models are pickled (pickle protocol 5 by default, or joblib) straight into a
+Models are pickled (pickle protocol 5 by default, or joblib, or written in
+skops format, see :mod:`~pipeforge.persistence.skops_format`) straight into a
 compressing stream that hands out fixed-size chunks (rows of a table, blocks
 of a file), and read back through a stream that inflates those chunks
 lazily, so neither direction ever holds a second full copy of the model.
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = [
     "dump_chunks",
     "load_chunks",
+    "serialize",
+    "deserialize",
     "ChunkSink",
     "ChunkSource",
     "COMPRESSIONS",
@@ -69,6 +72,7 @@ class ChunkSink(io.RawIOBase):
             self._pool = ThreadPoolExecutor(2, "pipeforge-compress")
         self.count = 0
         self.stored_bytes = 0
+        self.digest: str | None = None  # set by whoever hashed the chunks emitted
 
     def writable(self) -> bool:
         return True
@@ -193,36 +197,69 @@ class ChunkSource(io.RawIOBase):
         return True
 
 
-def dump_chunks(
-    obj: Any, emit: Emit, chunk_size: int, level: int, pickler: str = "pickle"
-) -> ChunkSink:
-    """Pickle ``obj`` straight into compressed chunks handed to ``emit(index, chunk)``.
+def serialize(obj: Any, stream: Any, fmt: str = "pickle", trusted: Iterable[str] = ()) -> None:
+    """Write ``obj`` to ``stream`` as ``fmt``: ``"pickle"``, ``"joblib"`` or ``"skops"``."""
+    if fmt == "joblib":
+        import joblib
 
-    Returns the finished sink (``count`` chunks, ``stored_bytes`` in all).
-    """
-    with ChunkSink(emit, chunk_size, level) as sink:
-        if pickler == "joblib":
-            import joblib
+        joblib.dump(obj, stream)
+    elif fmt == "skops":
+        from .skops_format import dump_skops
 
-            joblib.dump(obj, sink)
-        else:
-            pickle.dump(obj, sink, protocol=5)
-        sink.finish()
-    return sink
+        dump_skops(obj, stream, list(trusted))
+    else:
+        pickle.dump(obj, stream, protocol=5)
 
 
-def load_chunks(chunks: Iterable[bytes], compression: bool | str, pickler: str = "pickle") -> Any:
-    """Unpickle from an iterable of stored chunks, inflating them lazily.
-
-    ``compression`` is ``"zlib"``, ``"gzip"`` or ``"none"`` (``True``/``False``
-    for zlib or nothing).
-    """
-    reader = io.BufferedReader(ChunkSource(chunks, compression), buffer_size=BLOCK)
-    if pickler == "joblib":
+def deserialize(
+    reader: Any, fmt: str = "pickle", trusted: Iterable[str] = (), version: int | None = None
+) -> Any:
+    """Read an object written by :func:`serialize` as ``fmt`` from ``reader``."""
+    if fmt == "joblib":
         import joblib
 
         obj = joblib.load(reader)
+    elif fmt == "skops":
+        from .skops_format import load_skops
+
+        obj = load_skops(reader, list(trusted), version)
     else:
         obj = pickle.load(reader)
     trim_heap()
     return obj
+
+
+def dump_chunks(
+    obj: Any,
+    emit: Emit,
+    chunk_size: int,
+    level: int,
+    pickler: str = "pickle",
+    trusted: Iterable[str] = (),
+) -> ChunkSink:
+    """Serialize ``obj`` (pickle, joblib or skops) straight into compressed chunks for ``emit``.
+
+    ``emit(index, chunk)`` gets each chunk. Returns the finished sink
+    (``count`` chunks, ``stored_bytes`` in all).
+    """
+    with ChunkSink(emit, chunk_size, level) as sink:
+        serialize(obj, sink, pickler, trusted)
+        sink.finish()
+    return sink
+
+
+def load_chunks(
+    chunks: Iterable[bytes],
+    compression: bool | str,
+    pickler: str = "pickle",
+    trusted: Iterable[str] = (),
+    version: int | None = None,
+) -> Any:
+    """Deserialize from an iterable of stored chunks, inflating them lazily.
+
+    ``compression`` is ``"zlib"``, ``"gzip"`` or ``"none"`` (``True``/``False``
+    for zlib or nothing); ``pickler`` the format (``"pickle"``, ``"joblib"``,
+    ``"skops"``, whose ``trusted`` types extend skops' own).
+    """
+    reader = io.BufferedReader(ChunkSource(chunks, compression), buffer_size=BLOCK)
+    return deserialize(reader, pickler, trusted, version)

@@ -22,12 +22,14 @@ an in-process cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..config.files import path_base
@@ -39,12 +41,14 @@ from ..errors import (
     UnknownVersionError,
     UnmigratedStoreError,
 )
+from ..release.aliases import pointing_at
 from ..sql import create_engine, describe_url
 from .palladium_stores import PalladiumTables, report_import, unmigrated_message
 from .storage import (
     DEFAULT_COMPRESS,
     NO_ACTIVE,
     PersisterBase,
+    Stored,
     as_version,
     json_default,
     warn_library_mismatch,
@@ -88,6 +92,9 @@ class Database(PersisterBase):
         poolclass: Any = None,
         pickler: str = "pickle",
         engine_options: dict[str, Any] | None = None,
+        format: str = "pickle",
+        trusted_types: list[str] | None = None,
+        allow_pickle: bool | None = None,
     ):
         self.url = url
         self.chunk_size = chunk_size
@@ -96,6 +103,9 @@ class Database(PersisterBase):
         self.poolclass = poolclass
         self.pickler = pickler
         self.engine_options = engine_options
+        self.format = format
+        self.trusted_types = trusted_types
+        self.allow_pickle = allow_pickle
         self._state_lock = threading.Lock()
         self._engine: Engine | None = None
         self._pid: int | None = None
@@ -189,9 +199,11 @@ class Database(PersisterBase):
                 unmigrated_message(self._describe(), pending, palladium.properties(conn))
             )
 
-    def _set_property(self, name: str, value: str) -> None:
+    def _set_property(self, name: str, value: str | None, version: int | None = None) -> None:
         with self._connect().begin() as conn:
             self._tables.lock(conn)
+            if version is not None:  # an alias: only while its version is stored
+                self._resolve(version, self._tables.versions(conn))
             self._tables.put_property(conn, name, value)
 
     # -- ModelPersister --------------------------------------------------
@@ -209,7 +221,8 @@ class Database(PersisterBase):
                     tables.add_chunk(conn, version, idx, data)
 
                 try:
-                    sink = self._dump(model, emit, self.chunk_size)
+                    sink = self._dump(model, emit, self.chunk_size, version)
+                    self._record_digest(model, metadata, sink.digest)
                     text = json.dumps(metadata, default=json_default)
                 except Exception as exc:
                     raise ModelWriteError(f"cannot store model: {exc}") from exc
@@ -219,7 +232,7 @@ class Database(PersisterBase):
                     text,
                     chunks=sink.count,
                     stored_bytes=sink.stored_bytes,
-                    pickler=self.pickler,
+                    pickler=self._format(),
                     compression="zlib" if self._level else "none",
                 )
         except BaseException:
@@ -263,7 +276,22 @@ class Database(PersisterBase):
                         raise PersistenceError(f"model version {number} lost chunk {idx}")
                     yield data
 
-            return self._load(pieces(), row.compression, row.pickler)
+            return self._load(pieces(), row.compression, row.pickler, number, metadata)
+
+    @contextlib.contextmanager
+    def _stored(self, version: int) -> Iterator[Stored]:
+        """Model ``version``'s stored bytes, as pf-upgrade hashes them."""
+        import sqlalchemy as sa
+
+        with self._connect().connect() as conn:  # the chunks are read whole: pf-upgrade only
+            t = self._tables
+            row = conn.execute(sa.select(t.models).where(t.models.c.version == version)).one()
+            query = sa.select(t.chunks.c.data).where(t.chunks.c.version == version)
+            yield (
+                row.pickler,
+                row.compression,
+                (r[0] for r in conn.execute(query.order_by(t.chunks.c.idx))),
+            )
 
     def activate(self, version: int | str) -> None:
         with self._connect().begin() as conn:
@@ -284,8 +312,10 @@ class Database(PersisterBase):
             number = self._resolve(version, tables.versions(conn))
             conn.execute(sa.delete(tables.chunks).where(tables.chunks.c.version == number))
             conn.execute(sa.delete(tables.models).where(tables.models.c.version == number))
-            if tables.get_property(conn, "active-model") == str(number):
-                tables.put_property(conn, "active-model", None)
+            props = tables.properties
+            named = {n: v for n, v in conn.execute(sa.select(props.c.name, props.c.value))}
+            for name in pointing_at(named, number):  # the active model and other aliases
+                tables.put_property(conn, name, None)
 
     def list_models(self) -> list[dict]:
         import sqlalchemy as sa

@@ -25,6 +25,7 @@ from ..errors import (
     PersistenceError,
     UnmigratedStoreError,
 )
+from ..release.aliases import pointing_at
 from .chunks import BLOCK, COMPRESSIONS
 from .palladium_stores import (
     PalladiumFiles,
@@ -36,6 +37,7 @@ from .storage import (
     DEFAULT_COMPRESS,
     NO_ACTIVE,
     PersisterBase,
+    Stored,
     db_version,
     json_default,
     temp_name,
@@ -76,10 +78,16 @@ class File(PersisterBase):
         path: str = "model-{version}.pickle",
         compress: int | bool = DEFAULT_COMPRESS,
         pickler: str = "pickle",
+        format: str = "pickle",
+        trusted_types: list[str] | None = None,
+        allow_pickle: bool | None = None,
     ):
         self.path = path
         self.compress = compress
         self.pickler = pickler
+        self.format = format
+        self.trusted_types = trusted_types
+        self.allow_pickle = allow_pickle
         self._checked = False
         self._here: str | None = None
 
@@ -180,8 +188,10 @@ class File(PersisterBase):
     def _props(self) -> dict:
         return self._load_json("properties", None) or {"db-version": db_version()}
 
-    def _set_property(self, name: str, value: str | None) -> None:
+    def _set_property(self, name: str, value: str | None, version: int | None = None) -> None:
         with self._locked():
+            if version is not None:  # an alias: only while its version is stored
+                self._resolve(version, [m["version"] for m in self._load_json("metadata", [])])
             props = self._props()
             if value is None:
                 props.pop(name, None)
@@ -204,9 +214,10 @@ class File(PersisterBase):
                 metadata = self._annotate(model, version)
                 with open(tmp, "xb") as handle:
                     compression = "zlib" if self._level else "none"
-                    handle.write(_header(self.pickler, compression))
+                    handle.write(_header(self._format(), compression))
                     try:
-                        self._dump(model, lambda _, data: handle.write(data), BLOCK)
+                        sink = self._dump(model, lambda _, data: handle.write(data), BLOCK, version)
+                        self._record_digest(model, metadata, sink.digest)
                         json.dumps(metadata, default=json_default)
                     except Exception as exc:
                         raise ModelWriteError(f"cannot store model: {exc}") from exc
@@ -233,11 +244,17 @@ class File(PersisterBase):
         models = {m["version"]: m for m in self._load_json("metadata", [])}
         number = self._resolve(version, models)
         warn_library_mismatch(models[number], number)
+        with self._stored(number) as (fmt, compression, chunks):
+            return self._load(chunks, compression, fmt, number, models[number])
+
+    @contextlib.contextmanager
+    def _stored(self, version: int) -> Iterator[Stored]:
+        """Model ``version``'s stored bytes: its file after the header line."""
         try:
-            handle = open(self._file(number), "rb")
+            handle = open(self._file(version), "rb")
         except FileNotFoundError as exc:
             raise PersistenceError(
-                f"model version {number} is listed but {exc.filename} is missing"
+                f"model version {version} is listed but {exc.filename} is missing"
             ) from exc
         with handle:
             header = handle.readline().decode("ascii", "replace").split()
@@ -246,9 +263,8 @@ class File(PersisterBase):
                 or len(header) != 4
                 or header[3] not in COMPRESSIONS
             ):
-                raise PersistenceError(f"{self._file(number)} is not a pipeforge model file")
-            chunks = iter(lambda: handle.read(BLOCK), b"")
-            return self._load(chunks, header[3], header[2])
+                raise PersistenceError(f"{self._file(version)} is not a pipeforge model file")
+            yield header[2], header[3], iter(lambda: handle.read(BLOCK), b"")
 
     def activate(self, version: int | str) -> None:
         with self._locked():
@@ -266,8 +282,10 @@ class File(PersisterBase):
             number = self._resolve(version, [m["version"] for m in models])
             self._save_json("metadata", [m for m in models if m["version"] != number])
             props = self._props()
-            if props.get("active-model") == str(number):
-                del props["active-model"]
+            named = pointing_at(props, number)  # the active model and other aliases
+            for name in named:
+                del props[name]
+            if named:
                 self._save_json("properties", props)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._file(number))

@@ -23,22 +23,27 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import gzip
 import json
 import logging
 import os
 import pickle
 import tempfile
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from ..config.files import path_base, resolve_path
 from ..errors import ConfigError, ModelWriteError, NoModelError, PersistenceError
+from ..interfaces import annotate
+from ..release.aliases import pointing_at
 from ..sql import redact_url
-from .chunks import trim_heap
+from .chunks import BLOCK
 from .storage import (
     DEFAULT_COMPRESS,
     NO_ACTIVE,
     PersisterBase,
+    SignedChange,
+    Stored,
     db_version,
     json_default,
     temp_name,
@@ -49,6 +54,8 @@ from .upgrade import UpgradeSteps
 __all__ = ["FileLikeIO", "FileIO", "RestIO", "FileLike", "Rest"]
 
 logger = logging.getLogger(__name__)
+
+_FORMAT_KEY = "model_format"  # in a model's metadata: how its file was written, if not pickled
 
 
 class FileLikeIO(abc.ABC):
@@ -181,11 +188,17 @@ class FileLike(PersisterBase):
         io: FileLikeIO,
         compress: int | bool = DEFAULT_COMPRESS,
         pickler: str = "pickle",
+        format: str = "pickle",
+        trusted_types: list[str] | None = None,
+        allow_pickle: bool | None = None,
     ):
         self.path = path
         self.io = io
         self.compress = compress
         self.pickler = pickler
+        self.format = format
+        self.trusted_types = trusted_types
+        self.allow_pickle = allow_pickle
         self._here: str | None = None
 
     def initialize_component(self, config: Any) -> None:
@@ -247,8 +260,10 @@ class FileLike(PersisterBase):
         with self.io.open(self._metadata_file(), "wb") as handle:
             handle.write(text)
 
-    def _set_property(self, name: str, value: str | None) -> None:
+    def _set_property(self, name: str, value: str | None, version: int | None = None) -> None:
         data = self._read_metadata()
+        if version is not None:  # an alias: only while its version is stored
+            self._resolve(version, [m["version"] for m in data["models"]])
         if value is None:
             data["properties"].pop(name, None)
         else:
@@ -265,12 +280,13 @@ class FileLike(PersisterBase):
             metadata = self._annotate(model, version)
             json.dumps(metadata, default=json_default)
             with self.io.open(target, "wb") as handle:
-                level = self._level or 0
-                with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=level) as packed:
-                    try:
-                        self._pickle(model, packed)
-                    except Exception as exc:
-                        raise ModelWriteError(f"cannot store model: {exc}") from exc
+                try:
+                    digest = self._dump_gzip(model, handle, version)
+                except Exception as exc:
+                    raise ModelWriteError(f"cannot store model: {exc}") from exc
+            if self._format() == "skops":  # the file does not say; its digest covers it
+                metadata[_FORMAT_KEY] = annotate(model, {_FORMAT_KEY: "skops"})[_FORMAT_KEY]
+            self._record_digest(model, metadata, digest)
             data["models"].append(metadata)
             data["last-version"] = version
             try:
@@ -285,14 +301,6 @@ class FileLike(PersisterBase):
         logger.info("stored model version %d in %s", version, redact_url(target))
         return version
 
-    def _pickle(self, model, stream) -> None:
-        if self.pickler == "joblib":
-            import joblib
-
-            joblib.dump(model, stream)
-        else:
-            pickle.dump(model, stream, protocol=5)
-
     def read(self, version: int | str | None = None) -> Any:
         data = self._read_metadata()
         if version is None:
@@ -304,24 +312,33 @@ class FileLike(PersisterBase):
         warn_library_mismatch(models[number], number)
         source = self._model_file(number)
         try:
-            with self.io.open(source, "rb") as handle, gzip.GzipFile(fileobj=handle) as packed:
-                if self.pickler == "joblib":
-                    import joblib
-
-                    model = joblib.load(packed)
-                else:
-                    model = pickle.load(packed)
+            with self._stored(number, models[number]) as (fmt, compression, chunks):
+                return self._load(chunks, compression, fmt, number, models[number])
         except FileNotFoundError as exc:
             raise PersistenceError(
                 f"model version {number} is listed but {redact_url(source)} is missing"
             ) from exc
-        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        except (OSError, EOFError, zlib.error, pickle.UnpicklingError) as exc:
             raise PersistenceError(
                 f"cannot read model version {number} from {redact_url(source)}: "
                 f"{redact_url(str(exc))}"
             ) from exc
-        trim_heap()
-        return model
+
+    @contextlib.contextmanager
+    def _stored(self, version: int, metadata: dict | None = None) -> Iterator[Stored]:
+        """Model ``version``'s stored bytes: its gzip file as it is."""
+        if metadata is None:
+            metadata = next(m for m in self.list_models() if m["version"] == version)
+        fmt = metadata.get(_FORMAT_KEY, self.pickler)
+        with self.io.open(self._model_file(version), "rb") as handle:
+            yield fmt, "gzip", iter(lambda: handle.read(BLOCK), b"")
+
+    def _record_digests(self, changes: dict[int, SignedChange]) -> None:
+        data = self._read_metadata()
+        for entry in data["models"]:
+            if entry["version"] in changes:
+                entry.update(changes[entry["version"]])
+        self._write_metadata(data)
 
     def activate(self, version: int | str) -> None:
         data = self._read_metadata()
@@ -334,14 +351,23 @@ class FileLike(PersisterBase):
         number = self._resolve(version, [m["version"] for m in data["models"]])
         data["models"] = [m for m in data["models"] if m["version"] != number]
         data["last-version"] = max(int(data.get("last-version", 0)), number)
-        if data["properties"].get("active-model") == str(number):
-            del data["properties"]["active-model"]
+        for name in pointing_at(data["properties"], number):  # the active model, other aliases
+            del data["properties"][name]
         self._write_metadata(data)
         with contextlib.suppress(FileNotFoundError):
             self.io.remove(self._model_file(number))
 
     def list_models(self) -> list[dict]:
         return sorted(self._read_metadata()["models"], key=lambda m: m["version"])
+
+    def update_metadata(self, version: int | str, changes: dict) -> dict:
+        """Merge ``changes`` into the stored metadata of ``version`` (scores, tags)."""
+        data = self._read_metadata()
+        number = self._resolve(version, [m["version"] for m in data["models"]])
+        index = next(i for i, m in enumerate(data["models"]) if m["version"] == number)
+        data["models"][index] = self._merged(data["models"][index], changes)
+        self._write_metadata(data)
+        return data["models"][index]
 
     def list_properties(self) -> dict[str, str]:
         return {k: str(v) for k, v in self._read_metadata()["properties"].items()}
@@ -357,8 +383,19 @@ class Rest(FileLike):
         compress: int | bool = DEFAULT_COMPRESS,
         pickler: str = "pickle",
         timeout: float = 60.0,
+        format: str = "pickle",
+        trusted_types: list[str] | None = None,
+        allow_pickle: bool | None = None,
     ):
-        super().__init__(url, RestIO(auth, timeout=timeout), compress=compress, pickler=pickler)
+        super().__init__(
+            url,
+            RestIO(auth, timeout=timeout),
+            compress=compress,
+            pickler=pickler,
+            format=format,
+            trusted_types=trusted_types,
+            allow_pickle=allow_pickle,
+        )
         self.url = url
         self.auth = auth
         self.timeout = timeout

@@ -1,10 +1,14 @@
 """What every built-in persister shares: parameters, metadata, version numbers, upgrades.
 
-:class:`PersisterBase` checks the ``compress`` and ``pickler`` parameters,
-annotates a model with its version, timestamp and library versions before
-it is stored (and takes that back if storing fails), streams models through
-:mod:`~pipeforge.persistence.chunks`, and runs ``upgrade()``: Palladium's
-models first, then the upgrade steps, then the new ``db-version``. The
+:class:`PersisterBase` checks the ``compress``, ``pickler``, ``format``,
+``trusted_types`` and ``allow_pickle`` parameters, annotates a model with
+its version, timestamp and library versions before it is stored (and takes
+that back if storing fails), streams models through
+:mod:`~pipeforge.persistence.chunks` (pickle, joblib or skops), records the
+digest of the stored bytes and checks it before loading (see
+:mod:`~pipeforge.persistence.integrity`), and runs ``upgrade()``:
+Palladium's models first, then the upgrade steps, then the digests of
+models stored without one, then the new ``db-version``. The
 functions beside it are the small rules every persister follows (what a
 version number is, how metadata becomes JSON, where a file is written
 before it is moved into place).
@@ -13,15 +17,26 @@ before it is moved into place).
 from __future__ import annotations
 
 import contextlib
+import gzip
 import numbers
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import ConfigError, UnknownVersionError
+from ..errors import ConfigError, UnknownVersionError, UntrustedModelError
 from ..interfaces import ModelPersister, annotate
-from .chunks import ChunkSink, dump_chunks, load_chunks
+from .chunks import ChunkSink, dump_chunks, load_chunks, serialize
+from .integrity import (
+    DIGEST_KEY,
+    HashingWriter,
+    Signer,
+    admit,
+    checked_copy,
+    model_key,
+    read_pieces,
+)
 from .upgrade import UpgradeSteps, check_target, new_stamp
 
 __all__ = [
@@ -36,10 +51,16 @@ __all__ = [
     "json_default",
     "as_version",
     "temp_name",
+    "FORMATS",
+    "Stored",
+    "SignedChange",
 ]
 
 DEFAULT_COMPRESS = 1
 PICKLERS = ("joblib", "pickle")
+FORMATS = ("pickle", "skops")
+#: what a persister's ``_stored(version)`` yields: (format, compression, chunks of stored bytes)
+Stored = tuple[str, str, Iterable[bytes]]
 NO_ACTIVE = "no active model; fit one with pf-fit or activate one with pf-admin activate"
 
 
@@ -112,10 +133,29 @@ class PersisterBase(ModelPersister):
     #: the constructor parameters every built-in persister has
     compress: int | bool
     pickler: str
+    #: ``"skops"`` stores models in skops format; ``"pickle"`` with ``pickler``
+    format: str = "pickle"
+    #: type names skops may build beyond its own trusted ones
+    trusted_types: list[str] | None = None
+    #: whether pickled models are loaded; ``None``: unless ``format`` is ``"skops"``
+    allow_pickle: bool | None = None
     _level: int  # the zlib level ``compress`` stands for, set by _check_common
 
     def _check_common(self) -> None:
+        from .skops_format import check_trusted_types
+
         name = type(self).__name__
+        if self.format not in FORMATS:
+            raise ConfigError(
+                f"parameter 'format' of {name} must be one of {', '.join(FORMATS)}; "
+                f"got {self.format!r} instead"
+            )
+        check_trusted_types(self.trusted_types, name)
+        if self.allow_pickle is not None and not isinstance(self.allow_pickle, bool):
+            raise ConfigError(
+                f"parameter 'allow_pickle' of {name} must be true or false; "
+                f"got {self.allow_pickle!r} instead"
+            )
         level = self.compress
         if isinstance(level, bool):
             level = DEFAULT_COMPRESS if level else 0
@@ -134,6 +174,10 @@ class PersisterBase(ModelPersister):
     @staticmethod
     def _annotate(model, version: int) -> dict:
         current = dict(getattr(model, "__metadata__", None) or {})
+        if isinstance(getattr(model, "__metadata__", None), dict):
+            for stale in (DIGEST_KEY, "model_format"):  # what another stored copy recorded
+                model.__metadata__.pop(stale, None)
+                current.pop(stale, None)
         info = {
             "version": version,
             "train_timestamp": current.get("train_timestamp")
@@ -155,12 +199,88 @@ class PersisterBase(ModelPersister):
             else:
                 model.__metadata__ = saved
 
-    def _dump(self, model, emit, chunk_size: int) -> ChunkSink:
-        return dump_chunks(model, emit, chunk_size, self._level, self.pickler)
+    def _format(self) -> str:
+        """The format models are written in: ``skops``, or the ``pickler``."""
+        return "skops" if self.format == "skops" else self.pickler
+
+    def _trusted(self) -> list[str]:
+        return list(self.trusted_types or [])
+
+    def _dump(self, model, emit, chunk_size: int, version: int | None = None) -> ChunkSink:
+        """Serialize ``model`` into chunks for ``emit``; with ``version``, ``sink.digest`` is set."""
+        compression = "zlib" if self._level else "none"
+        if version is None:
+            return dump_chunks(model, emit, chunk_size, self._level, self._format())
+        signer = Signer(model_key(), version, self._format(), compression)
+
+        def hashed(index: int, chunk: bytes) -> Any:
+            signer.update(chunk)
+            return emit(index, chunk)
+
+        sink = dump_chunks(model, hashed, chunk_size, self._level, self._format(), self._trusted())
+        sink.digest = signer.digest()
+        return sink
+
+    def _dump_gzip(self, model, handle, version: int) -> str:
+        """Write ``model`` gzipped to the binary ``handle``; return the digest of what was written."""
+        signer = Signer(model_key(), version, self._format(), "gzip")
+        level = self._level or 0
+        with gzip.GzipFile(
+            fileobj=HashingWriter(handle, signer), mode="wb", compresslevel=level
+        ) as packed:
+            serialize(model, packed, self._format(), self._trusted())
+        return signer.digest()
 
     @staticmethod
-    def _load(chunks, compression: str, pickler: str):
-        return load_chunks(chunks, compression, pickler)
+    def _record_digest(model, metadata: dict, digest: str | None) -> None:
+        """Note the stored copy's ``digest`` in ``metadata`` and on ``model``."""
+        if digest is not None:
+            metadata[DIGEST_KEY] = digest
+            annotate(model, {DIGEST_KEY: digest})
+
+    def _load(
+        self,
+        chunks: Iterable[bytes],
+        compression: str,
+        pickler: str,
+        version: int | None = None,
+        metadata: dict | None = None,
+    ) -> Any:
+        """The model from its stored ``chunks``, its digest checked first (with a ``version``)."""
+        if version is None:
+            return load_chunks(chunks, compression, pickler, self._trusted())
+        self._refuse_pickle(pickler, version)
+        key = model_key()
+        recorded = (metadata or {}).get(DIGEST_KEY)
+        if admit(recorded, key, version) and isinstance(recorded, str):
+            signer = Signer(key, version, pickler, compression)
+            with checked_copy(chunks, signer, recorded, version) as copy:
+                model = load_chunks(
+                    read_pieces(copy), compression, pickler, self._trusted(), version
+                )
+            annotate(model, {DIGEST_KEY: recorded})
+            return model
+        return load_chunks(chunks, compression, pickler, self._trusted(), version)
+
+    def _refuse_pickle(self, fmt: str, version: int) -> None:
+        allowed = self.allow_pickle if self.allow_pickle is not None else self.format != "skops"
+        if fmt != "skops" and not allowed:
+            raise UntrustedModelError(
+                f"model version {version} is stored as a {fmt} pickle, and this store loads "
+                f"skops files only (format: skops); refused, not loaded (fit it again, or set "
+                f"allow_pickle: true on the persister)"
+            )
+
+    def _record_digests(self, changes: dict[int, SignedChange]) -> None:
+        """Record the digests ``pf-upgrade`` computed, ``{version: SignedChange}``."""
+        for version, change in changes.items():
+            self.update_metadata(version, change)
+
+    @contextlib.contextmanager
+    def _stored(self, version: int) -> Iterator[Stored]:
+        """The stored bytes of ``version``: (format, compression, chunks); see the persisters."""
+        raise NotImplementedError
+        yield  # pragma: no cover
 
     @staticmethod
     def _resolve(version, available) -> int:
@@ -180,6 +300,9 @@ class PersisterBase(ModelPersister):
         recorded = self.list_properties().get("db-version")
         ran = self._import_foreign()
         ran += self.upgrade_steps.run(self, from_version or recorded or "0", target)
+        from .digests import add_digests
+
+        ran += add_digests(self)
         stamp = new_stamp(recorded, target)
         if stamp is not None:
             self._set_property("db-version", stamp)
@@ -189,8 +312,17 @@ class PersisterBase(ModelPersister):
         """Bring in models another program (Palladium) wrote into this store; see the persisters."""
         return []
 
-    def _set_property(self, name: str, value: str) -> None:
+    def _set_property(self, name: str, value: str | None, version: int | None = None) -> None:
         raise NotImplementedError
+
+    def set_property(self, name: str, value: str | None, *, version: int | None = None) -> None:
+        """Set the store property ``name`` (``None`` removes it) in one write.
+
+        With ``version``, only while that version is stored (else
+        :class:`~pipeforge.errors.UnknownVersionError`): aliases and traffic
+        splits are kept this way (:mod:`pipeforge.release.aliases`).
+        """
+        self._set_property(name, value, version)
 
     @staticmethod
     def _merged(current: dict, changes: dict) -> dict:
@@ -201,6 +333,14 @@ class PersisterBase(ModelPersister):
             raise TypeError(f"metadata changes must be a dict; got {type(changes).__name__}")
         if "version" in changes and changes["version"] != current.get("version"):
             raise ValueError("a stored model's version cannot be changed")
+        if DIGEST_KEY in changes and not isinstance(changes, SignedChange):
+            raise ValueError(
+                f"a stored model's {DIGEST_KEY} cannot be changed (pf-upgrade adds it)"
+            )
         merged = {**current, **changes}
         json.dumps(merged, default=json_default)
         return merged
+
+
+class SignedChange(dict):
+    """Metadata changes that may set ``model_digest`` (only ``pf-upgrade`` makes them)."""
