@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..progress import Progress
 from .queue import print_fit_outcome
 from .run import STORE_ENTRIES, existing_store, model_version_option, number_option, run_script
@@ -171,6 +171,9 @@ Uses 'model_persister' from the configuration.
 Usage:
   pf-admin activate <version> [options]
   pf-admin delete <version> [options]
+  pf-admin (alias | tag | traffic | promote) [<args>...]
+
+Aliases, tags, traffic splits and promote: pf-admin alias -h.
 
 Options:
   --force     Delete the version even if it is the active model (servers
@@ -195,7 +198,14 @@ def _admin(args, config) -> int:
 
 
 def admin_main(argv: Sequence[str] | None = None) -> int:
-    """``pf-admin``: activate or delete a stored model."""
+    """``pf-admin``: activate or delete a stored model (alias, tag, ...: :mod:`.release`)."""
+    import sys
+
+    from .release import RELEASE_COMMANDS, release_admin_main
+
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words and words[0] in RELEASE_COMMANDS:
+        return release_admin_main(words)
     return run_script(ADMIN_DOC, argv, _admin, mode="fit", entries=STORE_ENTRIES, short_lived=True)
 
 
@@ -268,21 +278,31 @@ def grid_search_main(argv: Sequence[str] | None = None) -> int:
 
 EXPORT_DOC = """Copy a model from 'model_persister' to 'model_persister_export'.
 
+With --to-mlflow, write it as an MLflow model folder instead (for
+`mlflow models serve`), its signature made from the mapping of the
+'predict_service' (or the one the model came with from MLflow).
+
 Usage:
   pf-export [options]
 
 Options:
-  --version=<v>   The version to export; default: the active model.
-  --no-activate   Do not activate the model in the export persister.
-  --debug         Show tracebacks of errors.
-  -h --help       Show this screen.
+  --version=<v>       The version to export; default: the active model.
+  --no-activate       Do not activate the model in the export persister.
+  --to-mlflow=<dir>   Write the model as the new MLflow model folder <dir>.
+  --format=<f>        The model file --to-mlflow writes: pickle (default), cloudpickle or skops.
+  --debug             Show tracebacks of errors.
+  -h --help           Show this screen.
 """
 
 
 def _export(args, config) -> int:
     source = config["model_persister"]
-    target = config["model_persister_export"]
     version = model_version_option(args["--version"], "--version")
+    if args["--to-mlflow"] is None and args["--format"] is not None:
+        raise UsageError("--format goes with --to-mlflow")
+    if args["--to-mlflow"] is not None:
+        return _export_mlflow(source.read(version=version), args, config)
+    target = config["model_persister_export"]
     model = source.read(version=version)
     from_version = getattr(model, "__metadata__", {}).get("version", version)
     new_version = target.write(model)
@@ -290,6 +310,21 @@ def _export(args, config) -> int:
         target.activate(new_version)
     note = " (not activated)" if args["--no-activate"] else ""
     print(f"Exported model version {from_version} as version {new_version}{note}")
+    return 0
+
+
+def _export_mlflow(model: Any, args: Mapping[str, Any], config: Mapping[str, Any]) -> int:
+    from ..persistence.mlflow_export import write_mlflow_folder
+    from ..persistence.mlflow_folder import model_mapping
+
+    service = config.get("predict_service")
+    mapping = getattr(service, "mapping", None) or model_mapping(model)
+    folder = write_mlflow_folder(
+        model, args["--to-mlflow"], mapping, serialization_format=args["--format"] or "pickle"
+    )
+    number = getattr(model, "__metadata__", {}).get("version")
+    note = "" if mapping else " (without a signature: the config has no predict_service mapping)"
+    print(f"Exported model version {number} as the MLflow model {folder}{note}")
     return 0
 
 
@@ -309,7 +344,9 @@ UPGRADE_DOC = """Upgrade the model store to the current storage format.
 Uses 'model_persister' from the configuration. Models that Palladium 1.2
 wrote into the same database or with the same file path are imported
 first, keeping their versions, metadata and active version; Palladium's
-own tables and files are left as they are. Running it again is harmless.
+own tables and files are left as they are. Last, models stored without a
+digest get one (an HMAC with PIPEFORGE_MODEL_KEY set, which also signs models
+recorded with a plain SHA-256 that matches). Running it again is harmless.
 
 Usage:
   pf-upgrade [options]

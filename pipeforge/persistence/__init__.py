@@ -6,12 +6,15 @@ persisters; ``tables`` holds the SQL store's tables (its engine comes from
 of bytes and back; ``storage`` holds what the persisters share;
 ``model_cache`` keeps the active model in memory; ``upgrade`` migrates
 stores; ``palladium_stores`` reads the stores Palladium 1.2 wrote (each
-persister imports them into its own layout).
+persister imports them into its own layout); ``mlflow_models`` serves
+MLflow model folders and registries read-only (``mlflow_folder`` reads one
+folder, ``mlflow_export`` writes one).
 """
 
 from .database import Database
 from .file import File
 from .filelike import FileIO, FileLike, FileLikeIO, Rest, RestIO
+from .mlflow_models import MLflowModels
 from .model_cache import CachedUpdatePersister
 from .upgrade import UpgradeSteps
 
@@ -20,6 +23,7 @@ __all__ = [
     "File",
     "CachedUpdatePersister",
     "FileLike",
+    "MLflowModels",
     "FileLikeIO",
     "FileIO",
     "Rest",
