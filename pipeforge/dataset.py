@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from .process_store import ProcessStore
     from .scheduling import RruleThread
 
-__all__ = ["Table", "CSV", "SQL", "EmptyDatasetLoader", "ScheduledDatasetLoader"]
+__all__ = [
+    "Table",
+    "CSV",
+    "SQL",
+    "PredictionLog",
+    "EmptyDatasetLoader",
+    "ScheduledDatasetLoader",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +178,80 @@ class SQL(DatasetLoader):
         finally:
             engine.dispose()
         return _split(frame, self.target_column, self.ndarray, f"from {shown}")
+
+
+class PredictionLog(DatasetLoader):
+    """What a predict service answered, from its prediction log (docs/releasing.md).
+
+    ``url`` (a database) or ``path`` (a folder of JSON lines files) names the
+    log; with neither, the config's model store's database holds it. One row
+    per sample the service was asked about: ``X`` the inputs (a ``DataFrame``
+    with the service's field names, an array with ``ndarray``), ``y`` the
+    ground truth that feedback joined to it. Only samples with feedback are
+    read unless ``with_feedback`` is false (then ``y`` is the answer given,
+    where no feedback came). ``service``: one entry point only;
+    ``since_days``: answered within that many days; ``limit``: at most that
+    many requests, the newest.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        path: str | None = None,
+        service: str | None = None,
+        since_days: float | None = None,
+        limit: int | None = None,
+        with_feedback: bool = True,
+        ndarray: bool = False,
+    ):
+        self.url = url
+        self.path = path
+        self.service = service
+        self.since_days = since_days
+        self.limit = limit
+        self.with_feedback = with_feedback
+        self.ndarray = ndarray
+        self._here: str | None = None
+        self._persister: Any = None
+
+    def initialize_component(self, config: Config) -> None:
+        """Remember where relative paths resolve and the config's model store."""
+        self._here = path_base(config)
+        self._persister = config.get("model_persister")
+
+    def __call__(self) -> tuple[Any, Any]:
+        import time
+
+        import pandas as pd
+
+        from .release.prediction_log import LogSettings, open_log, read_log
+
+        if self.url and self.path:
+            raise ConfigError(
+                "PredictionLog takes either 'url' (a database) or 'path' (JSON lines); got both"
+            )
+        log = open_log(LogSettings(url=self.url, path=self.path), self._persister, self._here)
+        since = time.time() - self.since_days * 86400 if self.since_days is not None else None
+        entries = read_log(
+            log,
+            service=self.service,
+            since=since,
+            limit=self.limit,
+            newest_first=self.limit is not None,
+            with_feedback=self.with_feedback,
+        )
+        entries.sort(key=lambda e: e.time)
+        rows, targets = [], []
+        for logged in entries:
+            known = logged.ground_truth or [None] * len(logged.outputs)
+            for inputs, output, truth in zip(logged.inputs, logged.outputs, known, strict=False):
+                rows.append(inputs)
+                targets.append(output if truth is None else truth)
+        frame = pd.DataFrame(rows)
+        y = pd.Series(targets, name="ground_truth")
+        if self.ndarray:
+            return frame.to_numpy(), y.to_numpy()
+        return frame, y
 
 
 class EmptyDatasetLoader(DatasetLoader):

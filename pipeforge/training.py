@@ -18,6 +18,7 @@ from .errors import ConfigError, PipeforgeError, PredictError
 from .interfaces import annotate
 from .model_info import training_info
 from .progress import Progress
+from .release.summary import safe_summary
 
 if TYPE_CHECKING:
     from .interfaces import ModelPersister
@@ -154,7 +155,7 @@ def fit(
     model.fit(X, y)
     seconds = time.monotonic() - started
     logger.info("Fitted %s in %.2f s", type(model).__name__, seconds)
-    annotate(model, training_info(model, X, seconds))
+    annotate(model, {**training_info(model, X, seconds), **safe_summary(X)})
 
     scores: dict[str, float] = {}
     if evaluate or persist_if_better_than is not None:
@@ -377,7 +378,7 @@ def grid_search(
         progress.stage("saving")
         best = search.best_estimator_
         info = training_info(best, X, getattr(search, "refit_time_", None))
-        annotate(best, {**info, "score_grid_search": float(search.best_score_)})
+        annotate(best, {**info, **safe_summary(X), "score_grid_search": float(search.best_score_)})
         version = model_persister.write(best)
         model_persister.activate(version)
         logger.info("Wrote model with version %s", version)

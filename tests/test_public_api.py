@@ -174,7 +174,8 @@ def test_every_script_says_a_usage_error_in_one_line(script):
         (
             ["pf-admin"],
             "arguments are missing; usage: pf-admin activate <version> [options]"
-            " | pf-admin delete <version> [options]",
+            " | pf-admin delete <version> [options]"
+            " | pf-admin (alias | tag | traffic | promote) [<args>...]",
         ),
         (["pf-dockerize", "app", "base"], "missing argument IMAGE"),
         (["pf-pipeline", "run"], "missing argument <name>"),

@@ -77,6 +77,7 @@ def test_document_validates_and_lists_every_route(iris_app):
         "/docs",
         "/metrics",
         "/dashboard/config.json",
+        "/release",
     }
     predict = document["paths"]["/predict"]
     names = [p["name"] for p in predict["get"]["parameters"]]

@@ -20,9 +20,11 @@ __all__ = ["list_main"]
 
 LIST_DOC = """List the stored models and the properties of the model store.
 
-Each version shows when it was trained, on how much data, how long fitting
-took, its scores (pf-fit -e, pf-test, pf-grid-search) and its estimator's
-parameters. Uses 'model_persister' from the configuration.
+Each version shows its aliases, its tags, when it was trained, on how much
+data, how long fitting took, its scores (pf-fit -e, pf-test,
+pf-grid-search), its live score (from a predict service's prediction log
+and feedback) and its estimator's parameters; the stored traffic splits
+follow. Uses 'model_persister' from the configuration.
 
 Usage:
   pf-list [options]
@@ -31,7 +33,8 @@ Usage:
 Options:
   --compare   Show the given versions side by side; rows whose values
               differ are marked with '*'.
-  --json      Print {"models": [...], "properties": {...}} as JSON (with
+  --json      Print {"models": [...], "properties": {...}, "aliases": {...},
+              "traffic": {...}} as JSON (with
               --compare: {"versions": [...], "rows": [{"key", "values",
               "differs"}, ...]}).
   --debug     Show tracebacks of errors.
@@ -68,10 +71,14 @@ def _wrapped(label: str, items: list[str]) -> list[str]:
     return lines
 
 
-def _model_lines(model: dict, active: str) -> list[str]:
+def _model_lines(model: dict, active: str, named: list[str] | None = None) -> list[str]:
     version = model.get("version", "?")
-    mark = " (active)" if str(version) == active else ""
+    marks = named if named is not None else (["active"] if str(version) == active else [])
+    mark = f" ({', '.join(marks)})" if marks else ""
     lines = [f"  version {version}{mark}"]
+    tags = model.get("tags")
+    if isinstance(tags, dict) and tags:
+        lines.extend(_wrapped("tags", [f"{k}={v}" for k, v in tags.items()]))
     trained = model.get("train_timestamp")
     if trained:
         facts = []
@@ -94,7 +101,10 @@ def _model_lines(model: dict, active: str) -> list[str]:
     if isinstance(params, dict) and params:
         lines.extend(_wrapped("params", [f"{k}={_param(v)}" for k, v in params.items()]))
     shown = {"version", "train_timestamp", "fit_seconds", "train_rows", "train_features"}
-    shown |= {"estimator", "params"}
+    shown |= {"estimator", "params", "training_summary", "tags"}
+    summary = model.get("training_summary")
+    if isinstance(summary, dict) and isinstance(summary.get("features"), list):
+        lines.append(f"    {'inputs':<12}{len(summary['features'])} features summarized for drift")
     rest = [
         f"{k}={_value(v)}"
         for k, v in model.items()
@@ -145,14 +155,36 @@ def _cell(value, key: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _live_scores(config, persister) -> dict:
+    """Each version's live score from the services' prediction logs (none without a log)."""
+    from ..release.live_scores import scores_in
+
+    return {score.version: score for score in scores_in(config, persister)}
+
+
+def _live_line(score) -> str:
+    text = f"{score.metric}={_value(score.score)} over {score.n} samples with feedback"
+    return f"    {'live score':<12}{text}"
+
+
 def _list(args, config) -> int:
     persister = existing_store(config)
     if args["--compare"]:
         return _compare(persister, args["<version>"], args["--json"])
+    from ..release.aliases import release_listing
+
     models = persister.list_models()
     properties = persister.list_properties()
+    release = release_listing(models, properties)
+    live = _live_scores(config, persister)
     if args["--json"]:
-        print(json.dumps({"models": models, "properties": properties}, default=str, indent=2))
+        for model in models:
+            model["aliases"] = release["by_version"].get(model.get("version"), [])
+            found = live.get(model.get("version"))
+            model["live_score"] = found.as_dict() if found is not None else None
+        body = {"models": models, "properties": properties}
+        body.update(aliases=release["aliases"], traffic=release["traffic"])
+        print(json.dumps(body, default=str, indent=2))
         return 0
     active = str(properties.get("active-model", ""))
     if not models:
@@ -160,8 +192,16 @@ def _list(args, config) -> int:
     else:
         print("Models:")
         for model in models:
-            for line in _model_lines(model, active):
+            named = release["by_version"].get(model.get("version"), [])
+            for line in _model_lines(model, active, named):
                 print(line)
+            if model.get("version") in live:
+                print(_live_line(live[model.get("version")]))
+    if release["traffic"]:
+        print("Traffic:")
+        for service, split in release["traffic"].items():
+            shares = ", ".join(f"{name} {weight:g}" for name, weight in split.items())
+            print(f"  {service}: {shares}")
     print("Properties:")
     for key, value in properties.items():
         print(f"  {key}: {_value(value)}")

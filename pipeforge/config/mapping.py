@@ -82,6 +82,15 @@ class Config(dict[str, Any]):
         """Return the entry ``key`` or raise a ConfigError that names the files."""
         return self[key]
 
+    def written(self, key: str) -> Any:
+        """The entry ``key`` without building it: as the files wrote it while it is unbuilt.
+
+        For code that only needs to know what an entry asks for (does a
+        predict service keep a prediction log?) and must not import what
+        building it would (``pf-list`` builds the model store only).
+        """
+        return super().get(key)
+
     # Reading an entry builds it; so do the methods that hand out every value.
     def get(self, key: str, default: Any = None) -> Any:
         if key in self._unbuilt:

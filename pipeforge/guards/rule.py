@@ -80,6 +80,8 @@ GUARDED_ROUTES: tuple[GuardedRoute, ...] = (
     ),
     GuardedRoute("activate", "POST /activate", _ADDED, "activate_decorators", True),
     GuardedRoute("delete", "POST /delete", _ADDED, "delete_decorators", True),
+    GuardedRoute("set_traffic", "POST /traffic", _ADDED, "traffic_decorators", True),
+    GuardedRoute("move_alias", "POST /alias", _ADDED, "alias_decorators", True),
     GuardedRoute(
         "online.init", "POST /api/init", "online.allow_init", "online_admin_decorators", True
     ),
@@ -128,6 +130,7 @@ GUARDED_ROUTES: tuple[GuardedRoute, ...] = (
         "pipelines_admin_decorators",
         True,
     ),
+    GuardedRoute("feedback", "POST /feedback", "feedback.enabled", "feedback_decorators", True),
 )
 
 _BY_NAME = {route.name: route for route in GUARDED_ROUTES}

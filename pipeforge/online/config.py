@@ -27,6 +27,7 @@
       max_features: 1000                       # features in one request
       max_model_features: 10000                # feature names one model may know
       max_streams: 2                           # SSE streams open at once in one process
+      drift_detector: adwin                    # on the error stream: adwin | page_hinkley | none
 
 Every problem is a :class:`~pipeforge.errors.ConfigError` naming the file,
 the key and what is wrong, raised when the app (or ``pf-online``) starts.
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .bodies import InputLimits
+from .drift_watch import check_detector, default_detector
 from .flavors import FLAVORS, model_problem
 from .partial_fit import as_online_model
 
@@ -66,6 +68,7 @@ _ONLINE_KEYS = {
     "max_features",
     "max_model_features",
     "max_streams",
+    "drift_detector",
 }
 #: seconds an ``id`` of /api/predict waits for its learn before it is forgotten (a week)
 PENDING_TTL = 7 * 86400
@@ -104,6 +107,7 @@ class OnlineSettings:
     pending_ttl: float | None = PENDING_TTL
     limits: InputLimits = field(default_factory=InputLimits)
     max_streams: int = 2
+    drift_detector: str = "none"  #: River's detector on each model's errors (.drift_watch)
 
 
 def _error(config: Config, key: str, problem: str) -> ConfigError:
@@ -224,10 +228,23 @@ def read_settings(config: Config) -> OnlineSettings:
         )
     ttl = float(ttl) if ttl else None
     limits, max_streams = _limits(config, online)
+    detector = online.get("drift_detector") or default_detector()
+    problem = check_detector(detector)
+    if problem:
+        raise _error(config, "online.drift_detector", problem)
     store.bind(config)
     store.expire_pending(ttl)
     return OnlineSettings(
-        store, specs, flavor, allow_upload, every, float(seconds), ttl, limits, max_streams
+        store,
+        specs,
+        flavor,
+        allow_upload,
+        every,
+        float(seconds),
+        ttl,
+        limits,
+        max_streams,
+        detector,
     )
 
 

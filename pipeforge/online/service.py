@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import pickle
 import time
 from collections.abc import Iterable
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from ..progress import Progress
 
 __all__ = ["OnlineService", "humanize_ns"]
+
+logger = logging.getLogger(__name__)
 
 
 class OnlineService(ModelAdmin, Monitoring):
@@ -219,12 +222,17 @@ class OnlineService(ModelAdmin, Monitoring):
         if may_add:
             book.after_learn(model)
         change = mt.delta(info.flavor, y, prediction, fl.positive_label(model))
+        drift = self.error_drift.observe(info.name, info.uid, info.flavor, change)
         snapshot = state = None
         if info.version + 1 - info.snapshot_version >= self.settings.snapshot_every:
             snapshot = pickle.dumps(model, protocol=5)
         if snapshot is not None or txn.listening:
             state = mt.merge(txn.metrics(), change)
         events = self._learn_events(info, text, prediction, y, state) if txn.listening else []
+        if drift is not None:
+            logger.warning("online model %r: its error rose: %s", info.name, drift.data)
+            if txn.listening:
+                events.append(drift)
         return txn.commit(
             entries=[(text, json.dumps(y), None if change is None else json.dumps(change))],
             learnt=1,

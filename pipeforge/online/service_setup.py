@@ -22,6 +22,7 @@ from ..errors import RequestError
 from . import flavors as fl
 from . import metrics as mt
 from .config import OnlineSettings
+from .drift_watch import ErrorDrift
 from .replicas import Replica, Replicas
 from .safety import FeatureBook
 from .store import CatchUp, ModelInfo, OnlineStore, Seed
@@ -42,6 +43,7 @@ class ServiceSetup:
         self._ready_pid: int | None = None
         self._ready_lock = threading.Lock()
         self._books: dict[str, FeatureBook] = {}  # the feature names of each copy
+        self.error_drift = ErrorDrift(getattr(settings, "drift_detector", "none"))
         self._streams = 0  # SSE responses open in this process
         self._streams_lock = threading.Lock()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ActiveModelError
+from ..release.aliases import aliases_in
 from .storage import as_version
 
 __all__ = ["delete_version"]
@@ -26,11 +27,19 @@ def delete_version(persister: Any, version: int | str, *, force: bool = False) -
     """
     number = as_version(version)
     if not force and number is not None:
-        active = persister.list_properties().get("active-model")
+        properties = persister.list_properties()
+        active = properties.get("active-model")
         if active is not None and active == str(number):
             raise ActiveModelError(
                 f"model version {number} is the active model: deleting it leaves the service "
                 "with no model to serve; activate another version first, or delete it anyway "
                 'with pf-admin delete --force (or "force": true in the body of /delete)'
+            )
+        named = [name for name, v in aliases_in(properties).items() if v == number]
+        if named:
+            raise ActiveModelError(
+                f"model version {number} carries the alias {', '.join(named)}: deleting it "
+                "leaves the services that serve that alias without a model; move the alias "
+                "first (pf-admin alias NAME VERSION), or delete it anyway with --force"
             )
     persister.delete(version)

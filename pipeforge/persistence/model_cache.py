@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -35,6 +35,8 @@ from ..errors import (
 )
 from ..interfaces import Background, ModelPersister, annotate
 from ..process_store import ProcessStore
+from ..release.aliases import ACTIVE, alias_version
+from .alias_cache import AliasModels
 from .storage import as_version
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ class CachedUpdatePersister(ModelPersister, Background):
         self._outage_since: float | None = None  # when the store stopped answering
         self._said: str | None = None  # the last state logged, so each is logged once
         self._observers: list = []
+        self._aliases = AliasModels()  # the models of the other aliases servers serve
 
     def observe(self, callback: Callable[[str], Any]) -> None:
         """Call ``callback(outcome)`` after each refresh: ``"loaded"``, ``"unchanged"`` or ``"failed"``.
@@ -135,11 +138,21 @@ class CachedUpdatePersister(ModelPersister, Background):
     def _refresh(self) -> bool:
         with self._lock:
             self._last_attempt = time.monotonic()
+            if not self._aliases.active:
+                return self._refresh_active(None)
+            properties = self.impl.list_properties()  # one read: every alias and split
+            changed = self._aliases.load(properties, self.impl, self.cache.get("model"))
+            return self._refresh_active(properties) or changed
+
+    def _refresh_active(self, properties: dict[str, str] | None) -> bool:
+        with self._lock:
             store = self.cache
             cached = store.get("model")
             try:
                 if self.check_version and cached is not None:
-                    active = self.impl.list_properties().get("active-model")
+                    if properties is None:
+                        properties = self.impl.list_properties()
+                    active = properties.get("active-model")
                     if active is not None and active == self._version_of(cached):
                         return False
                 model = self.impl.read()
@@ -231,6 +244,67 @@ class CachedUpdatePersister(ModelPersister, Background):
             "(the server log says why)"
         )
 
+    # -- aliases (docs/releasing.md) ----------------------------------------
+    def serve_aliases(
+        self, names: Iterable[str] = (), *, every: bool = False, traffic: bool = False
+    ) -> None:
+        """Keep the models of the aliases ``names`` too, refreshed with the active one.
+
+        ``every``: of every alias the store has; ``traffic``: of every alias
+        a stored traffic split names. Called by the server while it is built.
+        """
+        self._aliases.want(names, every=every, traffic=traffic)
+
+    def read_alias(self, name: str) -> Any:
+        """The cached model of alias ``name`` (``active``: :meth:`read`).
+
+        Raises :class:`~pipeforge.errors.UnknownAliasError` when no version
+        carries it; while nothing is cached yet, the store is tried as
+        :meth:`read` does.
+        """
+        if name == ACTIVE:
+            return self.read()
+        model = self._aliases.models.get(name)
+        if model is not None:
+            return model
+        known = self._aliases
+        if not known.loaded or alias_version(known.properties, name) is not None:
+            known.want([name])  # asked for by a caller: kept from now on
+        if self._lock.acquire(blocking=self._outage_since is None):
+            try:
+                model = self._aliases.models.get(name)
+                if model is None and time.monotonic() - self._last_attempt >= _RETRY_SECONDS:
+                    self._refresh_quietly()
+                    model = self._aliases.models.get(name)
+            finally:
+                self._lock.release()
+        if model is not None:
+            return model
+        if self._outage_since is not None:
+            raise StoreUnavailableError(self._unavailable_message())
+        raise self._aliases.missing(name)
+
+    def cached_models(self) -> list[Any]:
+        """The models held now: the active one first, then the aliases' (no store read)."""
+        active = self.cache.get("model")
+        return [*([active] if active is not None else []), *self._aliases.models.values()]
+
+    def cached_properties(self) -> dict[str, str] | None:
+        """The store's properties as the last refresh read them (``None``: not read yet).
+
+        The routing of a canary takes its stored traffic split from here, so
+        a request reads nothing from the store.
+        """
+        return self._aliases.properties if self._aliases.loaded else None
+
+    def set_property(self, name: str, value: str | None, *, version: int | None = None) -> None:
+        """Set a store property (an alias, a traffic split) and refresh the cache."""
+        self.impl.set_property(name, value, version=version)  # type: ignore[attr-defined]
+        if self.started or "model" in self.cache or self._aliases.loaded:
+            self._refresh_quietly()
+        else:
+            self._last_attempt = float("-inf")
+
     # -- Background --------------------------------------------------------
     def start(self) -> None:
         """Fill the cache and, with an rrule, start refreshing it in the background.
@@ -321,6 +395,8 @@ class CachedUpdatePersister(ModelPersister, Background):
             if cached is not None and self._version_of(cached) == str(number):
                 del self.cache["model"]
                 self._last_attempt = float("-inf")
+            if number is not None:
+                self._aliases.drop_version(number)
 
     def list_models(self) -> list[dict]:
         return self.impl.list_models()

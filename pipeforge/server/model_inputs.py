@@ -14,14 +14,17 @@ into) keep getting a ``DataFrame``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from typing import Any
 
-__all__ = ["mapping_misfit", "needs_frame"]
+__all__ = ["label_rows", "mapping_misfit", "needs_frame", "stored_mapping"]
 
 # scikit-learn's warning when a model fitted with names gets an array; the
 # names were checked before, so it says nothing here.
+logger = logging.getLogger(__name__)
+
 _NAMES_WARNING = "X does not have valid feature names"
 _filter_lock = threading.Lock()
 
@@ -99,3 +102,34 @@ def _silence_names_warning() -> None:
             if action == "ignore" and getattr(message, "pattern", None) == _NAMES_WARNING:
                 return
         warnings.filterwarnings("ignore", message=_NAMES_WARNING, category=UserWarning)
+
+
+def label_rows(model: Any, proba: Any) -> list:
+    """``predict_proba`` rows as ``{class label: probability}`` dicts."""
+    rows = proba.tolist() if hasattr(proba, "tolist") else [list(row) for row in proba]
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return rows
+    labels = classes.tolist() if hasattr(classes, "tolist") else list(classes)
+    return [dict(zip(labels, row, strict=False)) for row in rows]
+
+
+def stored_mapping(persister: Any) -> list[tuple[str, str]] | None:
+    """The ``mapping`` the store's active model carries in its metadata, or ``None``.
+
+    MLflow models carry the one their signature gives
+    (:mod:`pipeforge.persistence.mlflow_folder`); a predict service without
+    a ``mapping`` of its own takes it from there when it starts.
+    """
+    if persister is None:
+        return None
+    try:
+        active = persister.list_properties().get("active-model")
+        listed = persister.list_models()
+    except Exception as exc:  # the service then says it has no mapping, naming the cause
+        logger.warning("cannot read the store's mapping: %s: %s", type(exc).__name__, exc)
+        return None
+    for metadata in listed:
+        if str(metadata.get("version")) == str(active) and metadata.get("mapping"):
+            return [(str(name), str(kind)) for name, kind in metadata["mapping"]]
+    return None

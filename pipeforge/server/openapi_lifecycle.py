@@ -114,11 +114,70 @@ def lifecycle_operations(view: Any, methods: set[str]) -> dict[str, Any] | None:
             "description": "delete the active version too (else 409)",
         }
         op["responses"].update(error_responses(409))
+    elif name in ("set_traffic", "move_alias"):
+        op = _release_op(name)
     else:
         return None
     return {
         method: {**op, "operationId": f"{name}_{method}", "tags": ["lifecycle"]}
         for method in sorted(m.lower() for m in methods)
+    }
+
+
+def _release_op(name: str) -> dict[str, Any]:
+    """``/traffic`` (a service's canary split) and ``/alias`` (move, remove, promote)."""
+    ok = {"$ref": "#/components/schemas/OkMetadata"}
+    weights = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
+    if name == "set_traffic":
+        body = {
+            "type": "object",
+            "required": ["service", "traffic"],
+            "properties": {
+                "service": {"type": "string", "description": "the service's entry point"},
+                "traffic": {**weights, "type": ["object", "null"]},
+            },
+        }
+        answer = {
+            "type": "object",
+            "properties": {
+                "service": {"type": "string"},
+                "traffic": weights,
+                "stored": {"type": "boolean"},
+                "metadata": ok,
+            },
+        }
+        summary, done = "Store a predict service's canary split (null: the config's)", "stored"
+    else:
+        version = {"type": ["integer", "string"], "description": "a version or an alias"}
+        body = {
+            "type": "object",
+            "required": ["alias"],
+            "properties": {
+                "alias": {"type": "string"},
+                "model_version": version,
+                "delete": {"type": "boolean"},
+                "promote": {"type": "string", "description": "the alias to promote from"},
+                "min_feedback": {"type": "integer", "minimum": 0},
+                "margin": {"type": "number", "minimum": 0},
+            },
+        }
+        answer = {
+            "type": "object",
+            "properties": {
+                "alias": {"type": "string"},
+                "model_version": {"type": ["integer", "null"]},
+                "previous": {"type": ["integer", "null"]},
+                "metadata": ok,
+            },
+        }
+        summary, done = "Move, remove or promote an alias of the stored versions", "done"
+    return {
+        "summary": summary,
+        "requestBody": _json_body(body),
+        "responses": {
+            "200": json_answer(answer, done),
+            **error_responses(400, 403, 404, 409, 415, 500, 503),
+        },
     }
 
 

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .. import web
 from ..errors import ConfigError, RequestError
 from ..interfaces import PredictService as PredictServiceInterface
+from ..lean import LeanRequest, json_answer
 from ..web import error_body, json_response
 from . import fields as field_rules
 from .fields import CONVERTERS, NUMERIC_TYPES, describe, pairs
-from .model_inputs import mapping_misfit, needs_frame
+from .model_inputs import label_rows, mapping_misfit, needs_frame, stored_mapping
 
 if TYPE_CHECKING:
     from flask import Response
@@ -83,7 +84,7 @@ class PredictService(PredictServiceInterface):
         model_alias: str | None = None,
         traffic: Mapping[str, float] | None = None,
         sticky_key: str | None = None,
-        alias_from_request: bool = False,
+        alias_from_request: bool | list[str] = False,
         shadow: Mapping[str, Any] | None = None,
         prediction_log: Mapping[str, Any] | bool | None = None,
     ) -> None:
@@ -109,6 +110,8 @@ class PredictService(PredictServiceInterface):
         from .batching import batcher_from_settings
 
         self.service_metadata = dict(config.get("service_metadata") or {})
+        if self.mapping is None:  # e.g. an MLflow model's signature (docs/migrating-from-mlflow.md)
+            self.mapping = stored_mapping(config.get("model_persister"))
         self.validate()
         own = self.batching is not None
         self._batcher = batcher_from_settings(
@@ -234,6 +237,10 @@ class PredictService(PredictServiceInterface):
         y_pred = self.call_model(model, inputs.X, inputs.params)
         if self.predict_proba:
             y_pred = label_rows(model, y_pred)
+        if type(request) is LeanRequest and type(self) is PredictService:
+            # the front door's hot route: the answer's head is prebuilt (pipeforge.lean)
+            body = self._answer_body(y_pred, inputs.single)
+            return json_answer(body, numeric_arrays=True)
         return self.response_from_prediction(y_pred, single=inputs.single)
 
     def parse(self, model: Any, request: Request) -> Inputs:
@@ -387,10 +394,17 @@ class PredictService(PredictServiceInterface):
 
     def response_from_prediction(self, y_pred: Any, single: bool = True) -> Response:
         """The 200 response: ``{"result": ..., "metadata": {...}}``."""
-        result = y_pred.tolist() if hasattr(y_pred, "tolist") else list(y_pred)
-        if single:
-            result = result[0]
-        return json_response({"result": result, "metadata": web.ok_metadata(self._metadata())})
+        return json_response(self._answer_body(y_pred, single))
+
+    def _answer_body(self, y_pred: Any, single: bool) -> dict[str, Any]:
+        numpy = sys.modules.get("numpy")
+        if numpy is not None and isinstance(y_pred, numpy.ndarray) and y_pred.dtype.kind in "biuf":
+            result = y_pred[0] if single else y_pred  # numbers: the encoder writes them itself
+        else:
+            result = y_pred.tolist() if hasattr(y_pred, "tolist") else list(y_pred)
+            if single:
+                result = result[0]
+        return {"result": result, "metadata": web.ok_metadata(self._metadata())}
 
     def response_from_exception(self, exc: BaseException) -> Response:
         """The error response, by :func:`pipeforge.web.error_response`'s table."""
@@ -421,13 +435,3 @@ def _ref(model):
         return weakref.ref(model)
     except TypeError:
         return functools.partial(_same, model)
-
-
-def label_rows(model: Any, proba: Any) -> list:
-    """``predict_proba`` rows as ``{class label: probability}`` dicts."""
-    rows = proba.tolist() if hasattr(proba, "tolist") else [list(row) for row in proba]
-    classes = getattr(model, "classes_", None)
-    if classes is None:
-        return rows
-    labels = classes.tolist() if hasattr(classes, "tolist") else list(classes)
-    return [dict(zip(labels, row, strict=False)) for row in rows]

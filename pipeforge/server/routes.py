@@ -46,7 +46,8 @@ _MARK = "pipeforge_lifecycle"
 LIFECYCLE_LISTS = {
     route.name: route.guard_list
     for route in guards.GUARDED_ROUTES
-    if route.name in ("fit", "update_model_cache", "activate", "delete")
+    if route.name
+    in ("fit", "update_model_cache", "activate", "delete", "set_traffic", "move_alias")
 }
 
 

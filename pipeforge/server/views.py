@@ -24,6 +24,7 @@ from ..errors import (
     UnknownVersionError,
 )
 from ..jobs import fit_job, model_caches, refresh_model_caches, require
+from ..release.aliases import release_listing
 from ..web import error_body, json_response
 from .fields import to_bool, to_float, to_int
 from .lifecycle import AppState, current_state
@@ -57,6 +58,9 @@ def answer_predict(service: Any, state: AppState, request: Request) -> Response:
     Shared by the Flask view and the front door (:mod:`.front_door`), so both
     ways read the model and check its fit alike.
     """
+    flow = getattr(service, "release_flow", None)  # aliases, canary, log: .release_flow
+    if flow is not None:
+        return flow.answer(request)
     try:
         model = state.model_persister.read()
         check = getattr(service, "check_model", None)
@@ -115,7 +119,7 @@ def alive() -> Response:
         else:
             body["model"] = {
                 "updated": _model_updated(store, model),
-                "metadata": dict(getattr(model, "__metadata__", None) or {}),
+                "metadata": _metadata_shown(model),
             }
             problems.extend(_misfits(state.services, model))
     required = (state.config.get("alive") or {}).get("process_store_required") or []
@@ -126,10 +130,32 @@ def alive() -> Response:
     )
     if missing:
         problems.append(f"waiting for process store entries: {', '.join(missing)}")
+    drift = _drift_brief()
+    if drift is not None:  # a drifted model still serves: the flag is for people
+        body["drift"] = drift
     if problems:
         body.update(error_body(state.service_metadata, "; ".join(problems)))
         return json_response(body, 503)
     return json_response(body)
+
+
+def _drift_brief() -> dict | None:
+    """The drift flag and its reasons for ``/alive`` (``None`` without a ``drift`` entry)."""
+    from flask import current_app
+
+    from ..release.drift import brief
+
+    monitor = current_app.extensions.get("pipeforge_drift")
+    return None if monitor is None else brief(monitor.report())
+
+
+def _metadata_shown(model: Any) -> dict:
+    """The served model's metadata for ``/alive``, without its training summary (pf-drift's)."""
+    from ..release.summary import SUMMARY_KEY
+
+    metadata = dict(getattr(model, "__metadata__", None) or {})
+    metadata.pop(SUMMARY_KEY, None)
+    return metadata
 
 
 def _misfits(services: list[tuple[str, Any]], model: Any) -> list[str]:
@@ -172,8 +198,18 @@ def list_models() -> Response:
     if state.model_persister is None:  # an online-only service: no model store to list
         raise NotFound("this service has no model store (no 'model_persister' in its config)")
     persister = state.model_persister
+    models = [dict(m) for m in persister.list_models()]
+    properties = persister.list_properties()
+    release = release_listing(models, properties)
+    for model in models:  # each version's aliases beside its tags (docs/releasing.md)
+        model["aliases"] = release["by_version"].get(model.get("version"), [])
     return json_response(
-        {"models": persister.list_models(), "properties": persister.list_properties()}
+        {
+            "models": models,
+            "properties": properties,
+            "aliases": release["aliases"],
+            "traffic": release["traffic"],
+        }
     )
 
 

@@ -3,7 +3,7 @@
 The page (``/dashboard``, and ``/`` when no other route has it) is static
 HTML, CSS and plain JavaScript shipped in ``static/``: no CDN, no build
 step. It reads the JSON routes the app already has -- ``/list``,
-``/alive``, ``/metrics``, the pipelines routes (with
+``/release`` (the Release panel, ``static/release.js``), ``/alive``, ``/metrics``, the pipelines routes (with
 ``/pipelines/<name>/graph`` for the pictures) and the online ``/api/*``
 routes -- through their own decorator lists, so a token-protected route
 stays protected: the page sends the token the user typed (kept in the
@@ -11,7 +11,7 @@ browser tab's ``sessionStorage``) in the header the config names.
 
 ``/dashboard/config.json`` tells the page which of those routes this app
 has (activate and delete buttons only appear when ``/activate`` and
-``/delete`` are enabled). The page, its files and ``config.json`` are
+``/delete`` are enabled, the Promote button when ``/alias`` is). The page, its files and ``config.json`` are
 wrapped in ``dashboard_decorators``; a browser cannot add headers to the
 page it loads, so only use checks there that it passes by itself (basic
 auth, network rules). Config entry, the defaults shown
@@ -98,7 +98,11 @@ def settings(config: Mapping[str, Any]) -> dict[str, Any] | None:
     return merged
 
 
-_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+_FILES = {
+    "dashboard.js": "text/javascript",
+    "release.js": "text/javascript",
+    "dashboard.css": "text/css",
+}
 
 
 @functools.cache

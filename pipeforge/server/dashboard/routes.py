@@ -1,7 +1,7 @@
 """What the dashboard page may call in this app: found in the app's URL map, not guessed.
 
 A lifecycle route counts when its view is marked as ``activate`` (or
-``delete``, ``fit``, ``update_model_cache``; see
+``delete``, ``fit``, ``update_model_cache``, ``move_alias``, ``set_traffic``; see
 :func:`pipeforge.server.routes.lifecycle_name`), under whatever path the
 config gave it and behind whatever decorators (the app records the
 undecorated views of ``flask_add_url_rules``), or when its endpoint has one
@@ -30,7 +30,7 @@ _ONLINE = {
 }
 
 
-_LIFECYCLE = ("activate", "delete", "fit", "update_model_cache")
+_LIFECYCLE = ("activate", "delete", "fit", "update_model_cache", "move_alias", "set_traffic")
 
 
 def _lifecycle(app: Flask) -> dict[str, dict[str, str]]:
@@ -69,6 +69,7 @@ def page_config(
 
     routes: dict[str, Any] = {
         "list": path("/list") if "/list" in rules else None,
+        "release": path(by_endpoint.get("release")),
         "alive": path("/alive") if "/alive" in rules else None,
         "metrics": path(by_endpoint.get("metrics")),
         "pipelines": None,

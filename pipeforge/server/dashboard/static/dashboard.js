@@ -350,7 +350,8 @@
           } })),
         el("th", { scope: "row", class: "num" }, String(version)),
         el("td", {}, isActive ? el("span", { class: "badge ok" }, "active") : "",
-          String(served) === String(version) ? el("span", { class: "badge", title: "the version the server answering /alive serves" }, " served") : ""),
+          String(served) === String(version) ? el("span", { class: "badge", title: "the version the server answering /alive serves" }, " served") : "",
+          (m.aliases || []).filter((name) => name !== "active").map((name) => el("span", { class: "badge alias", "data-alias": name }, ` ${name}`))),
         el("td", {}, fmtDate(m.train_timestamp)),
         el("td", { class: "num hide-narrow" }, m.train_rows !== undefined ? `${m.train_rows} × ${m.train_features ?? "?"}` : "–"),
         el("td", { class: "num hide-narrow" }, m.fit_seconds !== undefined ? `${fmtNumber(m.fit_seconds, 3)} s` : "–"),
@@ -708,9 +709,14 @@
     if (document.hidden && round > 0) return;
     await refreshService();
     await refreshModels(false);
+    for (const panel of shared.panels) await panel.refresh(round);
     if (round % 3 === 0) await refreshPipelines();
     if (round % 3 === 0 || !state.online.stopMetrics) await refreshOnline();
   }
+
+  // What the panels in their own files (release.js) use: they register in `panels`.
+  const shared = { el, svg, fill, api, announce, problem, fmtNumber, fmtDate, state, panels: [], refreshModels, refreshService };
+  window.pipeforgeDashboard = shared;
 
   async function start() {
     document.getElementById("auth-form").addEventListener("submit", (event) => {
@@ -734,7 +740,7 @@
     } catch (error) {
       showAuthState();
       announce(`Cannot read the dashboard's configuration: ${error.message}`, "error");
-      for (const id of ["models-body", "pipelines-body", "online-body", "service-body"]) problem(document.getElementById(id), error, "Not available");
+      for (const body of document.querySelectorAll(".panel-body")) problem(body, error, "Not available");
       return;
     }
     showAuthState();
