@@ -1,4 +1,4 @@
-# pipeforge base image: pipeforge installed, served by gunicorn on port 8000.
+# pipeforge base image: pipeforge installed, served by pf-serve (granian) on port 8000.
 #
 #   docker build -t pipeforge .
 #   docker run -p 8000:8000 -v $PWD/examples/iris:/app -w /app \
@@ -22,7 +22,7 @@ RUN python3 -m venv /opt/pipeforge/venv
 WORKDIR /opt/pipeforge
 # The dependencies first, in a layer that only a change to requirements.txt rebuilds.
 COPY requirements.txt ./
-RUN pip install -r requirements.txt "psycopg[binary]>=3.1"
+RUN pip install -r requirements.txt "psycopg[binary]>=3.1" "granian>=2.0"
 COPY setup.cfg pyproject.toml README.md ./
 COPY pipeforge ./pipeforge
 RUN pip install --no-deps . \
@@ -37,6 +37,8 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/alive', timeout=4)" || exit 1
 
 # Set PIPEFORGE_CONFIG (docker run -e ...) to the application's config file;
-# GUNICORN_CMD_ARGS sets the address, workers and timeouts.
-ENV GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --workers 2 --timeout 60 --graceful-timeout 30"
-CMD ["gunicorn", "pipeforge.wsgi:app"]
+# PF_SERVE_ARGS sets the address, workers, threads and timeouts (pf-serve -h), e.g.
+# -e PF_SERVE_ARGS="--bind 0.0.0.0:8000 --workers 4". pf-serve runs granian, with one
+# worker per core, the model loaded once and shared by the workers (docs/serving.md).
+ENV PF_SERVE_ARGS="--bind 0.0.0.0:8000 --timeout 60 --graceful-timeout 30"
+CMD ["pf-serve"]

@@ -5,8 +5,10 @@ named by ``PIPEFORGE_CONFIG`` (in ``predict`` mode) and the app, and starts
 the background components (the model cache refresh) in this process. Under
 gunicorn each worker imports it after forking, so each worker gets its own
 threads; with ``--preload`` the app restarts them in every forked worker.
-Under gunicorn it also gives ``/metrics`` a directory shared by the workers
-(:func:`pipeforge.metrics.prepare_multiprocess`).
+Under gunicorn (and granian: ``granian --interface wsgi pipeforge.wsgi:app``)
+it also gives ``/metrics`` a directory shared by the workers
+(:func:`pipeforge.metrics.prepare_multiprocess`). ``pf-serve`` builds the app
+itself, once, before it forks the workers (:mod:`pipeforge.cli.fast_serve`).
 
 A store that is down when a worker boots does not stop it: the worker
 serves 503s on the routes that need the store until it is back (see

@@ -110,7 +110,7 @@ def test_dockerized_iris_builds_and_serves(app_dir, images, pipeforge_base_image
         container,
         *RUN_OPTIONS,
         "-e",
-        f"GUNICORN_CMD_ARGS=--bind 127.0.0.1:{port} --workers 2",
+        f"PF_SERVE_ARGS=--bind 127.0.0.1:{port} --workers 2",
         predict_image,
     )
     try:
@@ -124,7 +124,8 @@ def test_dockerized_iris_builds_and_serves(app_dir, images, pipeforge_base_image
     finally:
         logs = podman("logs", container, check=False)
         podman("rm", "--force", container, check=False)
-    assert "Booting worker" in logs.stdout + logs.stderr
+    # pf-serve chose granian (installed in the base image) and forked the workers from the app
+    assert "with granian" in logs.stderr and "loaded once before the workers fork" in logs.stderr
 
 
 def _version(name: str) -> str:

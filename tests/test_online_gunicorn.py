@@ -1,5 +1,5 @@
 """Many server processes on one store: ``gunicorn -w 4`` on SQLite, and two gunicorn masters
-(``-w 4`` and ``-w 2``) sharing PostgreSQL or Redis. Every sample is learnt exactly once, whichever worker predicted
+(``-w 4`` and ``-w 2``) sharing PostgreSQL or Redis; the same with granian (``pf-serve``). Every sample is learnt exactly once, whichever worker predicted
 it and however many times its learn is sent at once; every worker serves the same model; an
 SSE listener on one worker hears the events of all of them."""
 
@@ -41,7 +41,7 @@ def _post(url: str, path: str, body: dict) -> requests.Response:
 
 
 @pytest.mark.slow
-def test_two_masters_learn_each_sample_exactly_once(tmp_path, online_store, gunicorn_server):
+def test_two_masters_learn_each_sample_exactly_once(tmp_path, online_store, wsgi_server):
     path = online_config(
         tmp_path,
         online_store,
@@ -49,12 +49,14 @@ def test_two_masters_learn_each_sample_exactly_once(tmp_path, online_store, guni
         security={"unguarded": ["online.events"]},
     )
     # threads: a sync worker refuses event streams (each would hold the whole worker)
-    args = ["--preload", "--graceful-timeout", "1", "--worker-class", "gthread", "--threads", "4"]
+    args = ["--preload", "--graceful-timeout", "1"]
     # Two masters share PostgreSQL or Redis (as two hosts would); SQLite lives on one host,
     # where one master's four workers are already four processes.
     workers = [4] if "sqlite" in json.dumps(online_store) else [4, 2]
     with ThreadPoolExecutor(2) as pool:
-        masters = list(pool.map(lambda w: gunicorn_server(path, workers=w, args=args), workers))
+        masters = list(
+            pool.map(lambda w: wsgi_server(path, workers=w, threads=4, gunicorn_args=args), workers)
+        )
     first, second = masters[0], masters[-1]
     masters = [first, second]  # the same one twice on SQLite
 

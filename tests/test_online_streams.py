@@ -1,4 +1,5 @@
-"""Event streams never starve a real gunicorn: refused on sync workers, capped per process on threads.
+"""Event streams never starve a real server: refused on gunicorn's sync workers, capped per process
+on threads (gunicorn's and granian's).
 
 Each test serves the iris model (``/predict``) and the online models (``/api/*``) from one config,
 opens streams, then asks ``/predict`` and ``/api/predict`` for answers.
@@ -20,7 +21,6 @@ from tests.fixtures.online import MODELS
 pytestmark = pytest.mark.slow
 
 SETOSA = {"sepal length": 5.1, "sepal width": 3.5, "petal length": 1.4, "petal width": 0.2}
-THREADS = ["--worker-class", "gthread", "--threads", "4"]
 
 
 def serving_config(tmp_path, **online):
@@ -89,8 +89,8 @@ def test_sync_workers_refuse_streams_and_keep_answering(tmp_path, gunicorn_serve
             stream.close()
 
 
-def test_threaded_workers_serve_streams_and_keep_answering(tmp_path, gunicorn_server):
-    url = gunicorn_server(serving_config(tmp_path, stream_seconds=60), workers=2, args=THREADS)
+def test_threaded_workers_serve_streams_and_keep_answering(tmp_path, wsgi_server):
+    url = wsgi_server(serving_config(tmp_path, stream_seconds=60), workers=2, threads=4)
     streams = [open_stream(url) for _ in range(2)]
     readers = [lines_of(stream) for stream in streams]
     try:
@@ -111,9 +111,9 @@ def test_threaded_workers_serve_streams_and_keep_answering(tmp_path, gunicorn_se
             stream.close()
 
 
-def test_streams_beyond_the_cap_of_a_process_are_refused(tmp_path, gunicorn_server):
+def test_streams_beyond_the_cap_of_a_process_are_refused(tmp_path, wsgi_server):
     config = serving_config(tmp_path, stream_seconds=2, max_streams=1)
-    url = gunicorn_server(config, workers=1, args=THREADS)
+    url = wsgi_server(config, workers=1, threads=4)
     first = open_stream(url)
     try:
         assert first.status_code == 200

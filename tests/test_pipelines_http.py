@@ -272,8 +272,8 @@ def test_background_job_is_fetched_from_another_process(iris_client, sql_url):
 
 
 @pytest.mark.slow
-def test_gunicorn_workers_share_versions_and_jobs(gunicorn_server, tmp_path):
-    """Two gunicorn workers: a job started on one is visible from both; both serve the model."""
+def test_server_workers_share_versions_and_jobs(wsgi_server, tmp_path):
+    """Two gunicorn or granian workers: a job started on one is visible from both; both serve the model."""
     import urllib.error
     import urllib.request
 
@@ -289,7 +289,7 @@ def test_gunicorn_workers_share_versions_and_jobs(gunicorn_server, tmp_path):
             return exc.code, json.loads(exc.read())
 
     env = {"PIPEFORGE_OP_STORE": f"sqlite:///{tmp_path / 'ops.db'}"}
-    base = gunicorn_server(f"{IRIS / 'pipelines.yaml'},{open_admin(tmp_path)}", workers=2, env=env)
+    base = wsgi_server(f"{IRIS / 'pipelines.yaml'},{open_admin(tmp_path)}", workers=2, env=env)
     status, body = call(f"{base}/pipelines/train_iris/main", {"use_worker": True, "save": True})
     assert status == 202
     deadline = time.monotonic() + 60

@@ -139,9 +139,9 @@ def test_every_endpoint(tmp_path, gunicorn_server):
     assert response.status_code == 200 and "job_id" in response.json()
 
 
-def test_no_model_yet_then_recovers(tmp_path, gunicorn_server):
+def test_no_model_yet_then_recovers(tmp_path, wsgi_server):
     path = iris_config(tmp_path)
-    url = gunicorn_server(path)
+    url = wsgi_server(path)
     response = requests.get(url + "/predict", params=SETOSA, timeout=10)
     assert response.status_code == 503
     assert response.json()["metadata"]["status"] == "ERROR"
@@ -166,10 +166,10 @@ def test_no_model_yet_then_recovers(tmp_path, gunicorn_server):
     eventually(all_ready, timeout=20)
 
 
-def test_hot_swap_under_load(tmp_path, gunicorn_server):
+def test_hot_swap_under_load(tmp_path, wsgi_server):
     path = iris_config(tmp_path)
     fit_model(path)
-    url = gunicorn_server(path)
+    url = wsgi_server(path)
     assert served_versions(url) == {1}
 
     stop = threading.Event()

@@ -42,9 +42,8 @@ def test_dockerize_writes_both_dockerfiles(app_dir, capsys):
     assert "FROM me/iris-app:0.3" in predict
     assert "ENV PIPEFORGE_CONFIG=/app/config.py" in predict
     assert "RUN pf-fit" in predict
-    assert 'CMD ["gunicorn", "--limit-request-line", "8190", ' in predict
-    assert predict.rstrip().endswith('"pipeforge.wsgi:app"]')
-    assert "--bind 0.0.0.0:8000" in predict
+    assert predict.rstrip().endswith('CMD ["pf-serve"]')  # granian, or gunicorn without it
+    assert 'ENV PF_SERVE_ARGS="--bind 0.0.0.0:8000 ' in predict
     assert "HEALTHCHECK" in predict and "/alive" in predict
     out = capsys.readouterr().out.splitlines()
     names = ("Dockerfile-app", "Dockerfile-predict", ".dockerignore", "requirements-lock.txt")
@@ -218,7 +217,7 @@ def test_project_dockerfile():
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
     healthcheck = text[text.index("HEALTHCHECK") :].split("\n\n")[0]
     assert "/alive" in healthcheck
-    assert lines[-1] == 'CMD ["gunicorn", "pipeforge.wsgi:app"]'
+    assert lines[-1] == 'CMD ["pf-serve"]'
     assert "--bind 0.0.0.0:8000" in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".git" in ignored and ".venv" in ignored

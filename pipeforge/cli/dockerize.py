@@ -44,7 +44,7 @@ config.json) and optionally requirements.txt, a python_packages/ folder and a
 setup.py/pyproject.toml. BASE_IMAGE must have pipeforge installed (e.g. the
 image built from pipeforge's own Dockerfile). Two images result: IMAGE with
 the application, and IMAGE-predict, which fits the model at build time and
-serves it with gunicorn on port 8000.
+serves it with pf-serve on port 8000.
 
 Besides Dockerfile-app and Dockerfile-predict, APP_DIR gets a .dockerignore
 (the local model store, results, virtual environments and caches stay out of
@@ -95,7 +95,7 @@ ENV PIPEFORGE_CONFIG=/app/{config_name}
 """
 
 _PREDICT_TEMPLATE = """\
-# Fits the model at build time and serves it with gunicorn.
+# Fits the model at build time and serves it with {server_name}.
 FROM {image}
 
 ENV PIPEFORGE_CONFIG=/app/{config_name}
@@ -105,12 +105,27 @@ RUN pf-fit
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \\
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/alive', timeout=4)" || exit 1
+{serve}"""
+
+#: how the predict image serves, by server: pf-serve (pipeforge's images), gunicorn (Palladium's)
+_SERVE = {
+    "pf-serve": """\
+# pf-serve's settings (one worker per core by default); a container can set its own with
+# -e PF_SERVE_ARGS=... Under gunicorn, pf-serve raises gunicorn's limits on request lines and
+# headers ({limits}) so that pipeforge answers those over its own limits with its JSON error body
+# (docs/serving.md).
+ENV PF_SERVE_ARGS="--bind 0.0.0.0:8000 --timeout 60 --graceful-timeout 30"
+CMD ["pf-serve"]
+""",
+    "gunicorn": """\
 # gunicorn's settings; a container can set its own with -e GUNICORN_CMD_ARGS=...
 ENV GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --workers 2 --timeout 60 --graceful-timeout 30"
 # Request lines and headers up to these sizes reach pipeforge, which answers those over its
 # own limits with its JSON error body (docs/serving.md); gunicorn refuses larger ones itself.
 CMD ["gunicorn", {limits}, "pipeforge.wsgi:app"]
-"""
+""",
+}
+_SERVER_NAMES = {"pf-serve": "pf-serve (granian, or gunicorn without it)", "gunicorn": "gunicorn"}
 
 #: gunicorn's limits on request lines and headers, raised above pipeforge's own (docs/serving.md)
 GUNICORN_LIMITS = (
@@ -168,15 +183,26 @@ def _config_name(app_dir: str) -> str:
     )
 
 
-def dockerfiles(app_dir: str, base_image: str, image: str) -> dict[str, str]:
-    """The contents of ``Dockerfile-app`` and ``Dockerfile-predict`` for ``app_dir``."""
+def dockerfiles(
+    app_dir: str, base_image: str, image: str, server: str = "pf-serve"
+) -> dict[str, str]:
+    """The contents of ``Dockerfile-app`` and ``Dockerfile-predict`` for ``app_dir``.
+
+    ``server``: ``pf-serve`` (pipeforge's images) or ``gunicorn`` (Palladium's,
+    which served ``palladium.wsgi:app`` with gunicorn).
+    """
     config_name = _config_name(app_dir)
+    limits = {
+        "pf-serve": " ".join(GUNICORN_LIMITS),
+        "gunicorn": ", ".join(f'"{arg}"' for arg in GUNICORN_LIMITS),
+    }[server]
     return {
         "Dockerfile-app": _APP_TEMPLATE.format(base_image=base_image, config_name=config_name),
         "Dockerfile-predict": _PREDICT_TEMPLATE.format(
             image=image,
             config_name=config_name,
-            limits=", ".join(f'"{arg}"' for arg in GUNICORN_LIMITS),
+            server_name=_SERVER_NAMES[server],
+            serve=_SERVE[server].format(limits=limits),
         ),
     }
 

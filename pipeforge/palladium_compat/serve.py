@@ -87,7 +87,7 @@ def _dockerize(args: Mapping[str, Any], config: None) -> int:
     if not os.path.isdir(app_dir):
         raise UsageError(f"PATH_TO_APP {app_dir!r} is not a directory")
     image = args["IMAGE_NAME"]
-    files = dockerize.dockerfiles(app_dir, args["BASE_IMAGE_NAME"], image)
+    files = dockerize.dockerfiles(app_dir, args["BASE_IMAGE_NAME"], image, server="gunicorn")
     engine = [] if args["-d"] else dockerize.find_engine()  # before anything is written
     for name, text in files.items():
         for ours, theirs in _PALLADIUM_WORDS:

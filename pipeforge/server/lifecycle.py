@@ -6,7 +6,9 @@ process store, the job queue, the predict services); it lives on
 components (the model cache's refresh thread, scheduled data loaders, the
 pipelines' op-store follower) start only when the server says so
 (:func:`run_background`), and again in each process forked from this one
-(``gunicorn --preload``): a forked worker inherits no threads.
+(``gunicorn --preload``, and ``pf-serve``'s workers under granian or gunicorn,
+which are forked from the process that loaded the app, also when the server
+replaces one or reloads): a forked worker inherits no threads.
 
 A component that fails to start because something it reaches is down
 (the model store, a database, Redis) does not stop the worker: the
