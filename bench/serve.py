@@ -9,7 +9,11 @@ in its row (sync ``-w 2``, or ``-w 2 --threads 8`` with gthread workers):
 - ``pf-db`` / ``pf-file``: pipeforge serving the iris model from the
   ``Database`` / ``File`` persister (model cache refreshed every second);
 - ``pf-db-nometrics``: ``pf-db`` with ``'metrics': False`` (what /metrics costs);
-- ``pf-db-batch`` / ``pf-file-batch``: threaded workers with batching on.
+- ``pf-db-batch`` / ``pf-file-batch``: threaded workers with batching on;
+- ``pf-db-log``: ``pf-db`` with the prediction log on (into the store's SQLite
+  database): what the log costs;
+- ``pf-db-shadow``: ``pf-db-log`` shadowing every request to another alias:
+  its p50 against ``pf-db-log``'s says what the shadow adds to the caller's wait.
 
 wrk (installed with apt-get if missing) loads each with 16 connections in
 interleaved rounds: GET /predict with one sample and POST /predict with 100
@@ -111,6 +115,15 @@ def prepare(folder: Path) -> dict[str, Path]:
             "impl": impl,
         }
 
+    def logged(**release) -> dict:
+        mapping = [[name, "float"] for name in FEATURES]
+        return {
+            "__factory__": "pipeforge.server.PredictService",
+            "mapping": mapping,
+            "prediction_log": True,
+            **release,
+        }
+
     database = {"__factory__": "pipeforge.persistence.Database", "url": f"sqlite:///{folder}/m.db"}
     files = {"__factory__": "pipeforge.persistence.File", "path": f"{folder}/model-{{version}}"}
     configs = {
@@ -125,12 +138,24 @@ def prepare(folder: Path) -> dict[str, Path]:
         "pf-file-batch": iris_config(
             folder, name="file-batch.py", model_persister=store(files), batching=BATCHING
         ),
+        "pf-db-log": iris_config(
+            folder, name="db-log.py", model_persister=store(database), predict_service=logged()
+        ),
+        "pf-db-shadow": iris_config(
+            folder,
+            name="db-shadow.py",
+            model_persister=store(database),
+            predict_service=logged(shadow={"alias": "challenger", "fraction": 1.0}),
+        ),
     }
     db_config = load_config([str(configs["pf-db"])])
     result = training.fit(
         db_config["dataset_loader_train"], db_config["model"], db_config["model_persister"]
     )
     joblib.dump(result.model, folder / "model.joblib")
+    from pipeforge.release.aliases import set_alias
+
+    set_alias(db_config["model_persister"], "challenger", result.version)  # the shadow's
     file_persister = load_config([str(configs["pf-file"])])["model_persister"]
     file_persister.activate(file_persister.write(result.model))
     (folder / "constant_app.py").write_text(CONSTANT_APP)
@@ -160,6 +185,8 @@ def servers(configs: dict[str, Path]) -> dict[str, tuple[str, list[str], dict]]:
         "pf-db-nometrics": pf("pf-db-nometrics", SYNC),
         "pf-db-batch": pf("pf-db-batch", THREADED),
         "pf-file-batch": pf("pf-file-batch", THREADED),
+        "pf-db-log": pf("pf-db-log", SYNC),
+        "pf-db-shadow": pf("pf-db-shadow", SYNC),
     }
 
 
@@ -223,8 +250,10 @@ def worker_cpu(proc) -> float:
     return total
 
 
-def run_wrk(wrk: str, url: str, duration: int, lua: Path | None = None) -> tuple[float, float, int]:
-    """(requests/s, p99 latency in ms, requests) of one wrk run."""
+def run_wrk(
+    wrk: str, url: str, duration: int, lua: Path | None = None
+) -> tuple[float, float, int, float]:
+    """(requests/s, p99 latency in ms, requests, p50 latency in ms) of one wrk run."""
     command = [wrk, "-t", "2", "-c", str(CONNECTIONS), "-d", f"{duration}s", "--latency", url]
     if lua is not None:
         command[1:1] = ["-s", str(lua)]
@@ -232,10 +261,12 @@ def run_wrk(wrk: str, url: str, duration: int, lua: Path | None = None) -> tuple
     if "Non-2xx" in out:
         raise RuntimeError(f"errors while loading {url}:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
-    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    latency = {}
+    for share in ("50", "99"):
+        value, unit = re.search(share + r"%\s+([\d.]+)(us|ms|s)", out).groups()
+        latency[share] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     count = int(re.search(r"(\d+) requests in", out).group(1))
-    return rate, p99, count
+    return rate, latency["99"], count, latency["50"]
 
 
 def model_costs(folder: Path) -> dict[str, float]:
@@ -305,9 +336,9 @@ def main(argv=None) -> int:
                         ("POST", f"{url}/predict", folder / "post.lua"),
                     ):
                         before = worker_cpu(proc)
-                        rate, p99, count = run_wrk(wrk, target, args.duration, lua)
+                        rate, p99, count, p50 = run_wrk(wrk, target, args.duration, lua)
                         cpu_ms = (worker_cpu(proc) - before) / max(count, 1) * 1000
-                        figures[name, kind].append((rate, p99, cpu_ms))
+                        figures[name, kind].append((rate, p99, cpu_ms, p50))
                 print(f"round {round_ + 1}/{args.rounds} done", flush=True)
             rss = {name: worker_rss(proc) for name, (proc, _) in running.items()}
         finally:
@@ -396,6 +427,20 @@ def report(figures, rss, table, args, calls) -> None:
         f"  /metrics on costs (GET req/s)              {cost:+.1%} (<= 5%; "
         f"{cpu_cost:+.1%} in CPU per request)"
     )
+    for kind in ("GET", "POST"):
+        log_cost = 1 - ratio("pf-db-log", "pf-db", kind)
+        print(
+            f"  prediction log on costs ({kind} req/s)        {log_cost:+.1%}"
+            f"{span('pf-db-log', 'pf-db', kind)} (<= 10%; "
+            f"{ratio('pf-db-log', 'pf-db', kind, 2) - 1:+.1%} in CPU per request)"
+        )
+    for kind in ("GET", "POST"):
+        print(
+            f"  shadow on: p50 {kind} / without             "
+            f"{ratio('pf-db-shadow', 'pf-db-log', kind, 3):.2f}"
+            f"{span('pf-db-shadow', 'pf-db-log', kind, 3)} (1.00: the caller does not wait; "
+            f"req/s {ratio('pf-db-shadow', 'pf-db-log', kind):.2f})"
+        )
     for name in sorted(n for n in names if f"{n}@base" in names):
         base = f"{name}@base"
         print(

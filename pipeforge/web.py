@@ -34,10 +34,16 @@ Encoding rule (:func:`dumps`, :func:`to_jsonable`)
 - ``datetime``, ``date``, ``time``, pandas ``Timestamp`` and numpy
   ``datetime64`` become ISO 8601 strings; ``NaT`` and ``pd.NA`` become ``null``;
 - tuples and sets become lists; mapping keys become strings;
-  ``Decimal`` becomes a number; anything else becomes its ``str()``;
+  ``Decimal`` becomes a number, an ``Enum`` its value; anything else its ``str()``;
+- float32 values are written as their own shortest decimal (``0.1``, not the
+  ``0.10000000149011612`` of the same value widened to float64);
 - **non-finite numbers — NaN, +Infinity, -Infinity — become ``null``**, in
   results and metadata alike. The output is always strict JSON (RFC 8259),
   never the ``NaN``/``Infinity`` literals some parsers refuse.
+
+With orjson installed (``pip install pipeforge[fast]``) it writes and reads
+the JSON, numpy arrays natively; else the standard library does, with the
+same values (:mod:`pipeforge.json_codec`).
 
 Error rule (:func:`error_body`, :func:`error_response`)
 --------------------------------------------------------
@@ -68,18 +74,14 @@ error its own status, give its class an ``http_status`` attribute.
 
 from __future__ import annotations
 
-import datetime as _dt
-import decimal
 import functools
-import json
 import logging
-import math
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import NoModelError, PredictError, RequestError, UnknownVersionError, VersionError
+from .json_codec import NonFinite, dumpb, dumps, loads, to_jsonable
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -109,83 +111,7 @@ _JSON_KINDS = ((dict, "object"), (list, "list"), (str, "string"), (bool, "boolea
 
 
 # -- encoding ------------------------------------------------------------------
-
-
-def _datetime64(numpy, value):
-    """numpy datetime64 scalars and arrays as ISO strings (``NaT`` -> None)."""
-    text = numpy.datetime_as_string(value)
-    return _without_nat(text if isinstance(text, str) else text.tolist())
-
-
-def _without_nat(item):
-    if isinstance(item, list):
-        return [_without_nat(i) for i in item]
-    return None if item == "NaT" else item
-
-
-def _plain(value) -> Any:
-    """One non-JSON value as plain types (one level deep); ``json.dumps``' ``default``."""
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
-        if value.dtype.kind == "M":
-            return _datetime64(numpy, value)
-        if value.dtype.kind == "m":  # timedelta64: seconds as a number
-            return (value / numpy.timedelta64(1, "s")).tolist()
-    if hasattr(value, "columns") and callable(getattr(value, "to_dict", None)):  # DataFrame
-        return value.to_dict(orient="records")
-    tolist = getattr(value, "tolist", None)  # numpy, pandas Series/Index
-    if callable(tolist):
-        return tolist()
-    if type(value).__name__ in ("NaTType", "NAType"):
-        return None
-    isoformat = getattr(value, "isoformat", None)  # datetime, date, time, pd.Timestamp
-    if callable(isoformat):
-        return isoformat()
-    if isinstance(value, _dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types following the module's rule (NaN and infinities -> None)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, Mapping):
-        return {_key(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return to_jsonable(_plain(value))
-
-
-def _key(key) -> str:
-    if isinstance(key, str):
-        return key
-    plain = to_jsonable(key)
-    if isinstance(plain, bool) or plain is None:
-        return json.dumps(plain)
-    return str(plain)
-
-
-def dumps(value: Any) -> str:
-    """Strict JSON text for ``value`` (the module's encoding rule).
-
-    Plain data goes straight through :func:`json.dumps` (numpy values are
-    converted as they come); only when that meets a non-finite number or a
-    non-string mapping key is the whole value converted by :func:`to_jsonable`
-    first, so the common case pays nothing for the rule.
-    """
-    try:
-        return json.dumps(value, default=_plain, allow_nan=False)
-    except (ValueError, TypeError):
-        return json.dumps(to_jsonable(value), allow_nan=False)
+# The rule is carried out by pipeforge.json_codec (orjson when installed, else json).
 
 
 def json_response(
@@ -195,7 +121,7 @@ def json_response(
 ) -> Response:
     """A Flask response with ``body`` encoded by :func:`dumps`."""
     return _response_class()(
-        dumps(body), status=status, headers=headers, mimetype="application/json"
+        dumpb(body), status=status, headers=headers, mimetype="application/json"
     )
 
 
@@ -349,13 +275,12 @@ def read_json(
     if not raw.strip():
         raise RequestError(f"{what} is empty; send JSON")
     try:
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-        value = _decoder().decode(text)
-    except _NonFinite as exc:
+        value, text = loads(raw)
+    except NonFinite as exc:
         raise RequestError(f"{what} holds {exc}: JSON numbers must be finite") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise RequestError(f"{what} must be JSON; it does not parse") from None
-    if _may_hold_surrogates(text) and _lone_surrogate(value):
+    if text is not None and _may_hold_surrogates(text) and _lone_surrogate(value):
         raise RequestError(
             f"{what} holds a lone surrogate (such as \\ud800) in a string: JSON text must be "
             "valid Unicode"
@@ -421,16 +346,3 @@ def _lone_surrogate(value: Any) -> bool:
         elif isinstance(item, tuple):  # a (key, value) pair
             stack.extend(item)
     return False
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-@functools.cache
-def _decoder() -> json.JSONDecoder:
-    return json.JSONDecoder(parse_constant=_refuse_constant)
-
-
-def _refuse_constant(name: str):
-    raise _NonFinite(name)

@@ -20,6 +20,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from pipeforge import training
 from pipeforge.cli.dockerize import GUNICORN_LIMITS, dockerfiles
+from pipeforge.cli.fast_serve import command_line, serve_settings
 from pipeforge.config import load_config
 from pipeforge.errors import ConfigError
 from pipeforge.server import PredictService
@@ -299,7 +300,11 @@ def test_the_predict_image_and_the_demo_raise_gunicorns_limits():
         "Dockerfile-predict"
     ]
     command = json.loads(re.search(r"^CMD (\[.*\])$", predict, re.MULTILINE).group(1))
-    assert command == ["gunicorn", *GUNICORN_LIMITS, "pipeforge.wsgi:app"]
+    assert command == ["pf-serve"]  # which raises them when it runs gunicorn:
+    args = {"--server": "gunicorn", "--bind": "0.0.0.0:8000", "--no-preload": False}
+    args.update({option: None for option in ("--workers", "--threads", "--timeout")})
+    gunicorn = " ".join(command_line(serve_settings({**args, "--graceful-timeout": None})))
+    assert " ".join(GUNICORN_LIMITS) in gunicorn
     demo = (ROOT / "bootstrap.sh").read_text()
     assert " ".join(GUNICORN_LIMITS) in " ".join(demo.replace("\\\n", " ").split())
 

@@ -154,11 +154,11 @@ def test_off_by_default_and_per_service_switch():
     assert client.post("/on", json=[{"x": 1}, {"x": 2}]).json["result"] == [3.0, 5.0]
 
 
-# -- under a real threaded gunicorn ------------------------------------------------
+# -- under a real threaded gunicorn, and granian ------------------------------------------------
 
 
 @pytest.mark.slow
-def test_threaded_gunicorn_merges_and_keeps_answers_apart(tmp_path, gunicorn_server):
+def test_threaded_workers_merge_and_keep_answers_apart(tmp_path, wsgi_server):
     path = iris_config(
         tmp_path,
         predict_service={
@@ -169,7 +169,7 @@ def test_threaded_gunicorn_merges_and_keeps_answers_apart(tmp_path, gunicorn_ser
     )
     persister = load_config([str(path)])["model_persister"]
     persister.activate(persister.write(Affine()))
-    url = gunicorn_server(path, workers=2, args=["--worker-class", "gthread", "--threads", "8"])
+    url = wsgi_server(path, workers=2, threads=8)
 
     def call(index: int):
         session = sessions.setdefault(threading.get_ident(), requests.Session())

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import guards, web
 from ..factory import decorate
+from ..lean import LeanRequest, json_answer
 from ..web import json_response
 from .config import read_settings
 from .service import OnlineService
@@ -92,6 +93,8 @@ def answer_event(call: EventCall, service: OnlineService, request: Request) -> R
     """
     started = time.perf_counter_ns()
     answer, status = call(service, web.read_json(request, expect=dict), started)
+    if type(request) is LeanRequest:  # the front door's: a prebuilt head (pipeforge.lean)
+        return json_answer(answer, status)
     return json_response(answer, status)
 
 
@@ -252,7 +255,7 @@ def stream_metrics() -> Response:
 
 
 def stream_events() -> Response:
-    return _stream(("predict", "learn"), chantilly_metrics=False)
+    return _stream(("predict", "learn", "drift"), chantilly_metrics=False)
 
 
 _PREFIX = "/api"
@@ -291,7 +294,7 @@ def online_routes(app: Flask, config: Mapping[str, Any]) -> dict[tuple[str, str]
 def register_routes(
     app: Flask,
     config: Config,
-    hot_routes: dict[tuple[str, str], Callable[[Request], WSGIResponse]] | None = None,
+    hot_routes: dict[tuple[str, str], Callable[[LeanRequest], WSGIResponse]] | None = None,
 ) -> OnlineService:
     """Add the ``/api`` routes for the config's online models to ``app``.
 

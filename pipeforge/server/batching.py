@@ -7,9 +7,11 @@ small inputs, so merging their rows into one call serves more requests per
 second. The first request to arrive leads: it waits — at most ``max_wait_ms``
 — only while other requests to the same service are still being parsed and
 can join, then calls the model once for everyone (up to ``max_batch_size``
-rows; a larger request goes alone) and hands each request its own rows back.
-A request alone is never delayed: with nothing else in flight the leader
-goes at once.
+rows) and hands each request its own rows back.
+Batching only where it pays: a request alone is never delayed (with nothing
+else in flight the leader goes at once, and it pauses blindly for threads it
+cannot see only while the last batch did merge requests), and a request of
+more than half ``max_batch_size`` rows calls the model at once, on its own.
 
 If the merged call fails, each request of the batch is retried on its own,
 so an input that makes the model fail fails only its own request.
@@ -107,6 +109,7 @@ class Batcher:
         self._leaders: dict[Any, _Item] = {}  # key -> the item collecting its next batch
         self._expected = 0  # requests announced but not taken into a batch yet
         self._local = threading.local()
+        self._merged = False  # whether the last batch merged requests (worth pausing for)
 
     def __repr__(self) -> str:
         return f"Batcher(max_batch_size={self.max_batch_size}, max_wait_ms={self.max_wait_ms})"
@@ -148,6 +151,9 @@ class Batcher:
         concatenated and answer one result row per input row.
         """
         item = _Item(X, _rows(X))
+        if 2 * item.rows > self.max_batch_size:  # large: nothing to gain by waiting
+            self.leave()
+            return call(X)
         with self._lock:
             if getattr(self._local, "pending", False):
                 self._local.pending = False  # counted as taken when its batch is taken
@@ -185,6 +191,7 @@ class Batcher:
                 rows += queue[taken].rows
                 taken += 1
             batch = queue[:taken]
+            self._merged = taken > 1
             del queue[:taken]
             self._expected -= len(batch)
             if queue:  # the first of the rest leads the next batch
@@ -209,7 +216,8 @@ class Batcher:
         """
         now = time.monotonic()
         deadline = now + self.max_wait_ms / 1000.0
-        patience = min(deadline, now + _PATIENCE_SECONDS) if threaded else now
+        blind = threaded and self._merged
+        patience = min(deadline, now + _PATIENCE_SECONDS) if blind else now
         while sum(item.rows for item in queue) < self.max_batch_size:
             now = time.monotonic()
             remaining = deadline - now

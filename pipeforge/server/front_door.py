@@ -42,10 +42,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import web
+from ..lean import LeanRequest
 
 if TYPE_CHECKING:
     from flask import Flask
-    from werkzeug.wrappers import Request, Response
+    from werkzeug.wrappers import Response
 
     from .batching import Batcher
     from .metrics import Metrics
@@ -72,8 +73,9 @@ QUERY_LIMIT = 4096
 #: set on the app hooks pipeforge itself registers (they are no reason to leave the hot routes)
 PIPEFORGE_HOOK = "_pipeforge_hook"
 
-#: answers a hot request (a werkzeug ``Request``) with a response
-Handler = Callable[["Request"], "Response"]
+#: answers a hot request (a :class:`~pipeforge.lean.LeanRequest`) with a response
+#: (a werkzeug ``Response`` or a :class:`~pipeforge.lean.Answer`)
+Handler = Callable[[LeanRequest], "Response"]
 
 #: ``(method, path) -> handler`` of the routes the door may answer itself
 HotRoutes = dict[tuple[str, str], Handler]
@@ -103,9 +105,6 @@ class FrontDoor:
         self.metrics = metrics
         self.batchers = tuple(batchers)
         self.service_metadata = service_metadata
-        from werkzeug.wrappers import Request  # here, not at import: scripts need no werkzeug
-
-        self._request_class = Request
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -149,10 +148,8 @@ class FrontDoor:
         return [batcher for batcher in self.batchers if batcher.arrive(threaded)]
 
     def _answer(self, handler: Handler, environ: dict[str, Any], limit: int | None) -> Response:
-        request = self._request_class(environ)
-        request.max_content_length = limit
         try:
-            return handler(request)
+            return handler(LeanRequest(environ, limit))
         except Exception as exc:
             return web.error_response(_named_limit(exc, limit), self.service_metadata)
 

@@ -16,6 +16,11 @@ metric                                         type       labels
 ``pipeforge_jobs_total``                       counter    ``job``, ``state``: ``running``
                                                           (started), ``finished``, ``error``
 ``pipeforge_jobs_running``                     gauge      ``job`` (summed over live workers)
+``pipeforge_drift_*``                          gauge      with a ``drift`` entry: see
+                                                          :mod:`.metrics_drift`
+``pipeforge_live_score``                       gauge      with a ``prediction_log``: see
+                                                          :mod:`.metrics_release`
+``pipeforge_release_events_total``             counter    ``service``, ``event`` (the same)
 =============================================  =========  ===================================
 
 ``route`` is the URL rule (``/predict``, ``/pipelines/<name>/main``), or
@@ -23,8 +28,9 @@ metric                                         type       labels
 set. A request whose input is rejected counts as a 4xx request and never as a
 model call or a prediction.
 
-Cost: a write to a multiprocess value takes a lock and an mmap update (~2 µs),
-so the per-request counters are summed in memory and written four times a
+Cost: a write to a multiprocess value takes a lock and an mmap update (~2 µs;
+a histogram's observation writes two), so the per-request counters and
+latency buckets are summed in memory and written four times a
 second by a thread of each worker (and before every scrape): a scrape may miss
 the last quarter second of another worker's requests, never more.
 
@@ -47,6 +53,7 @@ Config entry (the defaults shown; ``'metrics': False`` turns it off)::
 from __future__ import annotations
 
 import atexit
+import bisect
 import logging
 import os
 import threading
@@ -92,6 +99,8 @@ class Metrics:
 
     def __init__(self, state: AppState) -> None:
         self.state = state
+        self.drift: Any = None  # the app's DriftMonitor, for the drift gauges
+        self.collectors: list[Any] = []  # read when scraped: the live scores (.metrics_release)
 
     def setup(self) -> Metrics:
         """Create the metric objects (imports prometheus_client)."""
@@ -162,8 +171,7 @@ class Metrics:
                 self.latency.labels(route, method),
             )
             self._children[key] = children
-        self.tally.add(children[0])
-        children[1].observe(seconds)
+        self.tally.request(children[0], children[1], seconds)
 
     def model_called(self, service: Any, model: Any, rows: int) -> None:
         version = (getattr(model, "__metadata__", None) or {}).get("version", "")
@@ -210,6 +218,12 @@ class Metrics:
                 registry = CollectorRegistry()
                 registry.register(_Forward(self.registry))
             registry.register(_ModelCollector(self.state))
+            if self.drift is not None:  # the drift gauges (pipeforge.server.metrics_drift)
+                from .metrics_drift import DriftCollector
+
+                registry.register(DriftCollector(self.drift))
+            for collector in self.collectors:
+                registry.register(collector)
             self._scrape = registry
         return registry
 
@@ -226,22 +240,52 @@ class _Tally:
         self.interval = interval
         self._lock = threading.Lock()
         self._sums: dict = {}
+        self._observed: dict = {}  # histogram -> [sum, count per bucket]
         self._pid: int | None = None
         self._stopped = threading.Event()
 
     def add(self, child: Any, amount: float = 1.0) -> None:
         with self._lock:
             self._sums[child] = self._sums.get(child, 0.0) + amount
-            if self._pid != os.getpid() and not self._stopped.is_set():
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, name="pipeforge-metrics", daemon=True).start()
-                atexit.register(self.flush)
+            self._started()
+
+    def request(self, counter: Any, histogram: Any, seconds: float) -> None:
+        """One request: ``counter`` +1 and ``seconds`` observed by ``histogram``, under one lock.
+
+        An observation of a multiprocess histogram writes two mmapped values
+        (~6 µs); here it is a bucket count in memory, written with the rest.
+        """
+        bounds = getattr(histogram, "_upper_bounds", None)
+        if bounds is None or not hasattr(histogram, "_buckets"):  # not prometheus_client's own
+            histogram.observe(seconds)
+            return self.add(counter)
+        with self._lock:
+            self._sums[counter] = self._sums.get(counter, 0.0) + 1.0
+            seen = self._observed.get(histogram)
+            if seen is None:
+                seen = self._observed[histogram] = [0.0] + [0] * len(bounds)
+            seen[0] += seconds
+            seen[1 + bisect.bisect_left(bounds, seconds)] += 1
+            self._started()
+
+    def _started(self) -> None:
+        # with the lock held: a writing thread in each process (a forked worker gets its own)
+        if self._pid != os.getpid() and not self._stopped.is_set():
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="pipeforge-metrics", daemon=True).start()
+            atexit.register(self.flush)
 
     def flush(self) -> None:
         with self._lock:
             sums, self._sums = self._sums, {}
+            observed, self._observed = self._observed, {}
         for child, amount in sums.items():
             child.inc(amount)
+        for histogram, (total, *counts) in observed.items():
+            histogram._sum.inc(total)
+            for bucket, count in zip(histogram._buckets, counts, strict=True):
+                if count:
+                    bucket.inc(count)
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval):
@@ -327,6 +371,11 @@ def register_metrics(app: Flask, config: Mapping[str, Any], state: AppState) -> 
 
     metrics = Metrics(state).setup()
     app.extensions["pipeforge_metrics"] = metrics
+    metrics.drift = app.extensions.get("pipeforge_drift")
+    if "pipeforge_release_records" in app.extensions:  # the prediction log's counts, live scores
+        from .metrics_release import attach_release_metrics
+
+        attach_release_metrics(metrics, app.extensions["pipeforge_release_records"])
     state.stoppers.append(metrics.tally.stop)
     for _, service in state.services:
         if callable(getattr(service, "observe", None)):
