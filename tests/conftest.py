@@ -3,10 +3,13 @@
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.gunicorn",
+    "tests.fixtures.mlflow",
+    "tests.fixtures.granian",
     "tests.fixtures.redis",
     "tests.fixtures.chromium",
     "tests.fixtures.workers",
     "tests.fixtures.palladium",
     "tests.fixtures.podman",
     "tests.fixtures.online",
+    "tests.fixtures.mlserver",
 ]

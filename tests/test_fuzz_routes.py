@@ -107,9 +107,25 @@ class Served:
 # -- the services ----------------------------------------------------------------------
 
 
+def protocol_tensors(features: tuple[str, ...]) -> st.SearchStrategy[list[dict]]:
+    """The ``inputs`` of an inference protocol request: one FP64 tensor per feature, 1-3 rows."""
+
+    def tensors(rows: int) -> st.SearchStrategy[list[dict]]:
+        column = st.lists(st.floats(-3, 300), min_size=rows, max_size=rows)
+        return st.tuples(*(column for _ in features)).map(
+            lambda columns: [
+                {"name": name, "shape": [rows], "datatype": "FP64", "data": list(values)}
+                for name, values in zip(features, columns, strict=True)
+            ]
+        )
+
+    return st.integers(1, 3).flatmap(tensors)
+
+
 def switch_on_guarded(entries: dict) -> dict:
     """``entries`` with every route of the security table that they can serve on, token-guarded."""
     needs = {"online": "online_models", "pipelines_admin": "pipelines"}
+    needs["feedback"] = "predict_service"  # with a prediction log to take the feedback
     for route in GUARDED_ROUTES:
         if route.switch == "flask_add_url_rules":
             if "model_persister" not in entries:
@@ -127,6 +143,8 @@ def switch_on_guarded(entries: dict) -> dict:
             if needs[section] not in entries:
                 continue
             entries.setdefault(section, {})[key] = True
+            if section == "feedback":
+                entries["predict_service"].setdefault("prediction_log", True)
         entries[route.guard_list] = [GUARD]
     return entries
 
@@ -198,18 +216,36 @@ def token() -> str:
 def iris(tmp_path_factory, token) -> Iterator[Served]:
     """examples/iris with a model fitted by ``pf-fit``, as its README says."""
     config = _copy_example("iris", tmp_path_factory.mktemp("fuzz")) / "config.yaml"
-    _edit_yaml(config)
+    _edit_yaml(config, inference_protocol={"enabled": True})
     _run(["pf-fit"], config, token)
     served = _serve("iris", config, token)
     served.snapshot = lambda: _get(served.url + "/list")
     version = st.one_of(st.integers(1, 3), st.integers(1, 3).map(str))
+    infer = {"id": st.sampled_from(("a", "b")), "inputs": protocol_tensors(IRIS_FEATURES)}
     served.example = Example(
+        names={"version": ("1", "2")},
         features=IRIS_FEATURES,
         bodies={
             "POST /fit": {},
             "POST /update-model-cache": {},
             "POST /activate": {"model_version": version},
             "POST /delete": {"model_version": version},
+            "POST /traffic": {
+                "service": st.sampled_from(("/predict", "/nope")),
+                "traffic": st.dictionaries(
+                    st.sampled_from(("active", "champion")), st.floats(0, 100), max_size=2
+                ),
+            },
+            "POST /alias": {
+                "alias": st.sampled_from(("champion", "challenger", "active", "9x")),
+                "model_version": version,
+            },
+            "POST /feedback": {
+                "id": st.sampled_from(("a", "b")),
+                "ground_truth": st.sampled_from(("Iris-setosa", "Iris-virginica")),
+            },
+            "POST /v2/models/predict_service/infer": infer,
+            "POST /v2/models/predict_service/versions/{version}/infer": infer,
         },
     )
     yield served
@@ -243,7 +279,7 @@ def iris_pipelines(tmp_path_factory, token) -> Iterator[Served]:
 def online(tmp_path_factory, token) -> Iterator[Served]:
     """examples/online; its event streams end after a second so that they hold no worker long."""
     config = _copy_example("online", tmp_path_factory.mktemp("fuzz")) / "config.yaml"
-    _edit_yaml(config, online={"stream_seconds": 1})
+    _edit_yaml(config, online={"stream_seconds": 1}, inference_protocol={"enabled": True})
     served = _serve("online", config, token)
 
     def snapshot() -> object:
@@ -262,6 +298,7 @@ def online(tmp_path_factory, token) -> Iterator[Served]:
             "POST /api/predict": {"id": ids, "features": features},
             "POST /api/learn": {"features": features, "ground_truth": st.floats(25, 350)},
             "POST /api/init": {"flavor": st.sampled_from(("regression", "binary"))},
+            "POST /v2/models/{name}/infer": {"inputs": protocol_tensors(DIABETES_FEATURES)},
         },
     )
     yield served
@@ -412,6 +449,8 @@ def fuzz_all(served: Served, folder: Path) -> None:
 @pytest.mark.slow
 def test_fuzz_iris_routes(iris, tmp_path):
     fuzz_all(iris, tmp_path)
+    # the read-only release routes of the dashboard, fuzzed like every other route
+    assert {"GET /release", "GET /live-scores"} <= set(iris.counts)
 
 
 @pytest.mark.slow

@@ -85,6 +85,10 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "metrics": "pipeforge.server.metrics",
     "openapi": "pipeforge.server.openapi",
     "dashboard": "pipeforge.server.dashboard",
+    "inference_protocol": "pipeforge.server.inference_protocol.settings",
+    # releasing models (docs/releasing.md)
+    "drift": "pipeforge.release.drift",
+    "feedback": "pipeforge.server.feedback",
     # background jobs
     "job_queue": "pipeforge.jobs.interface",
     # versioned pipelines
@@ -132,6 +136,7 @@ DECORATOR_LISTS: tuple[str, ...] = (
     "online_admin_decorators",
     "online_data_decorators",
     "pipelines_admin_decorators",
+    "feedback_decorators",
 )
 
 #: plain-dict entries checked when the config is loaded (their readers run per request)

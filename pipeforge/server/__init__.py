@@ -12,6 +12,7 @@ the service (docs/architecture.md).
 
 from .app import create_app
 from .predict_service import PredictService
+from .release_views import move_alias, set_traffic
 from .routes import UrlRule, add_url_rule
 from .views import activate, alive, delete, fit, list_models, update_model_cache
 
@@ -26,4 +27,6 @@ __all__ = [
     "update_model_cache",
     "activate",
     "delete",
+    "set_traffic",
+    "move_alias",
 ]

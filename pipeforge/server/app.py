@@ -25,11 +25,16 @@ from ..errors import ConfigError
 from ..factory import decorate
 from ..interfaces import PredictService as PredictServiceInterface
 from ..jobs import JobRunner, job_queue, require
+from ..release.drift import monitor_for
+from .feedback import register_feedback
 from .front_door import BODY_LIMIT, HotRoutes, install_front_door
+from .inference_protocol import register_inference_protocol
 from .lifecycle import AppState, run_background
 from .metrics import register_metrics
 from .openapi import register_openapi
 from .predict_service import PredictService
+from .release_flow import attach_release
+from .release_overview import register_release_overview
 from .routes import add_rules
 from .views import alive, answer_predict, job_view, list_models, predict_view
 
@@ -72,6 +77,7 @@ def _add_predict_services(app: Flask, state: AppState, hot: HotRoutes) -> None:
     for key, service in state.services:
         if hasattr(service, "initialize_component"):
             service.initialize_component(config)
+        attach_release(key, service, state)
         entry_point = getattr(service, "entry_point", "/predict")
         if entry_point in seen:
             raise ConfigError(
@@ -150,6 +156,7 @@ def create_app(
     if state.services and state.model_persister is None:
         require(config, "model_persister")
     _add_predict_services(app, state, hot)
+    app.extensions["pipeforge_drift"] = monitor_for(config, state.model_persister)
     app.add_url_rule("/alive", view_func=decorate(alive, config, "alive_decorators"))
     app.add_url_rule(
         "/list", endpoint="list", view_func=decorate(list_models, config, "list_decorators")
@@ -166,6 +173,9 @@ def create_app(
     if pipelines is not None:
         state.extra_background.append(pipelines.sync)
     _add_online(app, config, hot)
+    register_inference_protocol(app, state)
+    register_feedback(app, state)
+    register_release_overview(app, state)
     register_openapi(app, config)
     metrics = register_metrics(app, config, state)
     _add_dashboard(app, config)
