@@ -20,6 +20,7 @@ __all__ = [
     "flatten_metadata",
     "compare",
     "ComparedRow",
+    "label_rows",
 ]
 
 _MAX_ITEMS = 20
@@ -189,3 +190,13 @@ def compare(models: Sequence[Mapping[str, Any]], active: str | None = None) -> l
         differs = any(value != values[0] for value in values[1:])
         rows.append(ComparedRow(key, values, differs))
     return rows
+
+
+def label_rows(model: Any, proba: Any) -> list:
+    """``predict_proba`` rows as ``{class label: probability}`` dicts."""
+    rows = proba.tolist() if hasattr(proba, "tolist") else [list(row) for row in proba]
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return rows
+    labels = classes.tolist() if hasattr(classes, "tolist") else list(classes)
+    return [dict(zip(labels, row, strict=False)) for row in rows]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UsageError
+from ..release.routing import split_problem
 from .run import STORE_ENTRIES, existing_store, number_option, positive_int_option, run_script
 
 __all__ = ["RELEASE_COMMANDS", "release_admin_main"]
@@ -89,11 +90,9 @@ def _traffic(args: Mapping[str, Any], config: Mapping[str, Any], persister: Any)
         known = ", ".join(sorted(services)) or "none"
         raise UsageError(f"no predict service {named!r} in the config (services: {known})")
     key, service = services[entry_point]
-    if getattr(service, "traffic", None) is None:
-        raise UsageError(
-            f"the service at {entry_point} has no traffic split in its config ({key}.traffic); "
-            "a stored split is followed only by a service that has one"
-        )
+    problem = split_problem(key, service, entry_point)
+    if problem is not None:
+        raise UsageError(problem)
     if args["--reset"]:
         set_traffic(persister, entry_point, None)
         _say(args, f"{entry_point}: back to the config's split {dict(service.traffic)}", {})

@@ -121,28 +121,9 @@ def iter_log(
     )
 
 
-def read_log(
-    log: LogStore,
-    *,
-    service: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    limit: int | None = None,
-    newest_first: bool = False,
-    with_feedback: bool = False,
-) -> list[LoggedPrediction]:
-    """:func:`iter_log` as a list."""
-    return list(
-        iter_log(
-            log,
-            service=service,
-            since=since,
-            until=until,
-            limit=limit,
-            newest_first=newest_first,
-            with_feedback=with_feedback,
-        )
-    )
+def read_log(log: LogStore, **criteria: Any) -> list[LoggedPrediction]:
+    """:func:`iter_log` as a list (the same keyword arguments)."""
+    return list(iter_log(log, **criteria))
 
 
 # -- the prediction_log entry of a predict service ---------------------------------

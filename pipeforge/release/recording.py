@@ -34,6 +34,7 @@ from typing import Any
 
 from ..config.files import path_base
 from ..errors import ConfigError
+from ..model_info import label_rows
 from .answers import Answered
 from .background import Lane
 from .prediction_log import LoggedPrediction, LogSettings, LogStore, log_settings, open_log
@@ -133,15 +134,6 @@ def _entry(answer: Answered) -> LoggedPrediction:
     )
 
 
-def _labelled(model: Any, proba: Any) -> list[Any]:
-    rows = proba.tolist() if hasattr(proba, "tolist") else [list(row) for row in proba]
-    classes = getattr(model, "classes_", None)
-    if classes is None:
-        return rows
-    labels = classes.tolist() if hasattr(classes, "tolist") else list(classes)
-    return [dict(zip(labels, row, strict=False)) for row in rows]
-
-
 class RecordingSink:
     """Shadows and logs the answers of one predict service, off the request path."""
 
@@ -231,7 +223,7 @@ class RecordingSink:
                 model = self._shadow_model(self.shadow.alias)
                 output = self.service.predict(model, answer.X)
                 if getattr(self.service, "predict_proba", False):
-                    output = _labelled(model, output)
+                    output = label_rows(model, output)
                 answer.shadow_output = output
                 answer.shadow_version = (getattr(model, "__metadata__", None) or {}).get("version")
             except Exception:

@@ -37,7 +37,14 @@ from typing import Any
 from ..errors import ConfigError, NoModelError, RequestError
 from .aliases import ACTIVE, alias_problem, alias_version, traffic_in, weights_problem
 
-__all__ = ["ALIAS_HEADER", "ALIAS_PARAMETER", "Routing", "routing_for", "sticky_fraction"]
+__all__ = [
+    "ALIAS_HEADER",
+    "ALIAS_PARAMETER",
+    "Routing",
+    "routing_for",
+    "split_problem",
+    "sticky_fraction",
+]
 
 ALIAS_HEADER = "X-Model-Alias"  #: the header a request asks for an alias with
 ALIAS_PARAMETER = "model_alias"  #: the query parameter a request asks for an alias with
@@ -47,6 +54,20 @@ def sticky_fraction(key: str, value: str) -> float:
     """Where the caller ``value`` of sticky key ``key`` falls in [0, 1): the same on every host."""
     digest = hashlib.blake2b(value.encode("utf-8"), digest_size=8, key=key.encode("utf-8")[:64])
     return int.from_bytes(digest.digest(), "big") / 2.0**64
+
+
+def split_problem(key: str, service: Any, entry_point: str) -> str | None:
+    """Why a stored traffic split cannot be set for ``service`` (``None``: it can).
+
+    Only a service with ``traffic`` in its config follows a stored split, so
+    ``pf-admin traffic`` and ``POST /traffic`` refuse the others alike.
+    """
+    if getattr(service, "traffic", None) is not None:
+        return None
+    return (
+        f"the service at {entry_point} has no traffic split in its config ({key}.traffic); "
+        "a stored split is followed only by a service that has one"
+    )
 
 
 @dataclass

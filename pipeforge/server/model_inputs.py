@@ -19,6 +19,8 @@ import threading
 import warnings
 from typing import Any
 
+from ..model_info import label_rows
+
 __all__ = ["label_rows", "mapping_misfit", "needs_frame", "stored_mapping"]
 
 # scikit-learn's warning when a model fitted with names gets an array; the
@@ -102,16 +104,6 @@ def _silence_names_warning() -> None:
             if action == "ignore" and getattr(message, "pattern", None) == _NAMES_WARNING:
                 return
         warnings.filterwarnings("ignore", message=_NAMES_WARNING, category=UserWarning)
-
-
-def label_rows(model: Any, proba: Any) -> list:
-    """``predict_proba`` rows as ``{class label: probability}`` dicts."""
-    rows = proba.tolist() if hasattr(proba, "tolist") else [list(row) for row in proba]
-    classes = getattr(model, "classes_", None)
-    if classes is None:
-        return rows
-    labels = classes.tolist() if hasattr(classes, "tolist") else list(classes)
-    return [dict(zip(labels, row, strict=False)) for row in rows]
 
 
 def stored_mapping(persister: Any) -> list[tuple[str, str]] | None:

@@ -26,6 +26,7 @@ from ..errors import RequestError
 from ..jobs import require
 from ..release import aliases as release_aliases
 from ..release.promotion import evidence, promote
+from ..release.routing import split_problem
 from .fields import to_bool, to_float, to_int
 from .lifecycle import current_state
 from .routes import lifecycle_view
@@ -57,11 +58,9 @@ def set_traffic() -> Response:
     if entry_point not in served:
         raise NotFound(f"no predict service at {entry_point!r}")
     key, service = served[entry_point]
-    if getattr(service, "traffic", None) is None:
-        raise RequestError(
-            f"the service at {entry_point} has no traffic split in its config ({key}.traffic); "
-            "a stored split is followed only by a service that has one"
-        )
+    problem = split_problem(key, service, entry_point)
+    if problem is not None:
+        raise RequestError(problem)
     weights = values["traffic"]
     if weights is not None and not isinstance(weights, Mapping):
         raise RequestError("'traffic' must be an object of alias: weight, or null")
