@@ -67,7 +67,7 @@ setup_test_services() {
 }
 
 demo() {
-    setup_venv ""
+    setup_venv "[fast]"
     export PATH="$VENV/bin:$PATH"
     cd "${EXAMPLE_DIR:-$ROOT/examples/iris}"
     export PIPEFORGE_CONFIG=config.py
@@ -78,12 +78,10 @@ demo() {
     say "pf-list"
     pf-list
     local port="${PORT:-5000}"
-    say "serving the iris model with gunicorn on http://127.0.0.1:$port (Ctrl-C stops it)"
+    say "serving the iris model with pf-serve on http://127.0.0.1:$port (Ctrl-C stops it)"
     echo "Try it:  curl 'http://127.0.0.1:$port/predict?sepal%20length=6.3&sepal%20width=2.5&petal%20length=4.9&petal%20width=1.5'"
-    # The request-line and header limits pipeforge's Dockerfile sets too (docs/serving.md).
-    exec gunicorn --workers 2 --bind "127.0.0.1:$port" --access-logfile - \
-        --limit-request-line 8190 --limit-request-fields 200 --limit-request-field_size 16380 \
-        pipeforge.wsgi:app
+    # granian (the [fast] extra), or gunicorn with the request limits of pipeforge's images
+    exec pf-serve --workers 2 --bind "127.0.0.1:$port"
 }
 
 run_tests() {
