@@ -267,7 +267,9 @@ def _start_mlflow(ctx: dict) -> tuple[list[str], Path, dict]:
     shutil.rmtree(model_dir, ignore_errors=True)
     save = (
         "import joblib, mlflow.sklearn; "
-        f"mlflow.sklearn.save_model(joblib.load({str(ctx['model'])!r}), {str(model_dir)!r})"
+        f"mlflow.sklearn.save_model(joblib.load({str(ctx['model'])!r}), {str(model_dir)!r}, "
+        # MLflow's default (skops) refuses a forest's tree type without a trust list
+        "serialization_format='cloudpickle')"
     )
     subprocess.run([str(env / "bin" / "python"), "-c", save], check=True, capture_output=True)
     command = [str(env / "bin" / "mlflow"), "models", "serve", "-m", str(model_dir)]

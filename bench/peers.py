@@ -239,9 +239,16 @@ def main(argv: list[str] | None = None) -> int:
             }
             running = {}
             try:
-                for name, server in servers.items():
+                for name, server in list(servers.items()):
                     print(f"starting {name} ({model}) ...", flush=True)
-                    running[name] = start_server(server, envs, models[model], folder, FEATURES)
+                    try:
+                        running[name] = start_server(server, envs, models[model], folder, FEATURES)
+                    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+                        detail = getattr(exc, "stderr", b"") or b""
+                        tail = detail.decode(errors="replace").strip().splitlines()[-1:]
+                        print(f"  {name} did not start, left out: {exc} {' '.join(tail)}")
+                        del servers[name]
+                        continue
                     check_answers(
                         server,
                         running[name],

@@ -241,7 +241,9 @@ def test_json_lines_log_and_its_feedback(tmp_path, monkeypatch, serve):
     _flush(app)
     [file] = folder.glob("predictions-*.jsonl")
     line = json.loads(file.read_text())
-    assert line["request_id"] == "j-1" and line["inputs"] == [SAMPLE]
+    # the file keeps the samples as rows of the mapping's columns; readers get dicts back
+    assert line["request_id"] == "j-1"
+    assert line["inputs"] == {"columns": list(SAMPLE), "data": [list(SAMPLE.values())]}
     truth = answer.json["result"]
     assert (
         client.post(

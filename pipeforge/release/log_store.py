@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..sql import create_tables, describe_url
 from ..web import dumps
-from .prediction_log import LoggedPrediction
+from .prediction_log import LoggedPrediction, unpacked_inputs
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -84,6 +84,7 @@ def _entry(row: Any, truth: Any = None, at: Any = None) -> LoggedPrediction:
     for name in _JSON_FIELDS:
         if values.get(name) is not None:
             values[name] = json.loads(values[name])
+    values["inputs"] = unpacked_inputs(values["inputs"])
     values["single"] = bool(values["single"])
     if truth is not None:
         values["ground_truth"] = json.loads(truth)
@@ -284,6 +285,7 @@ class JsonLinesLog:
             truth, at = self._feedback(line["request_id"])
             if with_feedback and at is None:
                 continue
+            line["inputs"] = unpacked_inputs(line["inputs"])
             yield LoggedPrediction(**line, ground_truth=truth, feedback_time=at)
             given += 1
             if limit is not None and given >= limit:

@@ -37,7 +37,14 @@ from ..errors import ConfigError
 from ..model_info import label_rows
 from .answers import Answered
 from .background import Lane
-from .prediction_log import LoggedPrediction, LogSettings, LogStore, log_settings, open_log
+from .prediction_log import (
+    LoggedPrediction,
+    LogSettings,
+    LogStore,
+    log_settings,
+    open_log,
+    packed_inputs,
+)
 
 __all__ = [
     "RecordingSink",
@@ -124,7 +131,7 @@ def _entry(answer: Answered) -> LoggedPrediction:
         service=answer.service,
         version=answer.version,
         alias=answer.alias,
-        inputs=input_rows(answer.X, answer.names),
+        inputs=packed_inputs(answer.X, answer.names),
         outputs=_per_sample(answer.output, answer.single),
         single=answer.single,
         latency=answer.latency,

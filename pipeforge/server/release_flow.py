@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import web
 from ..errors import RequestError
+from ..json_codec import dumpb
+from ..lean import Answer, LeanRequest
 from ..release import Answered
 from ..release.aliases import ACTIVE, read_alias
 from ..release.routing import Routing, routing_for
@@ -114,13 +116,17 @@ class ReleaseFlow:
             version = (getattr(model, "__metadata__", None) or {}).get("version")
             metadata = web.ok_metadata(getattr(service, "service_metadata", None))
             metadata.update(model_version=version, model_alias=alias)
-            response = web.json_response({"result": result, "metadata": metadata})
+            body = {"result": result, "metadata": metadata}
+            if type(request) is LeanRequest:  # the front door's hot route: a prebuilt head
+                response = Answer(dumpb(body), extra=[(REQUEST_ID_HEADER, request_id)])
+            else:
+                response = web.json_response(body)
+                response.headers[REQUEST_ID_HEADER] = request_id
         except Exception as exc:
             response = service.response_from_exception(exc)
             if request_id is not None:
                 response.headers[REQUEST_ID_HEADER] = request_id
             return response
-        response.headers[REQUEST_ID_HEADER] = request_id
         if self.sink is not None:
             self._record(request_id, alias, version, inputs, result, started)
         return response
