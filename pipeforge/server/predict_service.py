@@ -239,7 +239,7 @@ class PredictService(PredictServiceInterface):
             y_pred = label_rows(model, y_pred)
         if type(request) is LeanRequest and type(self) is PredictService:
             # the front door's hot route: the answer's head is prebuilt (pipeforge.lean)
-            body = self._answer_body(y_pred, inputs.single)
+            body = self.answer_body(y_pred, inputs.single)
             return json_answer(body, numeric_arrays=True)
         return self.response_from_prediction(y_pred, single=inputs.single)
 
@@ -394,9 +394,10 @@ class PredictService(PredictServiceInterface):
 
     def response_from_prediction(self, y_pred: Any, single: bool = True) -> Response:
         """The 200 response: ``{"result": ..., "metadata": {...}}``."""
-        return json_response(self._answer_body(y_pred, single))
+        return json_response(self.answer_body(y_pred, single))
 
-    def _answer_body(self, y_pred: Any, single: bool) -> dict[str, Any]:
+    def answer_body(self, y_pred: Any, single: bool) -> dict[str, Any]:
+        """The 200 answer's body: ``{"result": ..., "metadata": {...}}`` (numbers left as numpy)."""
         numpy = sys.modules.get("numpy")
         if numpy is not None and isinstance(y_pred, numpy.ndarray) and y_pred.dtype.kind in "biuf":
             result = y_pred[0] if single else y_pred  # numbers: the encoder writes them itself

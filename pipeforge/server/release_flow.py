@@ -110,15 +110,13 @@ class ReleaseFlow:
             y_pred = service.call_model(model, inputs.X, inputs.params)
             if getattr(service, "predict_proba", False):
                 y_pred = label_rows(model, y_pred)
-            result = y_pred.tolist() if hasattr(y_pred, "tolist") else list(y_pred)
-            if inputs.single:
-                result = result[0]
+            body = service.answer_body(y_pred, inputs.single)
+            result = body["result"]
             version = (getattr(model, "__metadata__", None) or {}).get("version")
-            metadata = web.ok_metadata(getattr(service, "service_metadata", None))
-            metadata.update(model_version=version, model_alias=alias)
-            body = {"result": result, "metadata": metadata}
+            body["metadata"].update(model_version=version, model_alias=alias)
             if type(request) is LeanRequest:  # the front door's hot route: a prebuilt head
-                response = Answer(dumpb(body), extra=[(REQUEST_ID_HEADER, request_id)])
+                answer = dumpb(body, numeric_arrays=True)
+                response = Answer(answer, extra=[(REQUEST_ID_HEADER, request_id)])
             else:
                 response = web.json_response(body)
                 response.headers[REQUEST_ID_HEADER] = request_id
@@ -162,9 +160,8 @@ def attach_release(key: str, service: Any, state: AppState) -> ReleaseFlow | Non
     naming ``key`` and the parameter), and tells the model cache which
     aliases to hold.
     """
-    if not callable(getattr(service, "parse", None)) or not callable(
-        getattr(service, "call_model", None)
-    ):
+    cycle = ("parse", "call_model", "answer_body")  # PredictService's public cycle
+    if not all(callable(getattr(service, name, None)) for name in cycle):
         return None
     config = state.config
     routing = routing_for(key, service, config)

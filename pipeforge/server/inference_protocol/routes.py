@@ -38,6 +38,7 @@ from .metadata import server_metadata
 from .online_model import OnlineModels
 from .service_model import ServiceModel
 from .settings import read_settings
+from .versions import VersionReader
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -162,6 +163,7 @@ def register_inference_protocol(app: Flask, state: AppState) -> None:
         return
     meta = state.service_metadata
     models: dict[str, ServiceModel] = {}
+    versions = VersionReader(state.model_persister)
     for key, service in state.services:
         if not isinstance(service, PredictService):
             logger.warning(
@@ -171,7 +173,7 @@ def register_inference_protocol(app: Flask, state: AppState) -> None:
             )
             continue
         name = settings.names[key]
-        models[name] = ServiceModel(name, key, service, state.model_persister)
+        models[name] = ServiceModel(name, key, service, state.model_persister, versions)
     online_service = app.extensions.get("pipeforge_online")
     online = OnlineModels(online_service) if online_service is not None else None
     views = _Views(models, online)

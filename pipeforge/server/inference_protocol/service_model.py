@@ -27,7 +27,7 @@ from ..predict_service import PredictService
 from .metadata import OUTPUTS, service_model_metadata
 from .samples import rows_of
 from .tensors import output_tensor, read_inputs, read_outputs
-from .versions import read_model
+from .versions import VersionReader
 
 __all__ = ["ServiceModel", "request_id", "request_parameters"]
 
@@ -55,11 +55,20 @@ def request_parameters(body: Mapping[str, Any]) -> dict[str, Any]:
 class ServiceModel:
     """The protocol's view of one predict service (config key ``key``), named ``name``."""
 
-    def __init__(self, name: str, key: str, service: PredictService, persister: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        key: str,
+        service: PredictService,
+        persister: Any,
+        versions: VersionReader | None = None,
+    ) -> None:
         self.name = name
         self.key = key
         self.service = service
         self.persister = persister
+        #: shared by the app's models, so that a version read for one is kept for all
+        self.version_reader = versions if versions is not None else VersionReader(persister)
         service.validate()
         self.fields = pairs(service.mapping, "mapping")
 
@@ -70,7 +79,7 @@ class ServiceModel:
 
     def model(self, version: str | None) -> Any:
         """The model that answers for ``version`` (the active one for ``None``), checked."""
-        model = read_model(self.persister, version)
+        model = self.version_reader.read(version)
         self.service.check_model(model)
         return model
 
